@@ -1,0 +1,85 @@
+"""Reverse-distillation losses: RD4AD, the released SCRD form, Eq. 4 and Algorithm 2.
+
+Every form uses the distance d(a, b) = 1 − cos(a, b) between *per-sample flattened* feature
+maps (C·H·W vectors), the "global cosine" of the RD4AD code: the per-pixel form of the paper's
+Eq. 1 trains markedly worse (RD4AD issue #22). Per-pixel cosines are used only for the maps.
+
+Options (all in ``LossConfig``):
+
+* ``form``: ``rd4ad`` Σ_k d(u_k, v_k); ``ratio_of_sums`` [Σ_k w_k d(u_k, v_k)] / [Σ_k w_k d(z_k, v_k)]
+  (Algorithm 2 and the released code); ``per_scale_ratio`` Σ_k w_k d(u_k, v_k) / (d(z_k, v_k) + ε)
+  (Eq. 4).
+* ``alpha_placement``: ``outside`` w_k = α_k weights the distances (the paper's reading);
+  ``inside_cosine`` multiplies both flattened vectors by α_k inside the cosine, as the released
+  code does: a positive scalar cancels in a cosine, so α has no effect and gets no gradient;
+  ``none`` w_k = 1.
+* ``batch_reduction``: ``ratio_of_means`` averages numerator and denominator over the batch
+  before dividing (released code); ``mean_of_ratios`` averages per-sample losses.
+* ``eps`` is added to every denominator (Eq. 4's ε; 0 in the released code).
+* ``alpha_grad``: ``detach`` stops the loss from training the scale head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .config import LossConfig
+
+
+def flat_cosine_distance(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """1 − cos of per-sample flattened features, shape [B]; ``scale`` multiplies both inside."""
+    a, b = a.flatten(1), b.flatten(1)
+    if scale is not None:
+        a, b = a * scale[:, None], b * scale[:, None]
+    return 1.0 - F.cosine_similarity(a, b, dim=1, eps=1e-8)
+
+
+@dataclass
+class LossTerms:
+    loss: torch.Tensor  # scalar to minimise
+    d_uv: torch.Tensor  # [B, K] distances student↔clean teacher (detached)
+    d_zv: torch.Tensor | None  # [B, K] distances student↔noisy teacher (detached); None for rd4ad
+
+
+def _distances(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor],
+               alpha: torch.Tensor | None, inside: bool) -> torch.Tensor:
+    return torch.stack([flat_cosine_distance(t, s, alpha[:, k] if inside else None)
+                        for k, (t, s) in enumerate(zip(teacher, student))], dim=1)
+
+
+def distillation_loss(clean: Sequence[torch.Tensor], student: Sequence[torch.Tensor],
+                      alpha: torch.Tensor | None, config: LossConfig,
+                      noisy: Sequence[torch.Tensor] | None = None) -> LossTerms:
+    """The configured loss from clean teacher u, student v, scale weights α and noisy teacher z."""
+    placement = config.alpha_placement
+    if placement != "none" and alpha is None:
+        raise ValueError(f"alpha_placement={placement!r} needs the scale weights alpha")
+    if alpha is not None and config.alpha_grad == "detach":
+        alpha = alpha.detach()
+    inside = placement == "inside_cosine"
+    d_uv = _distances(clean, student, alpha, inside)
+    weight = alpha if placement == "outside" else torch.ones_like(d_uv)
+
+    if config.form == "rd4ad":
+        loss = (weight * d_uv).mean(0).sum()
+        return LossTerms(loss, d_uv.detach(), None)
+    if noisy is None:
+        raise ValueError(f"loss form {config.form!r} needs the noisy teacher features")
+    d_zv = _distances(noisy, student, alpha, inside)
+    eps, batch_level = config.eps, config.batch_reduction == "ratio_of_means"
+
+    if config.form == "ratio_of_sums":
+        num, den = (weight * d_uv).sum(1), (weight * d_zv).sum(1)
+        loss = num.mean() / (den.mean() + eps) if batch_level else (num / (den + eps)).mean()
+    elif config.form == "per_scale_ratio":
+        if batch_level:
+            loss = ((weight * d_uv).mean(0) / (d_zv.mean(0) + eps)).sum()
+        else:
+            loss = (weight * d_uv / (d_zv + eps)).sum(1).mean()
+    else:
+        raise ValueError(f"unknown loss form {config.form!r}")
+    return LossTerms(loss, d_uv.detach(), d_zv.detach())

@@ -1,0 +1,62 @@
+"""Every teacher architecture, random weights, a small input: shapes, finiteness, gradient flow."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scrd.backbones import BACKBONES
+from scrd.config import LossConfig
+from scrd.model import SCRD
+from scrd.step import scrd_loss
+
+PAPER_LOSS = LossConfig(form="per_scale_ratio", alpha_placement="outside",
+                        batch_reduction="mean_of_ratios", eps=1e-6)
+
+
+@pytest.mark.parametrize("arch", sorted(BACKBONES))
+def test_training_step_on_every_architecture(arch):
+    torch.manual_seed(0)
+    size = 64
+    model = SCRD(arch).train()
+    spec = BACKBONES[arch]
+    clean = torch.randn(2, 3, size, size)
+    noisy = clean + 0.3 * torch.randn_like(clean)
+    teacher_before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
+
+    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-3)
+    terms, out = scrd_loss(model, clean, noisy, PAPER_LOSS, "full_model")
+    optimizer.zero_grad()
+    terms.loss.backward()
+    optimizer.step()
+
+    for k, (u, v, c) in enumerate(zip(out.teacher, out.student, spec.channels)):
+        expected = (2, c, size // 2 ** (k + 2), size // 2 ** (k + 2))
+        assert tuple(u.shape) == expected and tuple(v.shape) == expected, (k, u.shape, v.shape)
+        assert torch.isfinite(v).all()
+    assert out.alpha.shape == (2, 3) and torch.allclose(out.alpha.sum(1), torch.ones(2))
+    assert torch.isfinite(terms.loss)
+
+    used = model.bottleneck.used_parameter_names()
+    for name, p in model.bottleneck.named_parameters():
+        assert (p.grad is not None and p.grad.abs().sum() > 0) == (name in used), f"bottleneck.{name}"
+    for part in (model.decoder, model.scale_head):
+        for name, p in part.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert all(p.grad is None and not p.requires_grad for p in model.teacher.parameters())
+    for k, v in model.teacher.state_dict().items():
+        assert torch.equal(v, teacher_before[k]), f"teacher {k} changed in a training step"
+    assert not model.teacher.training
+
+
+def test_teacher_stays_frozen_when_parent_switches_modes():
+    model = SCRD("resnet18")
+    model.train()
+    assert model.training and model.decoder.training and not model.teacher.training
+    model.teacher.train()
+    assert not model.teacher.training
+
+
+def test_unknown_architecture_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown arch 'resnet101'"):
+        SCRD("resnet101")
