@@ -38,7 +38,10 @@ class NoiseConfig:
     min_size: int = 10  # patch side drawn uniformly in [min_size, max_size]
     max_size: int = 31
     field_seed: int = 7698519916  # the seed the released code's noise field gets
-    gaussian_std: float = 1.0
+    gaussian_std: float = 0.4  # per-pixel std of the 6-octave simplex sum: equal energy at one λ
+    # Patch sizes/positions: 'official' = numpy RandomState(train.seed) after the released script's
+    # two seed draws, so seed 111 replays its patch sequence; 'generator' = numpy default_rng.
+    patch_rng: Literal["official", "generator"] = "official"
 
 
 @dataclass
@@ -143,7 +146,7 @@ def _preset_paper() -> Config:
     every sample, the noisy image through the teacher only (Fig. 1), an α-weighted map."""
     return Config(
         preset="paper",
-        noise=NoiseConfig(field="fresh"),
+        noise=NoiseConfig(field="fresh", patch_rng="generator"),
         loss=LossConfig(form="per_scale_ratio", alpha_placement="outside",
                         batch_reduction="mean_of_ratios", eps=1e-6),
         train=TrainConfig(noisy_branch="encoder_only"),

@@ -1,0 +1,132 @@
+"""Image-level detection metrics: AUROC, AP, and F1/ACC at an oracle or a calibrated threshold.
+
+The official evaluation picks the best-F1 threshold on the evaluated set itself and reports F1 and
+ACC there: an *oracle* threshold (``oracle_metrics``, ``official_metrics``). For honest numbers,
+choose the threshold on held-out normal images (``calibrate_threshold``) and report
+``metrics_at_threshold``. A score counts as anomalous when ``score >= threshold``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    precision_recall_curve,
+    roc_auc_score,
+)
+
+
+def _as_numpy(x: Any, dtype: type) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor, possibly on an accelerator
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=dtype).reshape(-1)
+
+
+def _validate(labels: Any, scores: Any, both_classes: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Check and convert: 1-D labels in {0, 1}, finite float64 scores of the same length."""
+    y = _as_numpy(labels, np.float64)
+    s = _as_numpy(scores, np.float64)
+    if y.shape != s.shape:
+        raise ValueError(f"labels and scores must have the same length, got {y.size} and {s.size}")
+    if y.size == 0:
+        raise ValueError("labels and scores are empty")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0 (normal) or 1 (anomalous)")
+    if not np.isfinite(s).all():
+        raise ValueError(f"scores contain {int((~np.isfinite(s)).sum())} NaN or infinite value(s)")
+    if both_classes and (y.min() == y.max()):
+        raise ValueError("AUROC and the best-F1 threshold need both normal (0) and anomalous (1) labels")
+    return y.astype(np.int64), s
+
+
+def best_f1_threshold(labels: Any, scores: Any) -> float:
+    """Threshold maximising F1 on (labels, scores), exactly as the official ``return_best_thr``.
+
+    sklearn ``precision_recall_curve``; f1 = 2PR / (P + R + 1e-7); the last point (no threshold) is
+    dropped, NaNs are dropped, and the first argmax wins.
+    """
+    y, s = _validate(labels, scores, both_classes=True)
+    precision, recall, thresholds = precision_recall_curve(y, s)
+    f1 = (2 * precision * recall / (precision + recall + 1e-7))[:-1]
+    keep = ~np.isnan(f1)
+    return float(thresholds[keep][np.argmax(f1[keep])])
+
+
+def oracle_metrics(labels: Any, scores: Any) -> dict[str, float]:
+    """AUROC, AP, and F1/ACC at the best-F1 threshold chosen on these same labels (an oracle; unrounded)."""
+    y, s = _validate(labels, scores, both_classes=True)
+    threshold = best_f1_threshold(y, s)
+    pred = s >= threshold
+    return {
+        "auroc": float(roc_auc_score(y, s)),
+        "ap": float(average_precision_score(y, s)),
+        "threshold": threshold,
+        "f1": float(f1_score(y, pred)),
+        "acc": float(accuracy_score(y, pred)),
+    }
+
+
+def official_metrics(labels: Any, scores: Any) -> dict[str, float]:
+    """The official report: AUROC, F1 and ACC at the oracle best-F1 threshold, rounded to 4 decimals."""
+    m = oracle_metrics(labels, scores)
+    rounded = {key: round(m[key], 4) for key in ("auroc", "f1", "acc")}
+    return {**rounded, "threshold": m["threshold"]}
+
+
+def calibrate_threshold(normal_scores: Any, target_specificity: float = 0.95) -> float:
+    """Lowest observed-score threshold that flags at most a (1 − target) fraction of normal scores.
+
+    Rule: allow k = floor(n·(1 − target)) false positives; with the scores sorted in decreasing order
+    d_0 ≥ d_1 ≥ …, any threshold > d_k flags at most k normals. Return the smallest normal score
+    strictly greater than d_k, or the next float above max(scores) when there is none (k = 0, or
+    ties at the top). Ties are never split: tied scores are all flagged or all passed, so the
+    specificity on these scores is ≥ target, possibly above it.
+    """
+    if not 0.0 < target_specificity <= 1.0:
+        raise ValueError(f"target_specificity must be in (0, 1], got {target_specificity}")
+    s = _as_numpy(normal_scores, np.float64)
+    if s.size == 0:
+        raise ValueError("normal_scores is empty")
+    if not np.isfinite(s).all():
+        raise ValueError("normal_scores contain NaN or infinite values")
+    # 1e-9 absorbs float error in n·(1 − target), e.g. 10·(1 − 0.9) = 0.9999999999999998.
+    k = math.floor(s.size * (1.0 - target_specificity) + 1e-9)
+    if k >= s.size:
+        return float(s.min())
+    desc = np.sort(s)[::-1]
+    above = s[s > desc[k]]
+    return float(above.min()) if above.size else float(np.nextafter(desc[0], np.inf))
+
+
+def metrics_at_threshold(labels: Any, scores: Any, threshold: float) -> dict[str, float | int]:
+    """Confusion counts and rates at a fixed threshold (anomalous when score >= threshold).
+
+    Returns f1, acc, sensitivity, specificity, precision (NaN where undefined, e.g. no positives)
+    and the counts tp, fp, tn, fn.
+    """
+    y, s = _validate(labels, scores, both_classes=False)
+    pred = s >= threshold
+    tp = int(np.sum(pred & (y == 1)))
+    fp = int(np.sum(pred & (y == 0)))
+    tn = int(np.sum(~pred & (y == 0)))
+    fn = int(np.sum(~pred & (y == 1)))
+
+    def ratio(num: int, den: int) -> float:
+        return num / den if den else math.nan
+
+    return {
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "acc": (tp + tn) / y.size,
+        "sensitivity": ratio(tp, tp + fn),
+        "specificity": ratio(tn, tn + fp),
+        "precision": ratio(tp, tp + fp),
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+    }

@@ -1,0 +1,141 @@
+"""Metrics: exact parity with the official evaluation, calibrated thresholds, input validation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scrd.metrics import (
+    best_f1_threshold,
+    calibrate_threshold,
+    metrics_at_threshold,
+    official_metrics,
+    oracle_metrics,
+)
+
+GOLDEN = Path(__file__).parent / "fixtures" / "golden"
+CASES = json.loads((GOLDEN / "metrics_official.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_official_metrics_reproduced_exactly(name: str) -> None:
+    case = CASES[name]
+    labels, scores = case["labels"], case["scores"]
+    assert official_metrics(labels, scores) == {
+        "auroc": case["auroc"],
+        "f1": case["f1"],
+        "acc": case["acc"],
+        "threshold": case["best_thr"],
+    }
+    assert best_f1_threshold(labels, scores) == case["best_thr"]
+    oracle = oracle_metrics(labels, scores)
+    assert oracle["auroc"] == case["auroc_unrounded"]
+    assert oracle["f1"] == case["f1_unrounded"]
+    assert oracle["acc"] == case["acc_unrounded"]
+    assert 0.0 < oracle["ap"] <= 1.0
+    at_thr = metrics_at_threshold(labels, scores, oracle["threshold"])
+    assert at_thr["tp"] + at_thr["fp"] == case["n_pred_pos_at_thr"]
+    assert at_thr["f1"] == pytest.approx(oracle["f1"], abs=1e-12)
+    assert at_thr["acc"] == pytest.approx(oracle["acc"], abs=1e-12)
+
+
+def test_accepts_numpy_and_torch_inputs() -> None:
+    case = CASES["ties"]
+    expected = official_metrics(case["labels"], case["scores"])
+    scores = torch.tensor(case["scores"], dtype=torch.float64)
+    assert official_metrics(np.array(case["labels"]), scores) == expected
+
+
+# ----------------------------------------------------------------------------- calibrated threshold
+def flagged_fraction(scores: np.ndarray, thr: float) -> float:
+    return float(np.mean(scores >= thr))
+
+
+def test_calibrate_simple_and_float_edge() -> None:
+    scores = np.arange(1.0, 11.0)
+    # 10·(1 − 0.9) is 0.99999… in floats; one false positive must still be allowed.
+    assert calibrate_threshold(scores, 0.9) == 10.0
+    assert calibrate_threshold(scores, 0.8) == 9.0
+    assert calibrate_threshold(scores, 0.95) > 10.0  # k = 0: nothing may be flagged
+    assert flagged_fraction(scores, calibrate_threshold(scores, 0.95)) == 0.0
+
+
+def test_calibrate_never_splits_ties() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.3, 0.3])
+    thr = calibrate_threshold(scores, 0.8)  # one false positive allowed, but three normals tie at 0.3
+    assert flagged_fraction(scores, thr) == 0.0 and thr > 0.3
+    thr = calibrate_threshold(scores, 0.4)  # three allowed: the tied block can be flagged
+    assert thr == 0.3 and flagged_fraction(scores, thr) == 0.6
+    assert calibrate_threshold(np.full(4, 2.0), 0.5) > 2.0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(0, 12), min_size=1, max_size=60),
+    st.floats(0.01, 1.0, allow_nan=False),
+)
+def test_calibrate_meets_target_with_the_lowest_observed_threshold(values: list[int], target: float) -> None:
+    scores = np.asarray(values, dtype=np.float64) / 4.0  # many ties
+    thr = calibrate_threshold(scores, target)
+    assert 1.0 - flagged_fraction(scores, thr) >= target - 1e-9
+    lower = scores[scores < thr]
+    if lower.size:  # any lower observed threshold would flag too many normals
+        assert 1.0 - flagged_fraction(scores, lower.max()) < target - 1e-9
+
+
+def test_calibrate_validation() -> None:
+    with pytest.raises(ValueError, match="target_specificity"):
+        calibrate_threshold([0.1, 0.2], 0.0)
+    with pytest.raises(ValueError, match="target_specificity"):
+        calibrate_threshold([0.1, 0.2], 1.5)
+    with pytest.raises(ValueError, match="empty"):
+        calibrate_threshold([], 0.95)
+    with pytest.raises(ValueError, match="NaN"):
+        calibrate_threshold([0.1, float("nan")], 0.95)
+
+
+# ----------------------------------------------------------------------------- fixed threshold
+def test_metrics_at_threshold_counts_and_rates() -> None:
+    labels = [0, 0, 0, 0, 1, 1, 1]
+    scores = [0.1, 0.4, 0.5, 0.2, 0.5, 0.9, 0.3]
+    m = metrics_at_threshold(labels, scores, 0.5)  # score >= thr is anomalous
+    assert (m["tp"], m["fp"], m["tn"], m["fn"]) == (2, 1, 3, 1)
+    assert m["sensitivity"] == pytest.approx(2 / 3)
+    assert m["specificity"] == pytest.approx(3 / 4)
+    assert m["precision"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3)
+    assert m["acc"] == pytest.approx(5 / 7)
+
+
+def test_metrics_at_threshold_undefined_rates_are_nan() -> None:
+    m = metrics_at_threshold([0, 0, 0], [0.1, 0.2, 0.3], 0.5)
+    assert m["specificity"] == 1.0 and m["acc"] == 1.0
+    assert math.isnan(m["sensitivity"]) and math.isnan(m["precision"]) and math.isnan(m["f1"])
+
+
+# ----------------------------------------------------------------------------- validation
+@pytest.mark.parametrize("fn", [best_f1_threshold, oracle_metrics, official_metrics])
+def test_single_class_is_rejected_where_needed(fn) -> None:
+    with pytest.raises(ValueError, match="both normal"):
+        fn([0, 0, 0], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="both normal"):
+        fn([1, 1], [0.1, 0.2])
+
+
+@pytest.mark.parametrize("fn", [oracle_metrics, lambda y, s: metrics_at_threshold(y, s, 0.5)])
+def test_bad_inputs_are_rejected(fn) -> None:
+    with pytest.raises(ValueError, match="same length"):
+        fn([0, 1, 1], [0.1, 0.2])
+    with pytest.raises(ValueError, match="NaN"):
+        fn([0, 1], [0.1, float("nan")])
+    with pytest.raises(ValueError, match="0 \\(normal\\) or 1"):
+        fn([0, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match="empty"):
+        fn([], [])
