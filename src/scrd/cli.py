@@ -1,0 +1,251 @@
+"""The ``scrd`` command line: a thin layer over the Python functions.
+
+Only argparse is imported at start-up; torch and the jobs are imported inside each command, so
+``scrd --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+PRESET_NAMES = ("official", "paper", "rd4ad")
+ARCH_NAMES = ("resnet18", "resnet34", "resnet50", "wide_resnet50_2", "mobilenet_v2")
+
+
+def _config_from_args(args: argparse.Namespace):
+    import yaml
+
+    from .config import Config, ConfigError, preset
+
+    config = Config.load(args.config) if args.config else preset(args.preset)
+    overrides: dict[str, Any] = {}
+    for flag, key in (("arch", "model.arch"), ("weights", "model.weights"), ("image_size", "model.image_size"),
+                      ("iterations", "train.iterations"), ("batch_size", "train.batch_size"),
+                      ("device", "train.device"), ("seed", "train.seed"), ("num_workers", "train.num_workers")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[key] = value
+    if args.deterministic:
+        overrides["train.deterministic"] = True
+    if args.bf16:
+        overrides["train.bf16"] = True
+    for item in args.set or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = yaml.safe_load(value)
+    return config.with_overrides(overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import Config
+    from .training import train
+
+    config = Config() if args.resume else _config_from_args(args)
+    result = train(config, args.data, args.out, resume=args.resume, progress=not args.no_progress)
+    print(f"model: {result.run_dir / 'model.pt'} ({result.iterations} iterations, "
+          f"final loss {result.final_loss:.4f}, {result.images_per_s:.1f} images/s)")
+    if args.calibration:
+        from .evaluation import calibrate
+        info = calibrate(args.out, args.calibration, args.calibration_split, args.specificity)
+        print(f"calibrated threshold {info['threshold']:.6g} at specificity {args.specificity} "
+              f"on {info['n_images']} normal images")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+
+    r = evaluate(args.model, args.data, args.out, split=args.split, calibration_source=args.calibration,
+                 calibration_split=args.calibration_split, target_specificity=args.specificity,
+                 batch_size=args.batch_size, device=args.device, num_workers=args.num_workers)
+    o = r["oracle_threshold"]
+    print(f"AUROC {r['auroc']:.4f}  AP {r['ap']:.4f}  "
+          f"F1 {o['f1']:.4f} / ACC {o['acc']:.4f} at the ORACLE threshold (best F1 on this set)")
+    if "calibrated_threshold" in r:
+        c = r["calibrated_threshold"]
+        print(f"calibrated threshold {c['threshold']:.6g}: sensitivity {c['sensitivity']:.4f}, "
+              f"specificity {c['specificity']:.4f}, F1 {c['f1']:.4f}, ACC {c['acc']:.4f}")
+    print(f"results in {args.out}/ (metrics.json, scores.csv, roc.png, histogram.png)")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .prediction import predict
+
+    path = predict(args.model, args.inputs, args.out, batch_size=args.batch_size,
+                   heatmaps=not args.no_heatmaps, device=args.device, num_workers=args.num_workers)
+    print(f"predictions: {path}" + ("" if args.no_heatmaps else f"; heat maps in {args.out}/heatmaps/"))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .evaluation import calibrate
+
+    info = calibrate(args.model, args.data, args.split, args.specificity, device=args.device)
+    print(f"threshold {info['threshold']:.6g} (specificity {info['specificity_on_calibration_set']:.4f} "
+          f"on {info['n_images']} normal images) stored in {args.model}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, iterations=args.iterations, arch=args.arch)
+    return 0
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    from .model import SCRD, parameter_counts
+
+    counts = parameter_counts(SCRD(args.arch))
+    width = max(len(k) for k in counts)
+    print(f"parameters of SCRD with a {args.arch} teacher")
+    for name, n in counts.items():
+        print(f"  {name:<{width}}  {n:>12,d}  ({n / 1e6:7.2f} M, {n * 4 / 2**20:7.1f} MiB float32)")
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from .backbones import BACKBONES, find_imagenet_weights, install_weight_file
+
+    if args.action == "install":
+        if not args.arch or not args.file:
+            raise SystemExit("usage: scrd weights install ARCH FILE")
+        target = install_weight_file(args.arch, args.file)
+        print(f"verified and installed {args.file} -> {target}")
+        return 0
+    for arch in BACKBONES:
+        found = find_imagenet_weights(arch)
+        print(f"{arch:<16} {'ready: ' + str(found) if found else 'not installed'}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from .config import preset
+
+    print(preset(args.preset).to_yaml(), end="")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from .benchmark import run_throughput
+
+    run_throughput(args.arch, image_size=args.image_size, batch_size=args.batch_size,
+                   steps=args.steps, device=args.device, weights=args.weights)
+    return 0
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=PRESET_NAMES, default="official",
+                   help="named set of options (default: official = the released code)")
+    p.add_argument("--config", help="YAML config file (instead of --preset)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any option, e.g. --set loss.eps=1e-6 (repeatable)")
+    p.add_argument("--arch", choices=ARCH_NAMES)
+    p.add_argument("--weights", help="teacher weights: imagenet, none or a file path")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--iterations", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 …")
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (exact resume)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scrd", description="Scale-aware Contrastive Reverse Distillation: unsupervised anomaly "
+                                 "detection for medical images (train on normal images only).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train on normal images")
+    p.add_argument("--data", required=True, help="dataset folder (data.json or train/normal layout) or CSV")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--calibration", help="normal-only images to calibrate a decision threshold on")
+    p.add_argument("--calibration-split", default="train")
+    p.add_argument("--specificity", type=float, default=0.95, help="target specificity of the threshold")
+    p.add_argument("--no-progress", action="store_true")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics on a labelled set")
+    p.add_argument("--model", required=True, help="run directory or model.pt")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", required=True)
+    p.add_argument("--calibration", help="normal-only images for a calibrated threshold")
+    p.add_argument("--calibration-split", default="train")
+    p.add_argument("--specificity", type=float, default=0.95)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="score images and write heat maps")
+    p.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or a CSV manifest")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--no-heatmaps", action="store_true")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("calibrate", help="store a decision threshold from normal images")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="train")
+    p.add_argument("--specificity", type=float, default=0.95)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("demo", help="train and evaluate on a generated phantom dataset (offline)")
+    p.add_argument("--out", default="scrd-demo")
+    p.add_argument("--iterations", type=int, default=None)
+    p.add_argument("--arch", choices=ARCH_NAMES, default="mobilenet_v2")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("params", help="parameter counts by part")
+    p.add_argument("--arch", choices=ARCH_NAMES, default="wide_resnet50_2")
+    p.set_defaults(func=cmd_params)
+
+    p = sub.add_parser("weights", help="offline ImageNet weight files")
+    p.add_argument("action", choices=("install", "status"))
+    p.add_argument("arch", nargs="?", choices=ARCH_NAMES)
+    p.add_argument("file", nargs="?")
+    p.set_defaults(func=cmd_weights)
+
+    p = sub.add_parser("config", help="print a preset as YAML")
+    p.add_argument("--preset", choices=PRESET_NAMES, default="official")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("benchmark", help="training and inference throughput (images/s)")
+    p.add_argument("--arch", choices=ARCH_NAMES, nargs="+", default=["mobilenet_v2", "resnet18"])
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--weights", default="none")
+    p.set_defaults(func=cmd_benchmark)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, RuntimeError, FileNotFoundError, KeyError) as exc:
+        print(f"scrd {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

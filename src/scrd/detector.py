@@ -1,0 +1,95 @@
+"""A trained SCRD model ready to score images: loading, batched scoring, maps and decisions."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from . import __version__
+from .anomaly_map import anomaly_map, image_score
+from .checkpoint import CheckpointError, load_tensors, read_json, save_tensors, write_json
+from .config import Config
+from .data import normalize
+from .model import SCRD
+from .runs import CHECKPOINT_FORMAT, MODEL_META, choose_device, resolve_model_path
+
+
+@dataclass
+class Scored:
+    scores: torch.Tensor  # [B] float64, on CPU
+    maps: torch.Tensor  # [B, H, W] float32, on CPU
+    alpha: torch.Tensor  # [B, 3] scale weights, on CPU
+
+
+@dataclass
+class Detector:
+    model: SCRD
+    config: Config
+    device: torch.device
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image_size(self) -> int:
+        return self.config.model.image_size
+
+    @property
+    def threshold(self) -> float | None:
+        calibration = self.metadata.get("calibration")
+        return None if calibration is None else float(calibration["threshold"])
+
+    @torch.no_grad()
+    def score(self, images01: torch.Tensor) -> Scored:
+        """Scores and smoothed anomaly maps for a batch of [0, 1] images [B, 3, S, S]."""
+        self.model.eval()
+        x = normalize(images01.to(self.device, non_blocking=True))
+        use_bf16 = self.config.train.bf16 and self.device.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+            out = self.model(x)
+        teacher = [f.float() for f in out.teacher]
+        student = [f.float() for f in out.student]
+        scoring = self.config.scoring
+        alpha = out.alpha.float() if scoring.alpha_weighting == "weighted" else None
+        maps = anomaly_map(teacher, student, self.image_size, alpha=alpha, sigma=scoring.sigma)
+        scores = image_score(maps, scoring.score)
+        return Scored(scores.double().cpu(), maps.float().cpu(), out.alpha.float().cpu())
+
+    def iterate(self, loader: Any) -> Iterator[tuple[dict[str, Any], Scored]]:
+        for batch in loader:
+            yield batch, self.score(batch["image"])
+
+    # ---------------------------------------------------------------------- persistence
+    def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        directory = Path(directory)
+        path = directory / "model.pt"
+        save_tensors(path, {"state_dict": self.model.state_dict()})
+        self.metadata.update(extra or {})
+        self.metadata.update({
+            "format": CHECKPOINT_FORMAT, "arch": self.model.arch, "scrd_version": __version__,
+            "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "config": self.config.to_dict()})
+        write_json(directory / MODEL_META, self.metadata)
+        return path
+
+    def save_metadata(self, directory: str | Path) -> None:
+        write_json(Path(directory) / MODEL_META, self.metadata)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> "Detector":
+        """Load from a run directory or a ``model.pt`` (with its ``model.json`` beside it)."""
+        model_path = resolve_model_path(path)
+        metadata = read_json(model_path.parent / MODEL_META)
+        if metadata.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{model_path.parent / MODEL_META}: not a {CHECKPOINT_FORMAT} file")
+        config = Config.from_dict(metadata["config"])
+        model = SCRD(metadata["arch"])
+        state = load_tensors(model_path)
+        try:
+            model.load_state_dict(state["state_dict"], strict=True)
+        except (KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"{model_path}: does not fit a {metadata['arch']} SCRD model: {exc}") from exc
+        target = choose_device(device)
+        return cls(model.to(target).eval(), config, target, metadata)

@@ -1,0 +1,136 @@
+"""The evaluation job: score a labelled set, report honest metrics, and calibrate thresholds.
+
+AUROC and AP need no threshold. F1 and accuracy need one: the best-F1 threshold *of the
+evaluated set itself* (what the paper and the released code report) is an oracle and is always
+labelled so; a threshold calibrated on normal images only is the one a deployment can use.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .checkpoint import atomic_write, write_json
+from .data import ImageDataset, load_samples
+from .detector import Detector
+from .metrics import calibrate_threshold, metrics_at_threshold, oracle_metrics
+
+
+@dataclass
+class ScoredSet:
+    paths: list[str]
+    labels: np.ndarray  # int, -1 when unknown
+    scores: np.ndarray  # float64
+    alpha: np.ndarray  # [N, 3]
+
+
+def score_samples(detector: Detector, samples: Sequence[Any], batch_size: int = 16,
+                  num_workers: int = 0) -> ScoredSet:
+    dataset = ImageDataset(list(samples), detector.image_size)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                         num_workers=num_workers)
+    paths: list[str] = []
+    labels, scores, alphas = [], [], []
+    for batch, scored in detector.iterate(loader):
+        paths.extend(batch["path"])
+        labels.append(batch["label"].numpy())
+        scores.append(scored.scores.numpy())
+        alphas.append(scored.alpha.numpy())
+    return ScoredSet(paths, np.concatenate(labels).astype(int), np.concatenate(scores),
+                     np.concatenate(alphas))
+
+
+def alpha_statistics(alpha: np.ndarray) -> dict[str, Any]:
+    """Mean and std of α per scale, and the mean largest weight (1.0 = collapsed to one scale)."""
+    return {"mean": [round(float(v), 4) for v in alpha.mean(0)],
+            "std": [round(float(v), 4) for v in alpha.std(0)],
+            "mean_max_weight": round(float(alpha.max(1).mean()), 4)}
+
+
+def calibrate(model: str | Path, normal_source: str | Path, split: str = "train",
+              target_specificity: float = 0.95, batch_size: int = 16, device: str = "auto") -> dict[str, Any]:
+    """Store a decision threshold from normal images only in the model's metadata."""
+    detector = Detector.load(model, device)
+    samples = [s for s in load_samples(str(normal_source), split)]
+    abnormal = [s for s in samples if s.label == 1]
+    if abnormal:
+        raise ValueError(f"{normal_source}: calibration needs normal images only; "
+                         f"{len(abnormal)} are labelled abnormal, e.g. {abnormal[0].path}")
+    scored = score_samples(detector, samples, batch_size)
+    threshold = calibrate_threshold(scored.scores, target_specificity)
+    detector.metadata["calibration"] = {
+        "threshold": float(threshold), "target_specificity": target_specificity,
+        "source": str(normal_source), "split": split, "n_images": len(samples),
+        "specificity_on_calibration_set": float(np.mean(scored.scores < threshold))}
+    from .runs import resolve_model_path
+    detector.save_metadata(resolve_model_path(model).parent)
+    return detector.metadata["calibration"]
+
+
+def evaluate(model: str | Path, source: str | Path, out_dir: str | Path, split: str = "test",
+             calibration_source: str | Path | None = None, calibration_split: str = "train",
+             target_specificity: float = 0.95, batch_size: int = 16, device: str = "auto",
+             num_workers: int = 0) -> dict[str, Any]:
+    """Score the labelled ``split`` of ``source``; write metrics.json, scores.csv, roc.png, histogram.png."""
+    from sklearn.metrics import roc_curve
+
+    from .plots import histogram_png, roc_png
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    detector = Detector.load(model, device)
+    samples = load_samples(str(source), split)
+    unlabelled = [s for s in samples if s.label is None]
+    if unlabelled:
+        raise ValueError(f"{source}: evaluation needs labels; {len(unlabelled)} images have none, "
+                         f"e.g. {unlabelled[0].path}")
+    scored = score_samples(detector, samples, batch_size, num_workers)
+    labels, scores = scored.labels, scored.scores
+
+    oracle = oracle_metrics(labels, scores)
+    result: dict[str, Any] = {
+        "model": str(model), "data": str(source), "split": split,
+        "n_images": int(len(labels)), "n_normal": int((labels == 0).sum()), "n_abnormal": int((labels == 1).sum()),
+        "auroc": oracle["auroc"], "ap": oracle["ap"],
+        "oracle_threshold": {
+            "note": "oracle: threshold chosen for best F1 on this evaluated set itself (as the paper and the "
+                    "released code report); optimistic, not usable for deployment",
+            "threshold": oracle["threshold"], "f1": oracle["f1"], "acc": oracle["acc"]},
+        "score": detector.config.scoring.score, "alpha_weighting": detector.config.scoring.alpha_weighting,
+        "alpha": alpha_statistics(scored.alpha),
+        "checkpoint_selection": detector.metadata.get("selection", "unknown"),
+    }
+    threshold_info = None
+    if calibration_source is not None:
+        normal = load_samples(str(calibration_source), calibration_split)
+        normal_scores = score_samples(detector, normal, batch_size, num_workers).scores
+        threshold_info = {"source": str(calibration_source), "split": calibration_split,
+                          "target_specificity": target_specificity, "n_images": len(normal),
+                          "threshold": float(calibrate_threshold(normal_scores, target_specificity))}
+    elif detector.threshold is not None:
+        threshold_info = dict(detector.metadata["calibration"])
+    if threshold_info is not None:
+        at = metrics_at_threshold(labels, scores, threshold_info["threshold"])
+        result["calibrated_threshold"] = {"note": "threshold from normal images only", **threshold_info, **at}
+
+    write_json(out_dir / "metrics.json", result)
+    _write_scores(out_dir / "scores.csv", scored)
+    fpr, tpr, _ = roc_curve(labels, scores)
+    roc_png(out_dir / "roc.png", fpr, tpr, result["auroc"])
+    histogram_png(out_dir / "histogram.png", scores[labels == 0], scores[labels == 1])
+    return result
+
+
+def _write_scores(path: Path, scored: ScoredSet) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label", "score", "alpha_1", "alpha_2", "alpha_3"])
+            for p, label, s, a in zip(scored.paths, scored.labels, scored.scores, scored.alpha):
+                w.writerow([p, int(label), repr(float(s)), *(f"{v:.4f}" for v in a)])
+    atomic_write(path, write)

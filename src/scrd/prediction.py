@@ -1,0 +1,79 @@
+"""The prediction job: score image files in streamed batches, write a CSV and heat maps.
+
+Rows are appended and flushed batch by batch, so memory stays bounded and a killed run,
+started again with the same output folder, skips the images it already finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .data import ImageDataset, Sample, collect_images
+from .detector import Detector
+
+FIELDS = ["path", "score", "decision"]
+
+
+def _finished_paths(csv_path: Path) -> set[str]:
+    """Paths already written; a torn last line (a kill mid-write) is cut off first."""
+    if not csv_path.is_file():
+        return set()
+    data = csv_path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with open(csv_path, "r+b") as f:
+            f.truncate(cut)
+    with open(csv_path, newline="") as f:
+        return {row["path"] for row in csv.DictReader(f)}
+
+
+def heatmap_name(path: str) -> str:
+    """A file name unique per input path (two folders may hold the same file name)."""
+    digest = hashlib.sha1(path.encode()).hexdigest()[:8]
+    return f"{Path(path).stem}-{digest}.png"
+
+
+def predict(model: str | Path, inputs: Sequence[str], out_dir: str | Path, batch_size: int = 16,
+            heatmaps: bool = True, device: str = "auto", num_workers: int = 0) -> Path:
+    """Score every image of ``inputs`` (files, folders, globs or a CSV manifest)."""
+    from .plots import overlay_png
+
+    out_dir = Path(out_dir)
+    (out_dir / "heatmaps").mkdir(parents=True, exist_ok=True)
+    detector = Detector.load(model, device)
+    csv_path = out_dir / "predictions.csv"
+    done = _finished_paths(csv_path)
+    paths = [p for p in collect_images(list(inputs)) if str(p) not in done]
+    threshold = detector.threshold
+    vmin, vmax = detector.metadata.get("display_range", [None, None])
+
+    new_file = not csv_path.is_file()
+    with open(csv_path, "a", newline="") as f:
+        writer = csv.writer(f)
+        if new_file:
+            writer.writerow(FIELDS)
+        if not paths:
+            return csv_path
+        samples = [Sample(path=p, label=None, id=str(p)) for p in paths]
+        loader = torch.utils.data.DataLoader(ImageDataset(samples, detector.image_size),
+                                             batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        for batch, scored in detector.iterate(loader):
+            for i, path in enumerate(batch["path"]):
+                score = float(scored.scores[i])
+                if heatmaps:
+                    amap = scored.maps[i].numpy()
+                    lo = vmin if vmin is not None else float(amap.min())
+                    hi = vmax if vmax is not None else float(amap.max())
+                    overlay_png(out_dir / "heatmaps" / heatmap_name(path),
+                                batch["image"][i].permute(1, 2, 0).numpy(), amap, lo, hi)
+                decision = "" if threshold is None else ("abnormal" if score >= threshold else "normal")
+                writer.writerow([path, repr(score), decision])
+            f.flush()
+            os.fsync(f.fileno())
+    return csv_path
