@@ -44,7 +44,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import train
 
     config = Config() if args.resume else _config_from_args(args)
-    result = train(config, args.data, args.out, resume=args.resume, progress=not args.no_progress)
+    result = train(config, args.data, args.out, resume=args.resume, progress=not args.no_progress,
+                   eval_source=args.eval_data, eval_split=args.eval_split)
     print(f"model: {result.run_dir / 'model.pt'} ({result.iterations} iterations, "
           f"final loss {result.final_loss:.4f}, {result.images_per_s:.1f} images/s)")
     if args.calibration:
@@ -68,6 +69,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         c = r["calibrated_threshold"]
         print(f"calibrated threshold {c['threshold']:.6g}: sensitivity {c['sensitivity']:.4f}, "
               f"specificity {c['specificity']:.4f}, F1 {c['f1']:.4f}, ACC {c['acc']:.4f}")
+    if "SELECTED ON TEST LABELS" in r["checkpoint_selection"]:
+        print(f"WARNING: this checkpoint was {r['checkpoint_selection']}")
     print(f"results in {args.out}/ (metrics.json, scores.csv, roc.png, histogram.png)")
     return 0
 
@@ -169,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", help="normal-only images to calibrate a decision threshold on")
     p.add_argument("--calibration-split", default="train")
     p.add_argument("--specificity", type=float, default=0.95, help="target specificity of the threshold")
+    p.add_argument("--eval-data", help="labelled set scored every train.eval_every iterations")
+    p.add_argument("--eval-split", default="test")
     p.add_argument("--no-progress", action="store_true")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)

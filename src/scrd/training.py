@@ -95,8 +95,15 @@ def _check_training_samples(samples: list, source: str) -> None:
 
 
 def train(config: Config, train_source: str | Path, run_dir: str | Path, resume: bool = False,
-          progress: bool = True) -> TrainResult:
-    """Train SCRD on the normal images of ``train_source``; write everything into ``run_dir``."""
+          progress: bool = True, eval_source: str | Path | None = None, eval_split: str = "test",
+          ) -> TrainResult:
+    """Train SCRD on the normal images of ``train_source``; write everything into ``run_dir``.
+
+    With ``train.eval_every > 0`` the labelled ``eval_split`` of ``eval_source`` is scored during
+    training (as the released code does with its test set) and logged to ``eval_log.csv``; with
+    ``train.selection = best_on_test`` the best-AUROC model is also kept in ``best_on_test/``,
+    marked as selected on test labels. The final model is always the last iteration's.
+    """
     run_dir = Path(run_dir)
     config = _prepare_run_dir(run_dir, config, resume)
     tc = config.train
@@ -106,6 +113,7 @@ def train(config: Config, train_source: str | Path, run_dir: str | Path, resume:
 
     samples = load_samples(str(train_source), "train")
     _check_training_samples(samples, str(train_source))
+    monitor = _EvalMonitor.create(config, eval_source, eval_split, run_dir) if tc.eval_every else None
     dataset = ImageDataset(samples, config.model.image_size)
 
     model, weights_note = build_model(config.model.arch, config.model.weights)
@@ -128,7 +136,10 @@ def train(config: Config, train_source: str | Path, run_dir: str | Path, resume:
     bar = _progress(progress, start, tc.iterations)
     model.train()
     seen, t0, loss_value, rate = 0, time.perf_counter(), float("nan"), 0.0
+    per_epoch = math.ceil(len(dataset) / tc.batch_size)
     for it, batch in enumerate(loader, start=start + 1):
+        if (it - 1) % per_epoch == 0:
+            model.train()  # the released loop re-enters train mode only at each epoch start
         images01 = batch["image"].to(device, non_blocking=True)
         noisy = normalize(synth(images01)[0]) if needs_noise else None
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
@@ -151,6 +162,10 @@ def train(config: Config, train_source: str | Path, run_dir: str | Path, resume:
             bar.set_postfix(loss=f"{loss_value:.4f}", alpha="/".join(f"{v:.2f}" for v in a),
                             img_s=f"{rate:.1f}")
             bar.update(1)
+        if monitor is not None and it % tc.eval_every == 0:
+            monitor.evaluate(model, device, it)
+            if not tc.bn_eval_after_validation:
+                model.train()  # else: the released code's slip, eval-mode BatchNorm until the epoch ends
         if it % tc.checkpoint_every == 0 and it < tc.iterations:
             _save_state(run_dir, model, optimizer, synth, it)
     if bar is not None:
@@ -160,6 +175,50 @@ def train(config: Config, train_source: str | Path, run_dir: str | Path, resume:
 
 
 # --------------------------------------------------------------------------- helpers
+
+class _EvalMonitor:
+    """Scores a labelled set during training; keeps the best-AUROC model when asked to."""
+
+    FIELDS = ["iteration", "auroc", "ap", "oracle_f1", "oracle_acc"]
+
+    def __init__(self, config: Config, samples: list, run_dir: Path) -> None:
+        self.config, self.samples, self.run_dir = config, samples, run_dir
+        self.path = run_dir / "eval_log.csv"
+        self.best = -1.0
+        if self.path.is_file():  # resuming: the best so far is in the log
+            with open(self.path, newline="") as f:
+                self.best = max((float(r["auroc"]) for r in csv.DictReader(f)), default=-1.0)
+
+    @classmethod
+    def create(cls, config: Config, source: str | Path | None, split: str, run_dir: Path) -> "_EvalMonitor":
+        if source is None:
+            raise TrainingError("train.eval_every > 0 needs an evaluation set (--eval-data)")
+        samples = load_samples(str(source), split)
+        if {s.label for s in samples} != {0, 1}:
+            raise TrainingError(f"{source} ({split}): evaluation during training needs normal and abnormal labels")
+        return cls(config, samples, run_dir)
+
+    def evaluate(self, model, device: torch.device, iteration: int) -> float:
+        from .evaluation import score_samples
+        from .metrics import oracle_metrics
+
+        detector = Detector(model, self.config, device)
+        scored = score_samples(detector, self.samples, self.config.train.batch_size)
+        m = oracle_metrics(scored.labels, scored.scores)
+        new = not self.path.is_file()
+        with open(self.path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(self.FIELDS)
+            writer.writerow([iteration, f"{m['auroc']:.6f}", f"{m['ap']:.6f}", f"{m['f1']:.6f}", f"{m['acc']:.6f}"])
+        if self.config.train.selection == "best_on_test" and m["auroc"] >= self.best:
+            self.best = m["auroc"]
+            detector.save(self.run_dir / "best_on_test", {
+                "iterations": iteration,
+                "selection": f"best test AUROC ({m['auroc']:.4f}) at iteration {iteration}: SELECTED ON "
+                             "TEST LABELS, so its test metrics are optimistic"})
+        return m["auroc"]
+
 
 def _progress(enabled: bool, start: int, total: int):
     if not enabled:
