@@ -37,6 +37,7 @@ class BackboneSpec:
     decoder_layers: tuple[int, int, int]
     width_per_group: int = 64
     official_layout: bool = True  # the released code has this architecture (keys_<arch>.json)
+    signed_features: bool = False  # teacher features can be negative (no ReLU at the taps)
 
     @property
     def weight_file(self) -> str:
@@ -66,7 +67,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     "mobilenet_v2": BackboneSpec(
         "mobilenet_v2", models.mobilenet_v2, _URL + "mobilenet_v2-b0353104.pth",
         "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
-        (24, 32, 96), BasicBlock, 2, (2, 2, 2), official_layout=False),
+        (24, 32, 96), BasicBlock, 2, (2, 2, 2), official_layout=False, signed_features=True),
 }
 
 # torchvision mobilenet_v2.features indices ending each stride: /4 after 3, /8 after 6, /16 after 13.

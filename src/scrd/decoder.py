@@ -24,8 +24,9 @@ class DeBasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, in_channels: int, planes: int, upsample: nn.Module | None = None,
-                 base_width: int = 64) -> None:
+                 base_width: int = 64, output_relu: bool = True) -> None:
         super().__init__()
+        self.output_relu = output_relu
         self.conv1 = deconv2x2(in_channels, planes) if upsample is not None else conv3x3(in_channels, planes)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -36,16 +37,17 @@ class DeBasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.upsample is None else self.upsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        out = self.bn2(self.conv2(out)) + identity
+        return self.relu(out) if self.output_relu else out
 
 
 class DeBottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, in_channels: int, planes: int, upsample: nn.Module | None = None,
-                 base_width: int = 64) -> None:
+                 base_width: int = 64, output_relu: bool = True) -> None:
         super().__init__()
+        self.output_relu = output_relu
         width = int(planes * base_width / 64)
         self.conv1 = conv1x1(in_channels, width)
         self.bn1 = nn.BatchNorm2d(width)
@@ -60,18 +62,25 @@ class DeBottleneck(nn.Module):
         identity = x if self.upsample is None else self.upsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        out = self.bn3(self.conv3(out)) + identity
+        return self.relu(out) if self.output_relu else out
 
 
 class StudentDecoder(nn.Module):
-    """Three upsampling stages, from φ back to scales 3, 2, 1; returns them as [v1, v2, v3]."""
+    """Three upsampling stages, from φ back to scales 3, 2, 1; returns them as [v1, v2, v3].
+
+    ``signed_targets``: the teacher's features can be negative (MobileNetV2's linear bottlenecks,
+    unlike ResNet's post-ReLU outputs), so each stage's last block ends without a ReLU; a
+    non-negative student could not reach a cosine of 1 with a signed teacher.
+    """
 
     def __init__(self, block: type[nn.Module], in_channels: int, channels: tuple[int, int, int],
-                 layers: tuple[int, int, int], width_per_group: int = 64) -> None:
+                 layers: tuple[int, int, int], width_per_group: int = 64,
+                 signed_targets: bool = False) -> None:
         super().__init__()
         c1, c2, c3 = channels
         self._in = in_channels
+        self._signed = signed_targets
         self.layer1 = self._make_stage(block, c3, layers[0], width_per_group)
         self.layer2 = self._make_stage(block, c2, layers[1], width_per_group)
         self.layer3 = self._make_stage(block, c1, layers[2], width_per_group)
@@ -83,6 +92,7 @@ class StudentDecoder(nn.Module):
         upsample = nn.Sequential(deconv2x2(self._in, out_channels), nn.BatchNorm2d(out_channels))
         blocks = [block(self._in, planes, upsample, base_width=width_per_group)]
         blocks += [block(out_channels, planes, base_width=width_per_group) for _ in range(1, num_blocks)]
+        blocks[-1].output_relu = not self._signed
         self._in = out_channels
         return nn.Sequential(*blocks)
 

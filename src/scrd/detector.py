@@ -23,6 +23,7 @@ class Scored:
     scores: torch.Tensor  # [B] float64, on CPU
     maps: torch.Tensor  # [B, H, W] float32, on CPU
     alpha: torch.Tensor  # [B, 3] scale weights, on CPU
+    by_reduction: dict[str, torch.Tensor]  # both image scores ("mean", "max") of the same maps
 
 
 @dataclass
@@ -54,8 +55,8 @@ class Detector:
         scoring = self.config.scoring
         alpha = out.alpha.float() if scoring.alpha_weighting == "weighted" else None
         maps = anomaly_map(teacher, student, self.image_size, alpha=alpha, sigma=scoring.sigma)
-        scores = image_score(maps, scoring.score)
-        return Scored(scores.double().cpu(), maps.float().cpu(), out.alpha.float().cpu())
+        by_reduction = {r: image_score(maps, r).double().cpu() for r in ("mean", "max")}
+        return Scored(by_reduction[scoring.score], maps.float().cpu(), out.alpha.float().cpu(), by_reduction)
 
     def iterate(self, loader: Any) -> Iterator[tuple[dict[str, Any], Scored]]:
         for batch in loader:

@@ -37,7 +37,8 @@ class SCRD(nn.Module):
                                keep_unused=spec.official_layout)
         de_block = DeBottleneck if spec.block is Bottleneck else DeBasicBlock
         self.decoder = StudentDecoder(de_block, self.bottleneck.out_channels, spec.channels,
-                                      spec.decoder_layers, spec.width_per_group)
+                                      spec.decoder_layers, spec.width_per_group,
+                                      signed_targets=spec.signed_features)
         self.scale_head = ScaleHead(self.bottleneck.out_channels, num_scales=3)
 
     def train(self, mode: bool = True) -> "SCRD":
