@@ -60,3 +60,13 @@ def test_teacher_stays_frozen_when_parent_switches_modes():
 def test_unknown_architecture_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown arch 'resnet101'"):
         SCRD("resnet101")
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2"])
+def test_student_can_take_the_sign_of_its_teacher(arch):
+    """ResNet taps are post-ReLU; MobileNetV2's are linear bottlenecks, so its student must be able
+    to output negative values too, or the cosine distance could never reach zero."""
+    torch.manual_seed(0)
+    out = SCRD(arch).eval()(torch.randn(2, 3, 64, 64))
+    for u, v in zip(out.teacher, out.student):
+        assert bool((u < 0).any()) == bool((v < 0).any()) == (arch == "mobilenet_v2")
