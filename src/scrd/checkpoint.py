@@ -19,10 +19,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, unsafe or does not fit the model."""
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: str | Path, write: Callable[[Path], None], durable: bool = True) -> None:
     """Write via ``write(tmp)`` to a temporary file in the same folder, then rename over ``path``.
 
-    A crash at any point leaves either the old file or the new one, never a partial file.
+    A killed process leaves either the old file or the new one, never a partial file.
+    ``durable`` also fsyncs before the rename, so the same holds after a power loss.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,8 +31,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -9,8 +9,15 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .checkpoint import atomic_write
+
 _W, _H, _M = 480, 400, 50  # canvas size and margin
 BLUE, RED, GREY, BLACK = (31, 119, 180), (214, 39, 40), (200, 200, 200), (0, 0, 0)
+
+
+def save_png(image: Image.Image, path: str | Path, durable: bool = True) -> None:
+    """Write atomically, so a killed run never leaves a half-written PNG behind."""
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), durable)
 
 
 def _canvas(title: str, xlabel: str, ylabel: str) -> tuple[Image.Image, ImageDraw.ImageDraw]:
@@ -38,7 +45,7 @@ def roc_png(path: str | Path, fpr: np.ndarray, tpr: np.ndarray, auroc: float) ->
         draw.text((x - 8, _H - _M + 5), f"{v:g}", fill=BLACK)
         (_, y), = _to_px(np.array([0.0]), np.array([v]))
         draw.text((_M - 25, y - 5), f"{v:g}", fill=BLACK)
-    image.save(path)
+    save_png(image, path)
 
 
 def histogram_png(path: str | Path, normal: Sequence[float], abnormal: Sequence[float], bins: int = 40) -> None:
@@ -62,7 +69,7 @@ def histogram_png(path: str | Path, normal: Sequence[float], abnormal: Sequence[
     draw = ImageDraw.Draw(image)
     draw.text((_W - _M - 140, _M + 8), f"normal (n={len(normal)})", fill=BLUE)
     draw.text((_W - _M - 140, _M + 22), f"abnormal (n={len(abnormal)})", fill=RED)
-    image.save(path)
+    save_png(image, path)
 
 
 def _jet(values: np.ndarray) -> np.ndarray:
@@ -79,4 +86,4 @@ def overlay_png(path: str | Path, image01: np.ndarray, amap: np.ndarray, vmin: f
     base = np.repeat(np.clip(gray, 0, 1)[..., None] * 255, 3, axis=2)
     heat = _jet((amap - vmin) / max(vmax - vmin, 1e-12)).astype(np.float64)
     out = ((1 - alpha) * base + alpha * heat).astype(np.uint8)
-    Image.fromarray(out).save(path)
+    save_png(Image.fromarray(out), path, durable=False)  # many files; the CSV row is the record
