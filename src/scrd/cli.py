@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 PRESET_NAMES = ("official", "paper", "rd4ad")
 ARCH_NAMES = ("resnet18", "resnet34", "resnet50", "wide_resnet50_2", "mobilenet_v2")
+DATASET_NAMES = ("rsna", "brain-tumor", "isic2018")
 
 
 def _config_from_args(args: argparse.Namespace):
@@ -141,6 +142,24 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from .prepare import REPORT_FILE, prepare
+
+    options: dict[str, Any] = {"workers": args.workers}
+    if args.dataset == "isic2018":
+        options["protocol"] = args.protocol
+    else:
+        options["unlabeled"] = args.with_unlabeled
+    report = prepare(args.dataset, args.raw, args.out, **options)
+    print(report.summary())
+    print(f"data.json and {REPORT_FILE} written to {args.out}/")
+    if args.strict and not report.complete:
+        print(f"scrd data prepare: error: {report.missing_total} listed file(s) missing (--strict)",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=PRESET_NAMES, default="official",
                    help="named set of options (default: official = the released code)")
@@ -237,6 +256,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--weights", default="none")
     p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("data", help="dataset tools (prepare the paper's datasets)")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser(
+        "prepare", help="raw public download -> images/ + data.json with the paper's split",
+        description="Prepare RSNA (stage_2_train_images/ DICOMs), Brain Tumor (Kaggle Training/ and "
+                    "Testing/ folders) or ISIC 2018 (Task 3 inputs and ground-truth CSVs). Writes "
+                    "OUT/images/, OUT/data.json and OUT/prepare_report.json; reports missing and "
+                    "extra files and compares counts with the paper's.")
+    p.add_argument("dataset", choices=DATASET_NAMES)
+    p.add_argument("--raw", required=True, help="folder of the unpacked public download")
+    p.add_argument("--out", required=True, help="output dataset folder")
+    p.add_argument("--protocol", choices=("test", "validation"), default="test",
+                   help="isic2018 test set: the official Test set (1512 images, MedIAnomaly) or "
+                        "the Validation set (193 images, ReContrast)")
+    p.add_argument("--with-unlabeled", action="store_true",
+                   help="rsna, brain-tumor: also prepare the split's train.unlabeled images")
+    p.add_argument("--strict", action="store_true", help="fail (exit 2) when listed files are missing")
+    p.add_argument("--workers", type=int, default=1, help="processes for the conversion")
+    p.set_defaults(func=cmd_data_prepare)
     return parser
 
 
@@ -248,7 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except (ValueError, RuntimeError, FileNotFoundError, KeyError) as exc:
-        print(f"scrd {args.command}: error: {exc}", file=sys.stderr)
+        command = " ".join(c for c in (args.command, getattr(args, "data_command", None)) if c)
+        print(f"scrd {command}: error: {exc}", file=sys.stderr)
         return 2
 
 

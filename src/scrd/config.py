@@ -80,6 +80,20 @@ class ScoringConfig:
 
 
 @dataclass
+class DataConfig:
+    """How files become [0, 1] images: grey-level mapping, DICOM frames, NIfTI slicing."""
+
+    intensity: Literal["none", "minmax", "percentile", "fixed"] = "none"
+    percentiles: tuple[float, float] = (1.0, 99.0)  # for intensity 'percentile', per image
+    window: tuple[float, float] = (0.0, 255.0)  # for intensity 'fixed', stored units (HU for CT)
+    dicom_frames: Literal["reject", "first", "middle", "all"] = "reject"
+    nifti_axis: int = 2  # 0 sagittal, 1 coronal, 2 axial (after reorienting to RAS+)
+    nifti_percentiles: tuple[float, float] = (0.5, 99.5)  # volume-wide robust range -> [0, 1]
+    nifti_tissue_level: float = 0.1  # a voxel is tissue above this normalised value
+    nifti_min_tissue: float = 0.05  # keep slices with at least this tissue fraction (0 keeps all)
+
+
+@dataclass
 class Config:
     preset: str = "official"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -87,6 +101,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -98,7 +113,8 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_yaml())
+        from .checkpoint import atomic_write_text  # atomic: a kill never leaves half a config
+        atomic_write_text(path, self.to_yaml())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Config":
@@ -230,7 +246,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 def validate(config: Config) -> None:
     """Range checks that types alone do not express."""
-    for section in (config.model, config.noise, config.loss, config.train, config.scoring):
+    for section in (config.model, config.noise, config.loss, config.train, config.scoring, config.data):
         for f in dataclasses.fields(section):
             _coerce(getattr(section, f.name), typing.get_type_hints(type(section))[f.name],
                     f"{type(section).__name__}.{f.name}")
@@ -252,6 +268,14 @@ def validate(config: Config) -> None:
          "loss: alpha_placement 'inside_cosine' has no meaning for the rd4ad form"),
         (config.train.selection == "final" or config.train.eval_every > 0,
          "train.selection 'best_on_test' needs train.eval_every > 0"),
+        (0 <= config.data.percentiles[0] < config.data.percentiles[1] <= 100,
+         "data.percentiles must satisfy 0 <= low < high <= 100"),
+        (config.data.window[0] < config.data.window[1], "data.window must satisfy low < high"),
+        (config.data.nifti_axis in (0, 1, 2), "data.nifti_axis must be 0, 1 or 2"),
+        (0 <= config.data.nifti_percentiles[0] < config.data.nifti_percentiles[1] <= 100,
+         "data.nifti_percentiles must satisfy 0 <= low < high <= 100"),
+        (0 <= config.data.nifti_tissue_level <= 1, "data.nifti_tissue_level must be in [0, 1]"),
+        (0 <= config.data.nifti_min_tissue <= 1, "data.nifti_min_tissue must be in [0, 1]"),
     ]
     for ok, message in checks:
         if not ok:

@@ -27,22 +27,26 @@ class ScoredSet:
     labels: np.ndarray  # int, -1 when unknown
     scores: np.ndarray  # float64
     alpha: np.ndarray  # [N, 3]
+    by_reduction: dict[str, np.ndarray]  # image scores of the same maps: "mean" and "max"
 
 
 def score_samples(detector: Detector, samples: Sequence[Any], batch_size: int = 16,
                   num_workers: int = 0) -> ScoredSet:
-    dataset = ImageDataset(list(samples), detector.image_size)
+    dataset = ImageDataset(list(samples), detector.image_size, data=detector.config.data)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          num_workers=num_workers)
     paths: list[str] = []
     labels, scores, alphas = [], [], []
+    by_reduction: dict[str, list[np.ndarray]] = {"mean": [], "max": []}
     for batch, scored in detector.iterate(loader):
         paths.extend(batch["path"])
         labels.append(batch["label"].numpy())
         scores.append(scored.scores.numpy())
         alphas.append(scored.alpha.numpy())
+        for name, values in scored.by_reduction.items():
+            by_reduction[name].append(values.numpy())
     return ScoredSet(paths, np.concatenate(labels).astype(int), np.concatenate(scores),
-                     np.concatenate(alphas))
+                     np.concatenate(alphas), {k: np.concatenate(v) for k, v in by_reduction.items()})
 
 
 def alpha_statistics(alpha: np.ndarray) -> dict[str, Any]:
@@ -56,7 +60,7 @@ def calibrate(model: str | Path, normal_source: str | Path, split: str = "train"
               target_specificity: float = 0.95, batch_size: int = 16, device: str = "auto") -> dict[str, Any]:
     """Store a decision threshold from normal images only in the model's metadata."""
     detector = Detector.load(model, device)
-    samples = [s for s in load_samples(str(normal_source), split)]
+    samples = load_samples(str(normal_source), split, detector.config.data)
     abnormal = [s for s in samples if s.label == 1]
     if abnormal:
         raise ValueError(f"{normal_source}: calibration needs normal images only; "
@@ -77,14 +81,14 @@ def evaluate(model: str | Path, source: str | Path, out_dir: str | Path, split: 
              target_specificity: float = 0.95, batch_size: int = 16, device: str = "auto",
              num_workers: int = 0) -> dict[str, Any]:
     """Score the labelled ``split`` of ``source``; write metrics.json, scores.csv, roc.png, histogram.png."""
-    from sklearn.metrics import roc_curve
+    from sklearn.metrics import roc_auc_score, roc_curve
 
     from .plots import histogram_png, roc_png
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     detector = Detector.load(model, device)
-    samples = load_samples(str(source), split)
+    samples = load_samples(str(source), split, detector.config.data)
     unlabelled = [s for s in samples if s.label is None]
     if unlabelled:
         raise ValueError(f"{source}: evaluation needs labels; {len(unlabelled)} images have none, "
@@ -102,12 +106,16 @@ def evaluate(model: str | Path, source: str | Path, out_dir: str | Path, split: 
                     "released code report); optimistic, not usable for deployment",
             "threshold": oracle["threshold"], "f1": oracle["f1"], "acc": oracle["acc"]},
         "score": detector.config.scoring.score, "alpha_weighting": detector.config.scoring.alpha_weighting,
+        "auroc_by_image_score": {
+            "note": "the same maps reduced to an image score by their mean (SCRD) or max (RD4AD, anomalib); "
+                    "'auroc' above uses the configured score",
+            **{name: float(roc_auc_score(labels, values)) for name, values in scored.by_reduction.items()}},
         "alpha": alpha_statistics(scored.alpha),
         "checkpoint_selection": detector.metadata.get("selection", "unknown"),
     }
     threshold_info = None
     if calibration_source is not None:
-        normal = load_samples(str(calibration_source), calibration_split)
+        normal = load_samples(str(calibration_source), calibration_split, detector.config.data)
         normal_scores = score_samples(detector, normal, batch_size, num_workers).scores
         threshold_info = {"source": str(calibration_source), "split": calibration_split,
                           "target_specificity": target_specificity, "n_images": len(normal),

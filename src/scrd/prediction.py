@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from .data import ImageDataset, Sample, collect_images
+from .data import ImageDataset, collect_samples
 from .detector import Detector
 
 FIELDS = ["path", "score", "decision"]
@@ -34,22 +34,34 @@ def _finished_paths(csv_path: Path) -> set[str]:
 
 
 def heatmap_name(path: str) -> str:
-    """A file name unique per input path (two folders may hold the same file name)."""
+    """A file name unique per input path (two folders may hold the same file name).
+
+    ``path`` may end in ``#slice=K`` / ``#frame=K`` (one image of a volume): that part is kept.
+    """
     digest = hashlib.sha1(path.encode()).hexdigest()[:8]
-    return f"{Path(path).stem}-{digest}.png"
+    file, _, fragment = path.partition("#")
+    stem = Path(file).name.split(".")[0] if fragment else Path(file).stem
+    part = "-" + fragment.replace("=", "") if fragment else ""
+    return f"{stem}{part}-{digest}.png"
 
 
 def predict(model: str | Path, inputs: Sequence[str], out_dir: str | Path, batch_size: int = 16,
             heatmaps: bool = True, device: str = "auto", num_workers: int = 0) -> Path:
-    """Score every image of ``inputs`` (files, folders, globs or a CSV manifest)."""
+    """Score every image of ``inputs`` (files, folders, globs or a CSV manifest).
+
+    Volumes are scored slice by slice (rows ``vol.nii.gz#slice=K``), with the model's own
+    ``data`` options, so prediction reads files exactly as training did.
+    """
     from .plots import overlay_png
 
     out_dir = Path(out_dir)
     (out_dir / "heatmaps").mkdir(parents=True, exist_ok=True)
+    for stale in (out_dir / "heatmaps").glob(".*.tmp"):  # left by a kill mid-write; never results
+        stale.unlink()
     detector = Detector.load(model, device)
     csv_path = out_dir / "predictions.csv"
     done = _finished_paths(csv_path)
-    paths = [p for p in collect_images(list(inputs)) if str(p) not in done]
+    samples = [s for s in collect_samples(list(inputs), detector.config.data) if s.key not in done]
     threshold = detector.threshold
     vmin, vmax = detector.metadata.get("display_range", [None, None])
 
@@ -58,10 +70,10 @@ def predict(model: str | Path, inputs: Sequence[str], out_dir: str | Path, batch
         writer = csv.writer(f)
         if new_file:
             writer.writerow(FIELDS)
-        if not paths:
+        if not samples:
             return csv_path
-        samples = [Sample(path=p, label=None, id=str(p)) for p in paths]
-        loader = torch.utils.data.DataLoader(ImageDataset(samples, detector.image_size),
+        loader = torch.utils.data.DataLoader(ImageDataset(samples, detector.image_size,
+                                                          data=detector.config.data),
                                              batch_size=batch_size, shuffle=False, num_workers=num_workers)
         for batch, scored in detector.iterate(loader):
             for i, path in enumerate(batch["path"]):

@@ -111,10 +111,10 @@ def train(config: Config, train_source: str | Path, run_dir: str | Path, resume:
     device = choose_device(tc.device)
     write_json(run_dir / ENV_FILE, environment_report(device))
 
-    samples = load_samples(str(train_source), "train")
+    samples = load_samples(str(train_source), "train", config.data)
     _check_training_samples(samples, str(train_source))
     monitor = _EvalMonitor.create(config, eval_source, eval_split, run_dir) if tc.eval_every else None
-    dataset = ImageDataset(samples, config.model.image_size)
+    dataset = ImageDataset(samples, config.model.image_size, data=config.data)
 
     model, weights_note = build_model(config.model.arch, config.model.weights)
     model.to(device)
@@ -193,7 +193,7 @@ class _EvalMonitor:
     def create(cls, config: Config, source: str | Path | None, split: str, run_dir: Path) -> "_EvalMonitor":
         if source is None:
             raise TrainingError("train.eval_every > 0 needs an evaluation set (--eval-data)")
-        samples = load_samples(str(source), split)
+        samples = load_samples(str(source), split, config.data)
         if {s.label for s in samples} != {0, 1}:
             raise TrainingError(f"{source} ({split}): evaluation during training needs normal and abnormal labels")
         return cls(config, samples, run_dir)

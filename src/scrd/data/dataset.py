@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -13,19 +13,27 @@ from .layouts import Sample
 from .readers import read_image
 from .transforms import to_model_tensor
 
+if TYPE_CHECKING:
+    from ..config import DataConfig
+
 UNKNOWN_LABEL = -1
 
 
 class ImageDataset(Dataset):
     """Images in [0, 1] space (not normalised: noise is added first, then the loop normalises).
 
-    Each item is ``dict(image=[C, S, S] float32, label=int (-1 unknown), index=int, path=str)``.
+    Each item is ``dict(image=[C, S, S] float32, label=int (-1 unknown), index=int, path=str)``;
+    ``path`` is :attr:`Sample.key` (the file, plus ``#slice=K`` for one slice of a volume).
+    ``data`` (a :class:`~scrd.config.DataConfig`) sets the grey-level mapping and frame handling;
+    None uses the defaults.
     """
 
-    def __init__(self, samples: Sequence[Sample], size: int, channels: int = 3) -> None:
+    def __init__(self, samples: Sequence[Sample], size: int, channels: int = 3,
+                 data: "DataConfig | None" = None) -> None:
         self.samples = list(samples)
         self.size = int(size)
         self.channels = int(channels)
+        self.data = data
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -36,9 +44,9 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
-        image = to_model_tensor(read_image(sample.path), self.size, self.channels)
+        image = to_model_tensor(read_image(sample.path, sample.frame, self.data), self.size, self.channels)
         label = UNKNOWN_LABEL if sample.label is None else int(sample.label)
-        return {"image": image, "label": label, "index": int(index), "path": str(sample.path)}
+        return {"image": image, "label": label, "index": int(index), "path": sample.key}
 
 
 def seed_worker(worker_id: int) -> None:

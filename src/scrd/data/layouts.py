@@ -8,6 +8,9 @@ Three layouts are understood (see :func:`detect_layout`):
 * ``folders`` — ``root/<split>/normal/`` and ``root/<split>/abnormal/``.
 * ``csv`` — a manifest with a ``path`` column and optional ``label`` and ``split`` columns.
 
+Files holding several images (NIfTI volumes; multi-frame DICOM with ``data.dicom_frames = all``)
+are expanded into one sample per kept slice/frame, with ids like ``vol.nii.gz#slice=12``.
+
 Problems (missing files, duplicates, bad labels, nothing found) raise :class:`DatasetError`;
 nothing is dropped silently, because a quietly shrunken test set changes the reported metrics.
 """
@@ -20,9 +23,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-from .readers import is_image_file, supported_suffixes
+from .readers import frame_word, is_image_file, list_frames, supported_suffixes
+
+if TYPE_CHECKING:
+    from ..config import DataConfig
 
 LAYOUT_DATA_JSON = "data.json"
 LAYOUT_FOLDERS = "folders"
@@ -39,11 +45,33 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class Sample:
-    """One image: ``label`` is 0 (normal), 1 (abnormal) or None (unknown)."""
+    """One image: ``label`` is 0 (normal), 1 (abnormal) or None (unknown).
+
+    ``frame`` picks one slice/frame of a file that holds several (None: the file is one image).
+    """
 
     path: Path
     label: int | None
     id: str
+    frame: int | None = None
+
+    @property
+    def key(self) -> str:
+        """The file path, plus ``#slice=K`` / ``#frame=K`` for one image of a multi-image file."""
+        return str(self.path) if self.frame is None else f"{self.path}#{frame_word(self.path)}={self.frame}"
+
+
+def expand_frames(samples: Sequence[Sample], options: "DataConfig | None" = None) -> list[Sample]:
+    """Replace each multi-image file by one sample per kept slice/frame (ids get ``#slice=K``)."""
+    out: list[Sample] = []
+    for s in samples:
+        frames = list_frames(s.path, options) if s.frame is None else None
+        if frames is None:
+            out.append(s)
+            continue
+        word, indices = frames
+        out.extend(Sample(s.path, s.label, f"{s.id}#{word}={i}", i) for i in indices)
+    return out
 
 
 def _problem(source: str | Path, what: str, items: Sequence[object]) -> DatasetError:
@@ -90,19 +118,22 @@ def detect_layout(root: str | Path) -> str:
         "train/normal/ + test/{normal,abnormal}/ folders, or a .csv manifest with a 'path' column")
 
 
-def load_samples(source: str | Path, split: str) -> list[Sample]:
+def load_samples(source: str | Path, split: str, options: "DataConfig | None" = None) -> list[Sample]:
     """The single entry point: all samples of ``split`` in a dataset folder or CSV manifest.
 
-    A path to a ``data.json`` file is taken to mean its folder.
+    A path to a ``data.json`` file is taken to mean its folder. Volumes and multi-frame files are
+    expanded into their kept slices/frames following ``options`` (:func:`expand_frames`).
     """
     if Path(source).name == "data.json" and Path(source).is_file():
         source = Path(source).parent
     layout = detect_layout(source)
     if layout == LAYOUT_CSV:
-        return samples_from_csv(source, split)
-    if layout == LAYOUT_DATA_JSON:
-        return samples_from_data_json(source, split)
-    return samples_from_folders(source, split)
+        samples = samples_from_csv(source, split)
+    elif layout == LAYOUT_DATA_JSON:
+        samples = samples_from_data_json(source, split)
+    else:
+        samples = samples_from_folders(source, split)
+    return expand_frames(samples, options)
 
 
 def samples_from_data_json(root: str | Path, split: str) -> list[Sample]:
@@ -257,3 +288,12 @@ def collect_images(inputs: Sequence[str] | Iterable[str]) -> list[Path]:
     if not found:
         raise DatasetError("inputs: no images given")
     return sorted({Path(os.path.abspath(p)) for p in found})
+
+
+def collect_samples(inputs: Sequence[str] | Iterable[str],
+                    options: "DataConfig | None" = None) -> list[Sample]:
+    """Unlabelled samples for prediction: :func:`collect_images`, volumes expanded into slices.
+
+    Ids are the absolute paths (plus ``#slice=K`` / ``#frame=K``).
+    """
+    return expand_frames([Sample(p, None, str(p)) for p in collect_images(inputs)], options)

@@ -1,25 +1,38 @@
 """Decode image files into float arrays holding the stored values in [0, 1].
 
-Readers are picked by file suffix from a small registry (the MONAI pattern): a DICOM or NIfTI
-reader can be added with :func:`register_reader` and import its optional dependency only when a
-file of that kind is read, so the core install stays light.
+Readers are picked by file suffix from a small registry (the MONAI pattern): the DICOM and NIfTI
+readers (:mod:`.dicom`, :mod:`.nifti`) import their optional dependency only when a file of that
+kind is read, so the core install stays light. A reader registered as ``configurable`` also gets
+the frame (DICOM frame, NIfTI slice) and the :class:`~scrd.config.DataConfig` options; one
+registered with ``frames`` can tell which frames of a file are images of their own.
 
-Values are never clipped or quantised here: the noise synthesis that follows works in [0, 1]
-float space, and routing through uint8 would lose 16-bit precision.
+With the default grey-level mapping (``data.intensity = none``) values are never clipped or
+quantised: the noise synthesis that follows works in [0, 1] float space, and routing through
+uint8 would lose 16-bit precision. Other mappings are in :mod:`.intensity`.
 """
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from .intensity import apply_intensity
+
+if TYPE_CHECKING:
+    from ..config import DataConfig
+
 # A truncated file must fail loudly, not come back with a grey bottom half.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
-Reader = Callable[[Path], np.ndarray]
+Reader = Callable[..., np.ndarray]
+# frames(path, options) -> the indices of the frames/slices to use as images, or None for a file
+# that holds one image.
+FrameLister = Callable[[Path, "DataConfig"], "list[int] | None"]
 
 
 class ImageReadError(ValueError):
@@ -38,7 +51,24 @@ def _error(path: str | Path, problem: str) -> ImageReadError:
     return ImageReadError(f"{path}: {problem}", path)
 
 
-_READERS: dict[str, Reader] = {}
+def optional_module(name: str, path: Path, what: str, install_hint: str):
+    """Import an optional dependency when a file needs it; its absence names the file and the fix."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ImageReadError(f"{path}: reading {what} needs {name}, which is not installed; "
+                             f"{install_hint}", path) from None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    reader: Reader
+    configurable: bool = False
+    frames: FrameLister | None = None
+    frame_word: str = "frame"
+
+
+_READERS: dict[str, _Entry] = {}
 
 # Divisor that maps each Pillow mode's integer range onto [0, 1].
 _SCALE_8 = 255.0
@@ -49,10 +79,18 @@ _EXIF_ORIENTATION = 0x0112
 _CONVERT_TO_RGB = {"P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa"}
 
 
-def register_reader(suffixes: tuple[str, ...] | list[str], reader: Reader) -> None:
-    """Make ``reader(path) -> float32 [H, W, C]`` handle files with these suffixes."""
+def register_reader(suffixes: tuple[str, ...] | list[str], reader: Reader, *,
+                    configurable: bool = False, frames: FrameLister | None = None,
+                    frame_word: str = "frame") -> None:
+    """Make ``reader`` handle files with these suffixes (multi-dot suffixes like ``.nii.gz`` work).
+
+    A plain reader is called as ``reader(path)``; a ``configurable`` one as
+    ``reader(path, frame=..., options=DataConfig)``. Either returns float32 ``[H, W, C]``.
+    ``frames`` lists the frames of a file that are images of their own; their sample ids get
+    ``#<frame_word>=<index>``.
+    """
     for suffix in suffixes:
-        _READERS[suffix.lower()] = reader
+        _READERS[suffix.lower()] = _Entry(reader, configurable, frames, frame_word)
 
 
 def supported_suffixes() -> tuple[str, ...]:
@@ -60,29 +98,77 @@ def supported_suffixes() -> tuple[str, ...]:
     return tuple(sorted(_READERS))
 
 
+def file_suffix(path: str | Path) -> str:
+    """The longest registered suffix the file name ends with (``.nii.gz``), else its last suffix."""
+    name = Path(path).name.lower()
+    matches = [s for s in _READERS if name.endswith(s) and len(name) > len(s)]
+    return max(matches, key=len) if matches else Path(path).suffix.lower()
+
+
 def is_image_file(path: str | Path) -> bool:
     """True when the suffix has a registered reader (content is not checked)."""
-    return Path(path).suffix.lower() in _READERS
+    return file_suffix(path) in _READERS
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as float32 ``[H, W, C]`` (C = 1 or 3) with its values scaled to [0, 1].
+def _options(options: "DataConfig | None") -> "DataConfig":
+    if options is not None:
+        return options
+    from ..config import DataConfig
+    return DataConfig()
 
-    8-bit data is divided by 255, 16-bit by 65535, float TIFF is kept as stored. Every failure
-    (missing, empty, truncated, not an image, unsupported suffix, NaN/Inf) raises
+
+def list_frames(path: str | Path, options: "DataConfig | None" = None) -> tuple[str, list[int]] | None:
+    """``(word, indices)`` of the frames of ``path`` to use as separate images, or None.
+
+    None means the file is one image (or its reader handles frames itself, e.g. by rejecting
+    them). Used to expand NIfTI volumes into slices and, with ``data.dicom_frames = all``,
+    multi-frame DICOM files into frames.
+    """
+    path = Path(path)
+    entry = _READERS.get(file_suffix(path))
+    if entry is None or entry.frames is None:
+        return None
+    try:
+        indices = entry.frames(path, _options(options))
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise _error(path, f"cannot read ({type(exc).__name__}: {exc})") from exc
+    return None if indices is None else (entry.frame_word, list(indices))
+
+
+def frame_word(path: str | Path) -> str:
+    """The word used in sample ids for a frame of this kind of file (``slice`` for NIfTI)."""
+    entry = _READERS.get(file_suffix(path))
+    return entry.frame_word if entry is not None else "frame"
+
+
+def read_image(path: str | Path, frame: int | None = None,
+               options: "DataConfig | None" = None) -> np.ndarray:
+    """Read an image as float32 ``[H, W, C]`` (C = 1 or 3) with its values mapped to [0, 1].
+
+    With the default mapping 8-bit data is divided by 255, 16-bit by 65535, float TIFF is kept as
+    stored; ``options.intensity`` selects another (:mod:`.intensity`). ``frame`` picks one frame
+    or slice of a multi-frame file (DICOM, NIfTI). Every failure (missing, empty, truncated, not
+    an image, unsupported suffix, NaN/Inf, missing optional package) raises
     :class:`ImageReadError`.
     """
     path = Path(path)
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
+    entry = _READERS.get(file_suffix(path))
+    if entry is None:
         raise _error(path, f"unsupported file type {path.suffix!r}; "
                                    f"supported: {', '.join(supported_suffixes())}")
     if not path.is_file():
         raise _error(path, "no such file" if not path.exists() else "not a file")
     if path.stat().st_size == 0:
         raise _error(path, "file is empty (0 bytes)")
+    if frame is not None and not entry.configurable:
+        raise _error(path, f"frame {frame} requested, but this file type has no frames")
     try:
-        arr = reader(path)
+        if entry.configurable:
+            arr = entry.reader(path, frame=frame, options=_options(options))
+        else:
+            arr = entry.reader(path)
     except ImageReadError:
         raise
     except Exception as exc:  # decoder errors come in many types (OSError, SyntaxError, ...)
@@ -104,38 +190,49 @@ def _rawmode(im: Image.Image) -> str:
     return args if isinstance(args, str) else ""
 
 
-def pil_to_array(im: Image.Image) -> np.ndarray:
-    """Convert a loaded Pillow image to float32 ``[H, W, C]`` in [0, 1] (see :func:`read_image`).
+def pil_stored_values(im: Image.Image) -> tuple[np.ndarray, float | None]:
+    """The stored values of a loaded Pillow image as float ``[H, W, C]`` and the type's maximum.
 
+    The maximum is the divisor of the ``none`` mapping (None for float images, kept as stored).
     Alpha is dropped (anomaly detectors here see intensity only); palette, CMYK and other colour
     spaces become RGB; mode '1' becomes 0/1.
     """
     mode = im.mode
     if mode in _MODES_16:
         # np.asarray keeps all 16 (or 32) bits; im.convert('L') would keep only 8.
-        arr = np.asarray(im).astype(np.float32) / _SCALE_16
+        arr, scale = np.asarray(im).astype(np.float32), _SCALE_16
     elif mode == "F":
-        arr = np.asarray(im).astype(np.float32)
+        arr, scale = np.asarray(im).astype(np.float32), None
     elif mode == "1":
-        arr = np.asarray(im).astype(np.float32)
-    elif mode == "L":
-        arr = np.asarray(im).astype(np.float32) / _SCALE_8
+        arr, scale = np.asarray(im).astype(np.float32), 1.0
+    elif mode in ("L", "RGB"):
+        arr, scale = np.asarray(im).astype(np.float32), _SCALE_8
     elif mode == "LA":
-        arr = np.asarray(im)[..., 0].astype(np.float32) / _SCALE_8
-    elif mode == "RGB":
-        arr = np.asarray(im).astype(np.float32) / _SCALE_8
+        arr, scale = np.asarray(im)[..., 0].astype(np.float32), _SCALE_8
     elif mode == "RGBA":
-        arr = np.asarray(im)[..., :3].astype(np.float32) / _SCALE_8
+        arr, scale = np.asarray(im)[..., :3].astype(np.float32), _SCALE_8
     elif mode in _CONVERT_TO_RGB:
-        arr = np.asarray(im.convert("RGB")).astype(np.float32) / _SCALE_8
+        arr, scale = np.asarray(im.convert("RGB")).astype(np.float32), _SCALE_8
     else:
         raise ValueError(f"unsupported Pillow mode {mode!r}")
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    return np.ascontiguousarray(arr)
+    return arr, scale
 
 
-def _read_pil(path: Path) -> np.ndarray:
+def pil_to_array(im: Image.Image, options: "DataConfig | None" = None) -> np.ndarray:
+    """Convert a loaded Pillow image to float32 ``[H, W, C]`` in [0, 1] (see :func:`read_image`)."""
+    values, scale = pil_stored_values(im)
+    if options is None or options.intensity == "none":
+        arr = values if scale is None else values / np.float32(scale)
+    else:
+        arr = apply_intensity(values, options.intensity, scale, options.percentiles, options.window)
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _read_pil(path: Path, frame: int | None = None, options: "DataConfig | None" = None) -> np.ndarray:
+    if frame is not None:
+        raise _error(path, f"frame {frame} requested, but this file type holds one image")
     with Image.open(path) as im:
         frames = getattr(im, "n_frames", 1)
         if frames > 1:
@@ -149,7 +246,7 @@ def _read_pil(path: Path) -> np.ndarray:
         if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
             # cv2.imread, which the released SCRD code uses, honours the EXIF orientation too.
             im = ImageOps.exif_transpose(im)
-        return pil_to_array(im)
+        return pil_to_array(im, options)
 
 
-register_reader((".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"), _read_pil)
+register_reader((".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"), _read_pil, configurable=True)
