@@ -32,6 +32,8 @@ def _config_from_args(args: argparse.Namespace):
         overrides["train.deterministic"] = True
     if args.bf16:
         overrides["train.bf16"] = True
+    if args.on_bad_image:
+        overrides["data.on_bad_image"] = args.on_bad_image
     for item in args.set or []:
         if "=" not in item:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
@@ -49,6 +51,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                    eval_source=args.eval_data, eval_split=args.eval_split)
     print(f"model: {result.run_dir / 'model.pt'} ({result.iterations} iterations, "
           f"final loss {result.final_loss:.4f}, {result.images_per_s:.1f} images/s)")
+    if result.skipped_images:
+        print(f"skipped {result.skipped_images} unreadable images, listed with the reason in "
+              f"{result.run_dir / 'skipped_images.csv'}")
     if args.calibration:
         from .evaluation import calibrate
         info = calibrate(args.out, args.calibration, args.calibration_split, args.specificity)
@@ -62,7 +67,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     r = evaluate(args.model, args.data, args.out, split=args.split, calibration_source=args.calibration,
                  calibration_split=args.calibration_split, target_specificity=args.specificity,
-                 batch_size=args.batch_size, device=args.device, num_workers=args.num_workers)
+                 batch_size=args.batch_size, device=args.device, num_workers=args.num_workers,
+                 on_bad_image=args.on_bad_image)
     o = r["oracle_threshold"]
     print(f"AUROC {r['auroc']:.4f}  AP {r['ap']:.4f}  "
           f"F1 {o['f1']:.4f} / ACC {o['acc']:.4f} at the ORACLE threshold (best F1 on this set)")
@@ -79,9 +85,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .prediction import predict
 
-    path = predict(args.model, args.inputs, args.out, batch_size=args.batch_size,
-                   heatmaps=not args.no_heatmaps, device=args.device, num_workers=args.num_workers)
-    print(f"predictions: {path}" + ("" if args.no_heatmaps else f"; heat maps in {args.out}/heatmaps/"))
+    r = predict(args.model, args.inputs, args.out, batch_size=args.batch_size, heatmaps=not args.no_heatmaps,
+                device=args.device, num_workers=args.num_workers, on_bad_image=args.on_bad_image)
+    print(f"scored {r.scored} images: {r.csv}" + ("" if args.no_heatmaps else f"; heat maps in {args.out}/heatmaps/"))
+    if r.skipped:
+        print(f"skipped {r.skipped} unreadable images, listed with the reason in {r.csv.parent / 'skipped.csv'}")
     return 0
 
 
@@ -176,6 +184,13 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-workers", type=int)
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (exact resume)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
+    _add_bad_image_flag(p)
+
+
+def _add_bad_image_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--on-bad-image", choices=("error", "skip"),
+                   help="unreadable image: stop with an error naming it (default) or skip it, "
+                        "listing it with the reason in the output folder")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--device", default="auto")
+    _add_bad_image_flag(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="score images and write heat maps")
@@ -218,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--no-heatmaps", action="store_true")
     p.add_argument("--device", default="auto")
+    _add_bad_image_flag(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("calibrate", help="store a decision threshold from normal images")

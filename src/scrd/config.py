@@ -91,6 +91,7 @@ class DataConfig:
     nifti_percentiles: tuple[float, float] = (0.5, 99.5)  # volume-wide robust range -> [0, 1]
     nifti_tissue_level: float = 0.1  # a voxel is tissue above this normalised value
     nifti_min_tissue: float = 0.05  # keep slices with at least this tissue fraction (0 keeps all)
+    on_bad_image: Literal["error", "skip"] = "error"  # skip: listed in the run/output folder, counted
 
 
 @dataclass

@@ -48,7 +48,7 @@ def run_demo(out: str | Path = "scrd-demo", iterations: int | None = None, arch:
           f"on normal training images: sensitivity {c['sensitivity']:.3f}, specificity {c['specificity']:.3f} "
           f"(oracle-threshold F1 {o['f1']:.3f})")
     predictions = predict(out / "run", [str(data / "images")], out / "predictions")
-    print(f"4/4 scored every image: {predictions}; heat maps in {out / 'predictions' / 'heatmaps'}")
+    print(f"4/4 scored every image: {predictions.csv}; heat maps in {out / 'predictions' / 'heatmaps'}")
     print(f"done in {time.perf_counter() - start:.0f} s. Metrics: {out / 'evaluation' / 'metrics.json'}, "
           f"ROC: {out / 'evaluation' / 'roc.png'}, histogram: {out / 'evaluation' / 'histogram.png'}")
     return metrics

@@ -58,9 +58,10 @@ class Detector:
         by_reduction = {r: image_score(maps, r).double().cpu() for r in ("mean", "max")}
         return Scored(by_reduction[scoring.score], maps.float().cpu(), out.alpha.float().cpu(), by_reduction)
 
-    def iterate(self, loader: Any) -> Iterator[tuple[dict[str, Any], Scored]]:
+    def iterate(self, loader: Any) -> Iterator[tuple[dict[str, Any], Scored | None]]:
+        """(batch, scores) per batch; None when every image of the batch was skipped."""
         for batch in loader:
-            yield batch, self.score(batch["image"])
+            yield batch, self.score(batch["image"]) if len(batch["image"]) else None
 
     # ---------------------------------------------------------------------- persistence
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:

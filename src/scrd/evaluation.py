@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .checkpoint import atomic_write, write_json
-from .data import ImageDataset, load_samples
+from .data import ImageDataset, SkippedImages, load_samples
 from .detector import Detector
 from .metrics import calibrate_threshold, metrics_at_threshold, oracle_metrics
 
@@ -28,17 +28,23 @@ class ScoredSet:
     scores: np.ndarray  # float64
     alpha: np.ndarray  # [N, 3]
     by_reduction: dict[str, np.ndarray]  # image scores of the same maps: "mean" and "max"
+    skipped: list[tuple[str, str]]  # (path, reason) of unreadable images, with on_bad_image=skip
 
 
 def score_samples(detector: Detector, samples: Sequence[Any], batch_size: int = 16,
-                  num_workers: int = 0) -> ScoredSet:
-    dataset = ImageDataset(list(samples), detector.image_size, data=detector.config.data)
+                  num_workers: int = 0, on_bad_image: str | None = None) -> ScoredSet:
+    dataset = ImageDataset(list(samples), detector.image_size, data=detector.config.data,
+                           on_bad_image=on_bad_image)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                         num_workers=num_workers)
+                                         num_workers=num_workers, collate_fn=dataset.collate)
     paths: list[str] = []
-    labels, scores, alphas = [], [], []
-    by_reduction: dict[str, list[np.ndarray]] = {"mean": [], "max": []}
+    skipped: list[tuple[str, str]] = []
+    labels, scores, alphas = [np.zeros(0, int)], [np.zeros(0)], [np.zeros((0, 3))]
+    by_reduction: dict[str, list[np.ndarray]] = {"mean": [np.zeros(0)], "max": [np.zeros(0)]}
     for batch, scored in detector.iterate(loader):
+        skipped.extend(batch["skipped"])
+        if scored is None:
+            continue
         paths.extend(batch["path"])
         labels.append(batch["label"].numpy())
         scores.append(scored.scores.numpy())
@@ -46,7 +52,7 @@ def score_samples(detector: Detector, samples: Sequence[Any], batch_size: int = 
         for name, values in scored.by_reduction.items():
             by_reduction[name].append(values.numpy())
     return ScoredSet(paths, np.concatenate(labels).astype(int), np.concatenate(scores),
-                     np.concatenate(alphas), {k: np.concatenate(v) for k, v in by_reduction.items()})
+                     np.concatenate(alphas), {k: np.concatenate(v) for k, v in by_reduction.items()}, skipped)
 
 
 def alpha_statistics(alpha: np.ndarray) -> dict[str, Any]:
@@ -79,7 +85,7 @@ def calibrate(model: str | Path, normal_source: str | Path, split: str = "train"
 def evaluate(model: str | Path, source: str | Path, out_dir: str | Path, split: str = "test",
              calibration_source: str | Path | None = None, calibration_split: str = "train",
              target_specificity: float = 0.95, batch_size: int = 16, device: str = "auto",
-             num_workers: int = 0) -> dict[str, Any]:
+             num_workers: int = 0, on_bad_image: str | None = None) -> dict[str, Any]:
     """Score the labelled ``split`` of ``source``; write metrics.json, scores.csv, roc.png, histogram.png."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -93,7 +99,9 @@ def evaluate(model: str | Path, source: str | Path, out_dir: str | Path, split: 
     if unlabelled:
         raise ValueError(f"{source}: evaluation needs labels; {len(unlabelled)} images have none, "
                          f"e.g. {unlabelled[0].path}")
-    scored = score_samples(detector, samples, batch_size, num_workers)
+    scored = score_samples(detector, samples, batch_size, num_workers, on_bad_image)
+    if len(scored.labels) == 0:
+        raise ValueError(f"{source}: every image was unreadable and skipped; see {out_dir / 'skipped.csv'}")
     labels, scores = scored.labels, scored.scores
 
     oracle = oracle_metrics(labels, scores)
@@ -126,6 +134,10 @@ def evaluate(model: str | Path, source: str | Path, out_dir: str | Path, split: 
         at = metrics_at_threshold(labels, scores, threshold_info["threshold"])
         result["calibrated_threshold"] = {"note": "threshold from normal images only", **threshold_info, **at}
 
+    if scored.skipped:
+        SkippedImages(out_dir / "skipped.csv").add(scored.skipped)
+        result["skipped_images"] = {"count": len(scored.skipped), "list": str(out_dir / "skipped.csv"),
+                                    "note": "unreadable images left out of every metric above"}
     write_json(out_dir / "metrics.json", result)
     _write_scores(out_dir / "scores.csv", scored)
     fpr, tpr, _ = roc_curve(labels, scores)

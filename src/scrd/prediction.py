@@ -9,12 +9,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from .data import ImageDataset, collect_samples
+from .data import ImageDataset, SkippedImages, collect_samples
 from .detector import Detector
 
 FIELDS = ["path", "score", "decision"]
@@ -45,8 +46,16 @@ def heatmap_name(path: str) -> str:
     return f"{stem}{part}-{digest}.png"
 
 
+@dataclass
+class PredictResult:
+    csv: Path
+    scored: int  # images scored by this call (earlier finished ones are not counted again)
+    skipped: int  # unreadable images skipped so far, listed in skipped.csv beside the CSV
+
+
 def predict(model: str | Path, inputs: Sequence[str], out_dir: str | Path, batch_size: int = 16,
-            heatmaps: bool = True, device: str = "auto", num_workers: int = 0) -> Path:
+            heatmaps: bool = True, device: str = "auto", num_workers: int = 0,
+            on_bad_image: str | None = None) -> PredictResult:
     """Score every image of ``inputs`` (files, folders, globs or a CSV manifest).
 
     Volumes are scored slice by slice (rows ``vol.nii.gz#slice=K``), with the model's own
@@ -65,17 +74,23 @@ def predict(model: str | Path, inputs: Sequence[str], out_dir: str | Path, batch
     threshold = detector.threshold
     vmin, vmax = detector.metadata.get("display_range", [None, None])
 
-    new_file = not csv_path.is_file()
+    skipped = SkippedImages(out_dir / "skipped.csv")
+    new_file, count = not csv_path.is_file(), 0
     with open(csv_path, "a", newline="") as f:
         writer = csv.writer(f)
         if new_file:
             writer.writerow(FIELDS)
         if not samples:
-            return csv_path
-        loader = torch.utils.data.DataLoader(ImageDataset(samples, detector.image_size,
-                                                          data=detector.config.data),
-                                             batch_size=batch_size, shuffle=False, num_workers=num_workers)
+            return PredictResult(csv_path, 0, skipped.count)
+        dataset = ImageDataset(samples, detector.image_size, data=detector.config.data,
+                               on_bad_image=on_bad_image)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                             num_workers=num_workers, collate_fn=dataset.collate)
         for batch, scored in detector.iterate(loader):
+            skipped.add(batch["skipped"])
+            if scored is None:
+                continue
+            count += len(batch["path"])
             for i, path in enumerate(batch["path"]):
                 score = float(scored.scores[i])
                 if heatmaps:
@@ -88,4 +103,4 @@ def predict(model: str | Path, inputs: Sequence[str], out_dir: str | Path, batch
                 writer.writerow([path, repr(score), decision])
             f.flush()
             os.fsync(f.fileno())
-    return csv_path
+    return PredictResult(csv_path, count, skipped.count)

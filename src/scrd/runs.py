@@ -21,6 +21,7 @@ STATE_FILE = "checkpoints/last.pt"
 STATE_META = "checkpoints/last.json"
 MODEL_FILE = "model.pt"
 MODEL_META = "model.json"
+SKIPPED_FILE = "skipped_images.csv"
 CHECKPOINT_FORMAT = "scrd-checkpoint/1"
 
 

@@ -7,6 +7,7 @@ generator's state is checkpointed, so a resumed run continues exactly where it s
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import time
@@ -19,11 +20,11 @@ import torch
 
 from .checkpoint import CheckpointError, load_tensors, read_json, save_tensors, write_json
 from .config import Config
-from .data import ImageDataset, load_samples, normalize
+from .data import ImageDataset, SkippedImages, load_samples, normalize, unreadable_items
 from .detector import Detector
 from .model import build_model
 from .noise import AnomalySynthesizer
-from .runs import (CONFIG_FILE, ENV_FILE, LOG_FILE, STATE_FILE, STATE_META, choose_device,
+from .runs import (CONFIG_FILE, ENV_FILE, LOG_FILE, SKIPPED_FILE, STATE_FILE, STATE_META, choose_device,
                    environment_report, seed_everything)
 from .step import scrd_loss
 
@@ -64,6 +65,7 @@ class TrainResult:
     iterations: int
     final_loss: float
     images_per_s: float
+    skipped_images: int = 0  # unreadable images skipped (data.on_bad_image = skip), listed in the run
 
 
 def _synthesizer(config: Config) -> AnomalySynthesizer:
@@ -115,6 +117,15 @@ def train(config: Config, train_source: str | Path, run_dir: str | Path, resume:
     _check_training_samples(samples, str(train_source))
     monitor = _EvalMonitor.create(config, eval_source, eval_split, run_dir) if tc.eval_every else None
     dataset = ImageDataset(samples, config.model.image_size, data=config.data)
+    skipped = SkippedImages(run_dir / SKIPPED_FILE)
+    bad = unreadable_items(dataset, tc.num_workers)  # fail (or skip) now, not hours into training
+    if bad:
+        skipped.add([(path, reason) for _, path, reason in bad])
+        drop = {index for index, _, _ in bad}
+        samples = [s for i, s in enumerate(samples) if i not in drop]
+        if not samples:
+            raise TrainingError(f"{train_source}: no readable training image; see {run_dir / SKIPPED_FILE}")
+        dataset = ImageDataset(samples, config.model.image_size, data=config.data)
 
     model, weights_note = build_model(config.model.arch, config.model.weights)
     model.to(device)
@@ -128,8 +139,7 @@ def train(config: Config, train_source: str | Path, run_dir: str | Path, resume:
 
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=IterationBatches(len(dataset), tc.batch_size, tc.seed, start, tc.iterations),
-        num_workers=tc.num_workers, pin_memory=device.type == "cuda",
-        persistent_workers=False)
+        num_workers=tc.num_workers, pin_memory=device.type == "cuda", collate_fn=dataset.collate)
     use_bf16 = tc.bf16 and device.type == "cuda"
     needs_noise = config.loss.form != "rd4ad"
     log = _open_log(run_dir / LOG_FILE, start)
@@ -140,6 +150,9 @@ def train(config: Config, train_source: str | Path, run_dir: str | Path, resume:
     for it, batch in enumerate(loader, start=start + 1):
         if (it - 1) % per_epoch == 0:
             model.train()  # the released loop re-enters train mode only at each epoch start
+        skipped.add(batch["skipped"])
+        if batch["image"].shape[0] == 0:  # every image of this batch was unreadable and skipped
+            continue
         images01 = batch["image"].to(device, non_blocking=True)
         noisy = normalize(synth(images01)[0]) if needs_noise else None
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
@@ -171,7 +184,9 @@ def train(config: Config, train_source: str | Path, run_dir: str | Path, resume:
     if bar is not None:
         bar.close()
     log.close()
-    return _finish(run_dir, model, config, device, weights_note, tc.iterations, loss_value, rate, dataset)
+    result = _finish(run_dir, model, config, device, weights_note, tc.iterations, loss_value, rate, dataset)
+    result.skipped_images = skipped.count
+    return result
 
 
 # --------------------------------------------------------------------------- helpers
@@ -305,7 +320,10 @@ def _finish(run_dir: Path, model, config: Config, device: torch.device, weights_
 def _normal_map_range(detector: Detector, dataset: ImageDataset, count: int = 32) -> list[float]:
     """Map values on training (normal) images: a fixed colour scale for heat-map overlays, so a
     normal image does not look alarming just because its own maximum fills the scale."""
-    indices = list(range(min(count, len(dataset))))
-    images = torch.stack([dataset[i]["image"] for i in indices])
+    items = (dataset[i] for i in range(len(dataset)))
+    images = [item["image"] for item in itertools.islice((i for i in items if not i.get("skipped")), count)]
+    if not images:
+        return [0.0, 1.0]
+    images = torch.stack(images)
     maps = torch.cat([detector.score(images[i:i + 8]).maps for i in range(0, len(images), 8)])
     return [float(maps.min()), float(torch.quantile(maps.flatten()[::7], 0.999))]
