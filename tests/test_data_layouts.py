@@ -11,8 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from scrd.data import (DatasetError, ImageDataset, Sample, collect_images, detect_layout,
-                       load_samples, make_loader, read_image)
+from scrd.data import (
+    DatasetError,
+    ImageDataset,
+    Sample,
+    collect_images,
+    detect_layout,
+    load_samples,
+    make_loader,
+    read_image,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 _REAL_CANDIDATES = [Path("/work/shared/data/brain_tumor"), REPO.parent / "shared/data/brain_tumor"]

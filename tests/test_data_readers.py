@@ -10,8 +10,16 @@ import pytest
 import torch
 from PIL import Image
 
-from scrd.data import (IMAGENET_MEAN, IMAGENET_STD, ImageReadError, normalize, read_image,
-                       register_reader, supported_suffixes, to_model_tensor)
+from scrd.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageReadError,
+    normalize,
+    read_image,
+    register_reader,
+    supported_suffixes,
+    to_model_tensor,
+)
 
 
 def _png16(path, arr: np.ndarray, color_type: int) -> None:

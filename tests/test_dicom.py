@@ -89,7 +89,7 @@ def test_explicit_mapping_wins_over_the_files_window(tmp_path):
 
 
 def test_multi_frame_reject_first_middle_all(tmp_path):
-    frames = (np.arange(3)[:, None, None] * 1000 + np.zeros((3, 4, 4))).astype(np.uint16)
+    frames = (np.arange(3)[:, None, None] * 1000 + np.zeros((3, 8, 8))).astype(np.uint16)
     folder = tmp_path / "data" / "test" / "normal"
     path = write_dicom(folder / "cine.dcm", frames)
     with pytest.raises(ImageReadError, match=r"cine\.dcm: multi-frame DICOM \(3 frames\).*data\.dicom_frames"):

@@ -72,12 +72,12 @@ def test_16bit_lossless_under_each_mapping(tmp_path, suffix):
 
 
 def test_mapping_on_8bit_png_and_dataset_passes_options(tmp_path):
-    arr = np.array([[50, 100], [150, 200]], np.uint8)
+    arr = np.kron(np.array([[50, 100], [150, 200]], np.uint8), np.ones((4, 4), np.uint8))  # 8x8 blocks
     Image.fromarray(arr).save(tmp_path / "g.png")
-    ds = ImageDataset([Sample(tmp_path / "g.png", 0, "g")], size=2,
+    ds = ImageDataset([Sample(tmp_path / "g.png", 0, "g")], size=8,
                       data=DataConfig(intensity="minmax"))
     image = ds[0]["image"]
-    assert image.shape == (3, 2, 2)
+    assert image.shape == (3, 8, 8)
     np.testing.assert_allclose(image[0].numpy(), (arr - 50) / 150.0, atol=1e-6)
     with pytest.raises(ImageReadError, match="holds one image"):
         read_image(tmp_path / "g.png", frame=1)

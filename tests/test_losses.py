@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from golden import npz, t
+
 from scrd.config import LossConfig
 from scrd.losses import distillation_loss, flat_cosine_distance
 

@@ -11,8 +11,8 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-
 from golden import canonical_state_dict, keys, npz, t
+
 from scrd.config import LossConfig
 from scrd.model import SCRD, from_official_state_dict, load_official_state_dict, to_official_state_dict
 from scrd.step import scrd_loss

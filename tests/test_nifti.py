@@ -12,8 +12,7 @@ nib = pytest.importorskip("nibabel")
 
 from scrd import cli  # noqa: E402
 from scrd.config import DataConfig  # noqa: E402
-from scrd.data import (DatasetError, ImageDataset, ImageReadError, collect_samples,  # noqa: E402
-                       list_frames, load_samples, read_image)
+from scrd.data import DatasetError, ImageDataset, ImageReadError, collect_samples, list_frames, load_samples, read_image  # noqa: E402
 
 
 def _volume() -> np.ndarray:

@@ -8,8 +8,14 @@ import pytest
 import torch
 
 from scrd import backbones
-from scrd.backbones import (Teacher, WeightsError, find_imagenet_weights, install_weight_file,
-                            load_teacher_weights, verify_weight_file)
+from scrd.backbones import (
+    Teacher,
+    WeightsError,
+    find_imagenet_weights,
+    install_weight_file,
+    load_teacher_weights,
+    verify_weight_file,
+)
 from scrd.checkpoint import CheckpointError, load_tensors, save_tensors
 
 needs_mobilenet_file = pytest.mark.skipif(

@@ -19,6 +19,7 @@ from .checkpoint import atomic_write, write_json
 from .data import ImageDataset, SkippedImages, load_samples
 from .detector import Detector
 from .metrics import calibrate_threshold, metrics_at_threshold, oracle_metrics
+from .runs import resolve_model_path
 
 
 @dataclass
@@ -77,7 +78,6 @@ def calibrate(model: str | Path, normal_source: str | Path, split: str = "train"
         "threshold": float(threshold), "target_specificity": target_specificity,
         "source": str(normal_source), "split": split, "n_images": len(samples),
         "specificity_on_calibration_set": float(np.mean(scored.scores < threshold))}
-    from .runs import resolve_model_path
     detector.save_metadata(resolve_model_path(model).parent)
     return detector.metadata["calibration"]
 

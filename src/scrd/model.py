@@ -12,11 +12,11 @@ from typing import Mapping
 
 import torch
 from torch import nn
+from torchvision.models.resnet import Bottleneck
 
 from .backbones import Teacher, backbone_spec, load_teacher_weights
 from .bottleneck import OCBE, ScaleHead
 from .decoder import DeBasicBlock, DeBottleneck, StudentDecoder
-from torchvision.models.resnet import Bottleneck
 
 
 @dataclass

@@ -15,17 +15,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, load_tensors, read_json, save_tensors, write_json
+from .checkpoint import CheckpointError, atomic_write, load_tensors, save_tensors, write_json
 from .config import Config
 from .data import ImageDataset, SkippedImages, load_samples, normalize, unreadable_items
 from .detector import Detector
 from .model import build_model
 from .noise import AnomalySynthesizer
-from .runs import (CONFIG_FILE, ENV_FILE, LOG_FILE, SKIPPED_FILE, STATE_FILE, STATE_META, choose_device,
-                   environment_report, seed_everything)
+from .runs import (
+    CONFIG_FILE,
+    ENV_FILE,
+    LOG_FILE,
+    SKIPPED_FILE,
+    STATE_FILE,
+    STATE_META,
+    choose_device,
+    environment_report,
+    seed_everything,
+)
 from .step import scrd_loss
 
 LOG_FIELDS = ["iteration", "loss", "d_uv_1", "d_uv_2", "d_uv_3", "d_zv_1", "d_zv_2", "d_zv_3",
@@ -142,7 +150,7 @@ def train(config: Config, train_source: str | Path, run_dir: str | Path, resume:
         num_workers=tc.num_workers, pin_memory=device.type == "cuda", collate_fn=dataset.collate)
     use_bf16 = tc.bf16 and device.type == "cuda"
     needs_noise = config.loss.form != "rd4ad"
-    log = _open_log(run_dir / LOG_FILE, start)
+    log = _Log(run_dir / LOG_FILE, start)
     bar = _progress(progress, start, tc.iterations)
     model.train()
     seen, t0, loss_value, rate = 0, time.perf_counter(), float("nan"), 0.0
@@ -243,16 +251,24 @@ def _progress(enabled: bool, start: int, total: int):
 
 
 class _Log:
+    """The CSV training log. On resume, rows past the checkpoint (written after it, before the
+    kill) are dropped by an atomic rewrite, so no iteration is ever listed twice."""
+
     def __init__(self, path: Path, start: int) -> None:
         rows = []
-        if path.is_file():  # keep only rows up to the checkpoint we resume from
+        if path.is_file():
             with open(path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= start]
-        self.file = open(path, "w", newline="")
+
+        def rewrite(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+
+        atomic_write(path, rewrite)
+        self.file = open(path, "a", newline="")
         self.writer = csv.DictWriter(self.file, fieldnames=LOG_FIELDS)
-        self.writer.writeheader()
-        self.writer.writerows(rows)
-        self.file.flush()
 
     def write(self, row: dict[str, Any]) -> None:
         self.writer.writerow(row)
@@ -260,10 +276,6 @@ class _Log:
 
     def close(self) -> None:
         self.file.close()
-
-
-def _open_log(path: Path, start: int) -> _Log:
-    return _Log(path, start)
 
 
 def _log_row(log: _Log, it: int, loss: float, terms, alpha: torch.Tensor, rate: float, elapsed: float) -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .intensity import apply_intensity, voi_window
-from .readers import ImageReadError, register_reader, optional_module
+from .readers import ImageReadError, optional_module, register_reader
 
 if TYPE_CHECKING:
     from ..config import DataConfig

@@ -17,8 +17,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .common import (IMAGE_SUFFIXES, PrepareError, PrepareReport, all_listed, copy_file, finish,
-                     groups_of, index_by_name, prepare_listed, split_list)
+from .common import (
+    IMAGE_SUFFIXES,
+    PrepareError,
+    PrepareReport,
+    all_listed,
+    copy_file,
+    finish,
+    groups_of,
+    index_by_name,
+    prepare_listed,
+    split_list,
+)
 
 PAPER_COUNTS = {"train/0": 1000, "test/0": 600, "test/1": 600}
 PAPER_UNLABELED = {"train/unlabeled/0": 400, "train/unlabeled/1": 600}

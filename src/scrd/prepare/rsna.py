@@ -16,8 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import (PrepareError, PrepareReport, all_listed, atomic_output, finish, groups_of,
-                     index_by_name, prepare_listed, split_list)
+from .common import (
+    PrepareError,
+    PrepareReport,
+    all_listed,
+    atomic_output,
+    finish,
+    groups_of,
+    index_by_name,
+    prepare_listed,
+    split_list,
+)
 
 PAPER_COUNTS = {"train/0": 3851, "test/0": 1000, "test/1": 1000}
 PAPER_UNLABELED = {"train/unlabeled/0": 4000, "train/unlabeled/1": 5012}
