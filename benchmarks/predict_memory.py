@@ -37,10 +37,11 @@ def make_images(folder: Path, count: int, size: int = 48) -> None:
 
 
 def make_model(folder: Path) -> None:
+    import torch
+
     from scrd.config import preset
     from scrd.detector import Detector
     from scrd.model import SCRD
-    import torch
 
     config = preset("official").with_overrides({"model.arch": "mobilenet_v2", "model.weights": "none",
                                                 "model.image_size": 64, "noise.max_size": 24})
