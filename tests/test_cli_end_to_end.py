@@ -133,3 +133,11 @@ def test_help_does_not_import_torch():
             "    try: cli.main(['--help'])\n    except SystemExit: pass\n"
             "assert 'torch' not in sys.modules, 'scrd --help imported torch'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_calibration_on_a_split_with_abnormal_images_is_refused(trained, dataset, tmp_path, capsys):
+    for command in (["calibrate", "--model", str(trained), "--data", str(dataset), "--split", "test"],
+                    ["evaluate", "--model", str(trained), "--data", str(dataset), "--out", str(tmp_path / "e"),
+                     "--calibration", str(dataset), "--calibration-split", "test"]):
+        assert main(command) == 2
+        assert "calibration needs normal images only" in capsys.readouterr().err

@@ -63,21 +63,28 @@ def alpha_statistics(alpha: np.ndarray) -> dict[str, Any]:
             "mean_max_weight": round(float(alpha.max(1).mean()), 4)}
 
 
-def calibrate(model: str | Path, normal_source: str | Path, split: str = "train",
-              target_specificity: float = 0.95, batch_size: int = 16, device: str = "auto") -> dict[str, Any]:
-    """Store a decision threshold from normal images only in the model's metadata."""
-    detector = Detector.load(model, device)
+def normal_threshold(detector: Detector, normal_source: str | Path, split: str = "train",
+                     target_specificity: float = 0.95, batch_size: int = 16,
+                     num_workers: int = 0) -> dict[str, Any]:
+    """A decision threshold from the normal images of ``split`` (abnormal labels are refused)."""
     samples = load_samples(str(normal_source), split, detector.config.data)
     abnormal = [s for s in samples if s.label == 1]
     if abnormal:
         raise ValueError(f"{normal_source}: calibration needs normal images only; "
                          f"{len(abnormal)} are labelled abnormal, e.g. {abnormal[0].path}")
-    scored = score_samples(detector, samples, batch_size)
-    threshold = calibrate_threshold(scored.scores, target_specificity)
-    detector.metadata["calibration"] = {
-        "threshold": float(threshold), "target_specificity": target_specificity,
-        "source": str(normal_source), "split": split, "n_images": len(samples),
-        "specificity_on_calibration_set": float(np.mean(scored.scores < threshold))}
+    scores = score_samples(detector, samples, batch_size, num_workers).scores
+    threshold = calibrate_threshold(scores, target_specificity)
+    return {"threshold": float(threshold), "target_specificity": target_specificity,
+            "source": str(normal_source), "split": split, "n_images": len(samples),
+            "specificity_on_calibration_set": float(np.mean(scores < threshold))}
+
+
+def calibrate(model: str | Path, normal_source: str | Path, split: str = "train",
+              target_specificity: float = 0.95, batch_size: int = 16, device: str = "auto") -> dict[str, Any]:
+    """Store a decision threshold from normal images only in the model's metadata."""
+    detector = Detector.load(model, device)
+    detector.metadata["calibration"] = normal_threshold(detector, normal_source, split, target_specificity,
+                                                        batch_size)
     detector.save_metadata(resolve_model_path(model).parent)
     return detector.metadata["calibration"]
 
@@ -123,11 +130,8 @@ def evaluate(model: str | Path, source: str | Path, out_dir: str | Path, split: 
     }
     threshold_info = None
     if calibration_source is not None:
-        normal = load_samples(str(calibration_source), calibration_split, detector.config.data)
-        normal_scores = score_samples(detector, normal, batch_size, num_workers).scores
-        threshold_info = {"source": str(calibration_source), "split": calibration_split,
-                          "target_specificity": target_specificity, "n_images": len(normal),
-                          "threshold": float(calibrate_threshold(normal_scores, target_specificity))}
+        threshold_info = normal_threshold(detector, calibration_source, calibration_split,
+                                          target_specificity, batch_size, num_workers)
     elif detector.threshold is not None:
         threshold_info = dict(detector.metadata["calibration"])
     if threshold_info is not None:
