@@ -25,10 +25,11 @@ VARIANTS = ("rd4ad", "official", "paper")
 
 
 def run_variant(name: str, args: argparse.Namespace) -> dict:
-    from scrd.config import preset
     from scrd.evaluation import evaluate
     from scrd.runs import CONFIG_FILE
     from scrd.training import train
+
+    from scrd.config import preset
 
     run_dir = Path(args.out) / name
     config = preset(name).with_overrides({

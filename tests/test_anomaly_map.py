@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from scrd.anomaly_map import (
+from scrd.method.anomaly_map import (
     anomaly_map,
     combine_scales,
     gaussian_smooth,

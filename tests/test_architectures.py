@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scrd.backbones import BACKBONES
 from scrd.config import LossConfig
-from scrd.model import SCRD
-from scrd.step import scrd_loss
+from scrd.method.loss_step import scrd_loss
+from scrd.model import BACKBONES, SCRD
 
 PAPER_LOSS = LossConfig(form="per_scale_ratio", alpha_placement="outside",
                         batch_reduction="mean_of_ratios", eps=1e-6)
@@ -25,7 +24,7 @@ def test_training_step_on_every_architecture(arch):
     teacher_before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
 
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-3)
-    terms, out = scrd_loss(model, clean, noisy, PAPER_LOSS, "full_model")
+    terms, out = scrd_loss(model, clean, noisy, PAPER_LOSS, noisy_branch="full_model")
     optimizer.zero_grad()
     terms.loss.backward()
     optimizer.step()

@@ -12,6 +12,7 @@ from PIL import Image
 
 from scrd.cli import main
 from scrd.data.phantom import phantom_slice
+from scrd.filenames import SKIPPED_FILE
 
 FAST = ["--arch", "mobilenet_v2", "--weights", "none", "--image-size", "64", "--batch-size", "4",
         "--no-progress", "--set", "noise.max_size=24", "--iterations", "3"]
@@ -67,7 +68,7 @@ def test_skip_lists_and_counts_every_bad_image_in_train_evaluate_and_predict(dat
     run = tmp_path / "run"
     assert main(["train", "--data", str(dataset), "--out", str(run), "--on-bad-image", "skip", *FAST]) == 0
     assert "skipped 5 unreadable images" in capsys.readouterr().out
-    listed = _listed(run / "skipped_images.csv")
+    listed = _listed(run / SKIPPED_FILE)
     assert set(listed) == set(BAD)
     for name, words in BAD.items():
         assert name in listed[name] and words.lower() in listed[name].lower(), (name, listed[name])
@@ -77,7 +78,7 @@ def test_skip_lists_and_counts_every_bad_image_in_train_evaluate_and_predict(dat
                  "--on-bad-image", "skip"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["skipped_images"]["count"] == 5 and metrics["n_images"] == 6
-    assert set(_listed(out / "skipped.csv")) == set(BAD)
+    assert set(_listed(out / SKIPPED_FILE)) == set(BAD)
 
     pred = tmp_path / "pred"
     assert main(["predict", str(dataset / "test"), "--model", str(run), "--out", str(pred),
@@ -85,4 +86,4 @@ def test_skip_lists_and_counts_every_bad_image_in_train_evaluate_and_predict(dat
     assert "scored 6 images" in capsys.readouterr().out
     with open(pred / "predictions.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 6
-    assert set(_listed(pred / "skipped.csv")) == set(BAD)
+    assert set(_listed(pred / SKIPPED_FILE)) == set(BAD)

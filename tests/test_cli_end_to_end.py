@@ -112,7 +112,9 @@ def test_training_killed_with_sigkill_resumes_to_identical_weights(dataset, tmp_
     killed_at = json.loads(marker.read_text())["iteration"]
     assert 0 < killed_at < 40
 
-    subprocess.run(_train_cmd(dataset, run, "--resume"), check=True, env=env, capture_output=True)
+    resume = [sys.executable, "-m", "scrd.cli", "train", "--data", str(dataset), "--out", str(run), "--resume",
+              "--no-progress"]
+    subprocess.run(resume, check=True, env=env, capture_output=True)
     expected = torch.load(reference / "model.pt", weights_only=True)["state_dict"]
     actual = torch.load(run / "model.pt", weights_only=True)["state_dict"]
     assert expected.keys() == actual.keys()

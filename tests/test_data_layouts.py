@@ -211,13 +211,20 @@ def test_image_dataset_items_and_loader(tmp_path):
     assert item["path"] == str(samples[2].path)
     torch.testing.assert_close(item["image"], torch.full((3, 6, 6), 40 / 255))
 
-    def order(seed):
-        return torch.cat([b["index"] for b in make_loader(ds, 2, True, 0, seed)]).tolist()
+    batches = list(make_loader(ds, 2))
+    assert [b["index"].tolist() for b in batches] == [[0, 1], [2, 3], [4]]  # in order, last batch kept
+    assert batches[0]["label"].tolist() == [0, 1] and batches[1]["path"] == [str(samples[2].path), str(samples[3].path)]
+    assert all(b["skipped"] == [] for b in batches)
 
-    assert order(3) == order(3) and sorted(order(3)) == list(range(5))
-    assert any(order(3) != order(s) for s in range(4, 10))
-    batches = list(make_loader(ds, 2, False, 0, 0, drop_last=True))
-    assert len(batches) == 2 and batches[0]["label"].tolist() == [0, 1]
+
+def test_loader_lists_unreadable_images_with_their_batch(tmp_path):
+    good = Sample(_img(tmp_path / "good.png", value=20, size=10), 0, "good")
+    bad_path = tmp_path / "bad.png"
+    bad_path.write_bytes(b"not a png")
+    ds = ImageDataset([good, Sample(bad_path, 0, "bad")], size=6, on_bad_image="skip")
+    (batch,) = list(make_loader(ds, 2))
+    assert batch["index"].tolist() == [0]
+    assert [p for p, _ in batch["skipped"]] == [str(bad_path)] and "cannot decode" in batch["skipped"][0][1]
 
 
 # --- real data -----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import torch
 from golden import npz, t
 
 from scrd.config import LossConfig
-from scrd.losses import distillation_loss, flat_cosine_distance
+from scrd.method.losses import distillation_loss, flat_cosine_distance
 
 FORMS = {
     "eq4": LossConfig(form="per_scale_ratio", alpha_placement="outside",

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scrd.metrics import (
+from scrd.method.metrics import (
     best_f1_threshold,
     calibrate_threshold,
     metrics_at_threshold,

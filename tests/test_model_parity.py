@@ -14,8 +14,8 @@ import torch
 from golden import canonical_state_dict, keys, npz, t
 
 from scrd.config import LossConfig
+from scrd.method.loss_step import scrd_loss
 from scrd.model import SCRD, from_official_state_dict, load_official_state_dict, to_official_state_dict
-from scrd.step import scrd_loss
 
 OFFICIAL_LOSS = LossConfig(form="ratio_of_sums", alpha_placement="inside_cosine",
                            batch_reduction="ratio_of_means", eps=0.0)
@@ -87,7 +87,7 @@ def test_eval_forward_matches(eval_case):
 def test_eval_official_loss_and_gradients_end_to_end(eval_case):
     arch, model, g = eval_case
     model.zero_grad()
-    terms, out = scrd_loss(model, t(g["x"]), t(g["x_noise"]), OFFICIAL_LOSS, "full_model")
+    terms, out = scrd_loss(model, t(g["x"]), t(g["x_noise"]), OFFICIAL_LOSS, noisy_branch="full_model")
     for v in out.student:
         v.retain_grad()
     terms.loss.backward()
@@ -102,7 +102,7 @@ def test_eval_official_loss_and_gradients_end_to_end(eval_case):
 @pytest.mark.parametrize("arch", ARCHS_WITH_FORWARD)
 def test_official_loss_from_stored_features(arch):
     """Stored u, z, v, α as leaves: loss, ∂L/∂v_k and ∂L/∂α (zero: α cancels inside the cosine)."""
-    from scrd.losses import distillation_loss
+    from scrd.method.losses import distillation_loss
     g = npz(f"forward_{arch}_64.npz")
     u = [t(g[f"u{k}"]) for k in (1, 2, 3)]
     z = [t(g[f"z{k}"]) for k in (1, 2, 3)]
@@ -122,7 +122,7 @@ def test_train_mode_step_matches_released_code():
     g = npz("forward_resnet18_64.npz")
     model = _official_model("resnet18").train()
     teacher_stats = {k: v.clone() for k, v in model.teacher.state_dict().items() if "running" in k}
-    terms, out = scrd_loss(model, t(g["x"]), t(g["x_noise"]), OFFICIAL_LOSS, "full_model")
+    terms, out = scrd_loss(model, t(g["x"]), t(g["x_noise"]), OFFICIAL_LOSS, noisy_branch="full_model")
     for v in out.student:
         v.retain_grad()
     terms.loss.backward()

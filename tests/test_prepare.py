@@ -13,9 +13,11 @@ from PIL import Image
 
 from scrd.cli import main
 from scrd.data import load_samples, read_image
-from scrd.prepare import PrepareError, prepare, split_list
-from scrd.prepare.brain_tumor import kaggle_location
-from scrd.prepare.isic2018 import prepare_isic2018
+from scrd.data.prepare import prepare
+from scrd.data.prepare.brain_tumor import kaggle_location
+from scrd.data.prepare.common import split_list
+from scrd.data.prepare.isic2018 import prepare_isic2018
+from scrd.errors import PrepareError
 
 SHARED_SPLITS = Path(__file__).resolve().parents[2] / "shared" / "splits"
 
@@ -51,7 +53,7 @@ def test_shipped_split_lists_are_the_papers(name, counts):
     if sums.is_file():  # the package data is the steering repo's file, byte for byte
         import scrd
         expected = dict(reversed(line.split()) for line in sums.read_text().splitlines() if line.strip())
-        data = (Path(scrd.__file__).parent / "splits" / name / "data.json").read_bytes()
+        data = (Path(scrd.__file__).parent / "data" / "prepare" / "splits" / name / "data.json").read_bytes()
         assert hashlib.sha256(data).hexdigest() == expected[f"{name}/data.json"]
 
 

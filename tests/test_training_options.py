@@ -9,10 +9,10 @@ import json
 import pytest
 import torch
 
-from scrd import training
 from scrd.config import preset
 from scrd.data.phantom import make_phantom_dataset
-from scrd.training import TrainingError, train
+from scrd.jobs import train as training
+from scrd.jobs.train import TrainingError, train
 
 
 @pytest.fixture(scope="module")

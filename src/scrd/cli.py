@@ -1,39 +1,50 @@
 """The ``scrd`` command line: a thin layer over the Python functions.
 
-Only argparse is imported at start-up; torch and the jobs are imported inside each command, so
-``scrd --help`` answers at once.
+Only argparse and the torch-free registries (architectures, presets, datasets) are imported at
+start-up; torch and the jobs are imported inside each command, so ``scrd --help`` answers at once.
+Errors a user can fix (:class:`~scrd.errors.ScrdError`) print one line and exit with status 2;
+anything else is a bug and keeps its traceback. ``--debug`` shows the traceback of every error.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
+import warnings
 from typing import Any, Sequence
 
-PRESET_NAMES = ("official", "paper", "rd4ad")
-ARCH_NAMES = ("resnet18", "resnet34", "resnet50", "wide_resnet50_2", "mobilenet_v2")
-DATASET_NAMES = ("rsna", "brain-tumor", "isic2018")
+from . import __version__
+from .config import ARCHITECTURES, DEFAULT_PRESET, PRESET_NAMES
+from .data.prepare import DATASETS
+from .errors import ConfigError, ScrdError
+
+# Flags that set config values: (flag, attribute, config key); None: handled apart.
+CONFIG_FLAGS = (
+    ("--arch", "arch", "model.arch"), ("--weights", "weights", "model.weights"),
+    ("--image-size", "image_size", "model.image_size"), ("--iterations", "iterations", "train.iterations"),
+    ("--batch-size", "batch_size", "train.batch_size"), ("--seed", "seed", "train.seed"),
+    ("--device", "device", "train.device"), ("--num-workers", "num_workers", "train.num_workers"),
+    ("--on-bad-image", "on_bad_image", "data.on_bad_image"),
+    ("--deterministic", "deterministic", "train.deterministic"), ("--bf16", "bf16", "train.bf16"),
+    ("--preset", "preset", None), ("--config", "config", None), ("--set", "set", None),
+)
 
 
-def _config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace):
+    """The config the flags describe: ``--config`` or ``--preset`` as the base, then the flags."""
     import yaml
 
-    from .config import Config, ConfigError, preset
+    from .config import Config, preset
 
-    config = Config.load(args.config) if args.config else preset(args.preset)
+    if args.config and args.preset:
+        raise ConfigError("--config and --preset both given: put `preset: NAME` in the config file instead")
+    config = Config.load(args.config) if args.config else preset(args.preset or DEFAULT_PRESET)
     overrides: dict[str, Any] = {}
-    for flag, key in (("arch", "model.arch"), ("weights", "model.weights"), ("image_size", "model.image_size"),
-                      ("iterations", "train.iterations"), ("batch_size", "train.batch_size"),
-                      ("device", "train.device"), ("seed", "train.seed"), ("num_workers", "train.num_workers")):
-        value = getattr(args, flag, None)
-        if value is not None:
+    for _, attr, key in CONFIG_FLAGS:
+        value = getattr(args, attr, None)
+        if key is not None and value not in (None, False):
             overrides[key] = value
-    if args.deterministic:
-        overrides["train.deterministic"] = True
-    if args.bf16:
-        overrides["train.bf16"] = True
-    if args.on_bad_image:
-        overrides["data.on_bad_image"] = args.on_bad_image
     for item in args.set or []:
         if "=" not in item:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
@@ -42,28 +53,48 @@ def _config_from_args(args: argparse.Namespace):
     return config.with_overrides(overrides)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .config import Config
-    from .training import train
+def _flags_given(args: argparse.Namespace, allowed: set[str]) -> list[str]:
+    return [flag for flag, attr, _ in CONFIG_FLAGS
+            if flag not in allowed and getattr(args, attr, None) not in (None, False, [])]
 
-    config = Config() if args.resume else _config_from_args(args)
-    result = train(config, args.data, args.out, resume=args.resume, progress=not args.no_progress,
-                   eval_source=args.eval_data, eval_split=args.eval_split)
+
+# ------------------------------------------------------------------------------- commands
+def cmd_train(args: argparse.Namespace) -> int:
+    from .jobs.train import resume, train
+
+    if args.resume:
+        extra = _flags_given(args, allowed={"--iterations"})
+        if extra:
+            raise ConfigError(f"--resume continues the run with the config in {args.out}/config.yaml; "
+                              f"drop {', '.join(extra)} (only --iterations may extend a run)")
+        result = resume(args.out, args.data, iterations=args.iterations, progress=not args.no_progress,
+                        eval_source=args.eval_data, eval_split=args.eval_split)
+        if result.started_at >= result.iterations:
+            print(f"{args.out}: already trained for {result.iterations} iterations; nothing to do")
+            return 0
+    else:
+        result = train(config_from_args(args), args.data, args.out, progress=not args.no_progress,
+                       eval_source=args.eval_data, eval_split=args.eval_split)
     print(f"model: {result.run_dir / 'model.pt'} ({result.iterations} iterations, "
           f"final loss {result.final_loss:.4f}, {result.images_per_s:.1f} images/s)")
     if result.skipped_images:
         print(f"skipped {result.skipped_images} unreadable images, listed with the reason in "
               f"{result.run_dir / 'skipped_images.csv'}")
     if args.calibration:
-        from .evaluation import calibrate
+        from .jobs.calibrate import calibrate
+
         info = calibrate(args.out, args.calibration, args.calibration_split, args.specificity)
-        print(f"calibrated threshold {info['threshold']:.6g} at specificity {args.specificity} "
-              f"on {info['n_images']} normal images")
+        _print_calibration(info)
     return 0
 
 
+def _print_calibration(info: dict[str, Any]) -> None:
+    print(f"calibrated threshold {info['threshold']:.6g} at specificity {info['target_specificity']} "
+          f"on {info['n_images']} normal images ({info['source']}); {info['note']}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate
+    from .jobs.evaluate import evaluate
 
     r = evaluate(args.model, args.data, args.out, split=args.split, calibration_source=args.calibration,
                  calibration_split=args.calibration_split, target_specificity=args.specificity,
@@ -74,7 +105,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f"F1 {o['f1']:.4f} / ACC {o['acc']:.4f} at the ORACLE threshold (best F1 on this set)")
     if "calibrated_threshold" in r:
         c = r["calibrated_threshold"]
-        print(f"calibrated threshold {c['threshold']:.6g}: sensitivity {c['sensitivity']:.4f}, "
+        label = " (IN-SAMPLE calibration)" if c.get("in_sample") else ""
+        print(f"calibrated threshold {c['threshold']:.6g}{label}: sensitivity {c['sensitivity']:.4f}, "
               f"specificity {c['specificity']:.4f}, F1 {c['f1']:.4f}, ACC {c['acc']:.4f}")
     if "SELECTED ON TEST LABELS" in r["checkpoint_selection"]:
         print(f"WARNING: this checkpoint was {r['checkpoint_selection']}")
@@ -83,29 +115,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .prediction import predict
+    from .jobs.predict import predict
 
     r = predict(args.model, args.inputs, args.out, batch_size=args.batch_size, heatmaps=not args.no_heatmaps,
                 device=args.device, num_workers=args.num_workers, on_bad_image=args.on_bad_image)
     print(f"scored {r.scored} images: {r.csv}" + ("" if args.no_heatmaps else f"; heat maps in {args.out}/heatmaps/"))
     if r.skipped:
-        print(f"skipped {r.skipped} unreadable images, listed with the reason in {r.csv.parent / 'skipped.csv'}")
+        print(f"skipped {r.skipped} unreadable images, listed with the reason in "
+              f"{r.csv.parent / 'skipped_images.csv'}")
     return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .evaluation import calibrate
+    from .jobs.calibrate import calibrate
 
-    info = calibrate(args.model, args.data, args.split, args.specificity, device=args.device)
-    print(f"threshold {info['threshold']:.6g} (specificity {info['specificity_on_calibration_set']:.4f} "
-          f"on {info['n_images']} normal images) stored in {args.model}")
+    info = calibrate(args.model, args.data, args.split, args.specificity, batch_size=args.batch_size,
+                     device=args.device, num_workers=args.num_workers, on_bad_image=args.on_bad_image)
+    _print_calibration(info)
+    print(f"stored in {args.model}")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .jobs.demo import run_demo
 
-    run_demo(args.out, iterations=args.iterations, arch=args.arch)
+    run_demo(args.out, iterations=args.iterations, arch=args.arch, n_train=args.n_train, n_test=args.n_test)
     return 0
 
 
@@ -121,11 +155,11 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    from .backbones import BACKBONES, find_imagenet_weights, install_weight_file
+    from .model import BACKBONES, find_imagenet_weights, install_weight_file
 
     if args.action == "install":
         if not args.arch or not args.file:
-            raise SystemExit("usage: scrd weights install ARCH FILE")
+            raise ConfigError("usage: scrd weights install ARCH FILE")
         target = install_weight_file(args.arch, args.file)
         print(f"verified and installed {args.file} -> {target}")
         return 0
@@ -143,15 +177,15 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from .benchmark import run_throughput
+    from .jobs.benchmark import run_throughput
 
-    run_throughput(args.arch, image_size=args.image_size, batch_size=args.batch_size,
-                   steps=args.steps, device=args.device, weights=args.weights)
+    run_throughput(args.arch, image_size=args.image_size, batch_size=args.batch_size, steps=args.steps,
+                   device=args.device, weights=args.weights)
     return 0
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from .prepare import REPORT_FILE, prepare
+    from .data.prepare import REPORT_FILE, prepare
 
     options: dict[str, Any] = {"workers": args.workers}
     if args.dataset == "isic2018":
@@ -162,111 +196,121 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     print(report.summary())
     print(f"data.json and {REPORT_FILE} written to {args.out}/")
     if args.strict and not report.complete:
-        print(f"scrd data prepare: error: {report.missing_total} listed file(s) missing (--strict)",
-              file=sys.stderr)
+        print(f"scrd data prepare: error: {report.missing_total} listed file(s) missing (--strict)", file=sys.stderr)
         return 2
     return 0
 
 
+# -------------------------------------------------------------------------------- parsers
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", choices=PRESET_NAMES, default="official",
-                   help="named set of options (default: official = the released code)")
-    p.add_argument("--config", help="YAML config file (instead of --preset)")
+    p.add_argument("--preset", choices=PRESET_NAMES,
+                   help=f"named set of options (default: {DEFAULT_PRESET}); see `scrd config`")
+    p.add_argument("--config", help="YAML config file (instead of --preset; it may name its base with `preset:`)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any option, e.g. --set loss.eps=1e-6 (repeatable)")
-    p.add_argument("--arch", choices=ARCH_NAMES)
+    p.add_argument("--arch", choices=ARCHITECTURES, help="teacher architecture")
     p.add_argument("--weights", help="teacher weights: imagenet, none or a file path")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--iterations", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 …")
-    p.add_argument("--num-workers", type=int)
+    p.add_argument("--image-size", type=int, help="images are resized to this square size")
+    p.add_argument("--iterations", type=int, help="training iterations (with --resume: extend the run)")
+    p.add_argument("--batch-size", type=int, help="images per iteration")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1 …")
+    p.add_argument("--num-workers", type=int, help="processes decoding images")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (exact resume)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
-    _add_bad_image_flag(p)
+    _add_bad_image_flag(p, default=None)
 
 
-def _add_bad_image_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--on-bad-image", choices=("error", "skip"),
+def _add_bad_image_flag(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    p.add_argument("--on-bad-image", choices=("error", "skip"), default=default,
                    help="unreadable image: stop with an error naming it (default) or skip it, "
                         "listing it with the reason in the output folder")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="scrd", description="Scale-aware Contrastive Reverse Distillation: unsupervised anomaly "
-                                 "detection for medical images (train on normal images only).")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=int, default=16, help="images per batch")
+    p.add_argument("--num-workers", type=int, default=0, help="processes decoding images")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
+    _add_bad_image_flag(p)
 
+
+def _add_calibration_flags(p: argparse.ArgumentParser, flag: str) -> None:
+    p.add_argument(flag, nargs="?", const="holdout", metavar="DATA",
+                   help="normal images to calibrate a decision threshold on; without DATA (or 'holdout'): "
+                        "the run's held-out training images (train.holdout_fraction)")
+    p.add_argument(f"{flag}-split", default="train", dest="calibration_split", help="split of those images")
+    p.add_argument("--specificity", type=float, default=0.95, help="target specificity of the threshold")
+
+
+def _train_parser(sub) -> None:
     p = sub.add_parser("train", help="train on normal images")
     p.add_argument("--data", required=True, help="dataset folder (data.json or train/normal layout) or CSV")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--calibration", help="normal-only images to calibrate a decision threshold on")
-    p.add_argument("--calibration-split", default="train")
-    p.add_argument("--specificity", type=float, default=0.95, help="target specificity of the threshold")
+    _add_calibration_flags(p, "--calibration")
     p.add_argument("--eval-data", help="labelled set scored every train.eval_every iterations")
     p.add_argument("--eval-split", default="test")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
+
+def _evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="metrics on a labelled set")
     p.add_argument("--model", required=True, help="run directory or model.pt")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, help="labelled dataset")
     p.add_argument("--split", default="test")
-    p.add_argument("--out", required=True)
-    p.add_argument("--calibration", help="normal-only images for a calibrated threshold")
-    p.add_argument("--calibration-split", default="train")
-    p.add_argument("--specificity", type=float, default=0.95)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    _add_bad_image_flag(p)
+    p.add_argument("--out", required=True, help="output folder")
+    _add_calibration_flags(p, "--calibration")
+    _add_scoring_flags(p)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _predict_parser(sub) -> None:
     p = sub.add_parser("predict", help="score images and write heat maps")
     p.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or a CSV manifest")
-    p.add_argument("--model", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--no-heatmaps", action="store_true")
-    p.add_argument("--device", default="auto")
-    _add_bad_image_flag(p)
+    p.add_argument("--model", required=True, help="run directory or model.pt")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--no-heatmaps", action="store_true", help="write scores only")
+    _add_scoring_flags(p)
     p.set_defaults(func=cmd_predict)
 
+
+def _calibrate_parser(sub) -> None:
     p = sub.add_parser("calibrate", help="store a decision threshold from normal images")
-    p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True)
+    p.add_argument("--model", required=True, help="run directory or model.pt")
+    p.add_argument("--data", help="normal images (default: the run's held-out training images)")
     p.add_argument("--split", default="train")
-    p.add_argument("--specificity", type=float, default=0.95)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--specificity", type=float, default=0.95, help="target specificity of the threshold")
+    _add_scoring_flags(p)
     p.set_defaults(func=cmd_calibrate)
 
+
+def _small_parsers(sub) -> None:
     p = sub.add_parser("demo", help="train and evaluate on a generated phantom dataset (offline)")
-    p.add_argument("--out", default="scrd-demo")
-    p.add_argument("--iterations", type=int, default=None)
-    p.add_argument("--arch", choices=ARCH_NAMES, default="mobilenet_v2")
+    p.add_argument("--out", default="scrd-demo", help="output folder")
+    p.add_argument("--iterations", type=int, default=150)
+    p.add_argument("--arch", choices=ARCHITECTURES, default="mobilenet_v2")
+    p.add_argument("--n-train", type=int, default=160, help="phantom training images")
+    p.add_argument("--n-test", type=int, default=40, help="phantom test images per class")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("params", help="parameter counts by part")
-    p.add_argument("--arch", choices=ARCH_NAMES, default="wide_resnet50_2")
+    p.add_argument("--arch", choices=ARCHITECTURES, default="wide_resnet50_2")
     p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("weights", help="offline ImageNet weight files")
     p.add_argument("action", choices=("install", "status"))
-    p.add_argument("arch", nargs="?", choices=ARCH_NAMES)
+    p.add_argument("arch", nargs="?", choices=ARCHITECTURES)
     p.add_argument("file", nargs="?")
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("config", help="print a preset as YAML")
-    p.add_argument("--preset", choices=PRESET_NAMES, default="official")
+    p.add_argument("--preset", choices=PRESET_NAMES, default=DEFAULT_PRESET)
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("benchmark", help="training and inference throughput (images/s)")
-    p.add_argument("--arch", choices=ARCH_NAMES, nargs="+", default=["mobilenet_v2", "resnet18"])
+    p.add_argument("--arch", choices=ARCHITECTURES, nargs="+", default=["mobilenet_v2", "resnet18"])
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=5)
@@ -274,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="none")
     p.set_defaults(func=cmd_benchmark)
 
+
+def _data_parser(sub) -> None:
     p = sub.add_parser("data", help="dataset tools (prepare the paper's datasets)")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser(
@@ -282,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Testing/ folders) or ISIC 2018 (Task 3 inputs and ground-truth CSVs). Writes "
                     "OUT/images/, OUT/data.json and OUT/prepare_report.json; reports missing and "
                     "extra files and compares counts with the paper's.")
-    p.add_argument("dataset", choices=DATASET_NAMES)
+    p.add_argument("dataset", choices=tuple(DATASETS))
     p.add_argument("--raw", required=True, help="folder of the unpacked public download")
     p.add_argument("--out", required=True, help="output dataset folder")
     p.add_argument("--protocol", choices=("test", "validation"), default="test",
@@ -293,18 +339,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="fail (exit 2) when listed files are missing")
     p.add_argument("--workers", type=int, default=1, help="processes for the conversion")
     p.set_defaults(func=cmd_data_prepare)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scrd", description="Scale-aware Contrastive Reverse Distillation: unsupervised anomaly "
+                                 "detection for medical images (train on normal images only).")
+    parser.add_argument("--version", action="version", version=f"scrd {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of every error")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_train_parser, _evaluate_parser, _predict_parser, _calibrate_parser, _small_parsers, _data_parser):
+        add(sub)
     return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"scrd: warning: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    command = " ".join(c for c in (args.command, getattr(args, "data_command", None)) if c)
+    warnings.showwarning = _show_warning
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, RuntimeError, FileNotFoundError, KeyError) as exc:
-        command = " ".join(c for c in (args.command, getattr(args, "data_command", None)) if c)
+    except ScrdError as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"scrd {command}: error: {exc}", file=sys.stderr)
         return 2
 

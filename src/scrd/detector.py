@@ -1,4 +1,9 @@
-"""A trained SCRD model ready to score images: loading, batched scoring, maps and decisions."""
+"""A trained SCRD model ready to score images, and its saved format.
+
+A saved model is two files in one folder: ``model.pt``, a state dict loaded with
+``weights_only=True`` (it cannot run code), and ``model.json``, its config, teacher weights,
+calibration and provenance.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,24 @@ from typing import Any, Iterator
 import torch
 
 from . import __version__
-from .anomaly_map import anomaly_map, image_score
-from .checkpoint import CheckpointError, load_tensors, read_json, save_tensors, write_json
 from .config import Config
-from .data import normalize
+from .data.transforms import normalize
+from .device import choose_device
+from .errors import CheckpointError
+from .filenames import CHECKPOINT_FORMAT, MODEL_FILE, MODEL_META
+from .method.anomaly_map import anomaly_map, image_score
 from .model import SCRD
-from .runs import CHECKPOINT_FORMAT, MODEL_META, choose_device, resolve_model_path
+from .storage import load_tensors, read_json, save_tensors, write_json
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A run directory or a ``model.pt`` file -> the model's state-dict file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no trained model here (expected a run directory or a {MODEL_FILE} file)")
+    return path
 
 
 @dataclass
@@ -66,7 +83,7 @@ class Detector:
     # ---------------------------------------------------------------------- persistence
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
         directory = Path(directory)
-        path = directory / "model.pt"
+        path = directory / MODEL_FILE
         save_tensors(path, {"state_dict": self.model.state_dict()})
         self.metadata.update(extra or {})
         self.metadata.update({

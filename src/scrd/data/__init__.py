@@ -1,49 +1,33 @@
 """Data loading for scrd: decode images, find dataset splits, build tensors and loaders.
 
 Images are returned in [0, 1] space; ImageNet normalisation (:func:`normalize`) is applied by the
-training and inference code after anomaly noise is added.
+training and inference code after anomaly noise is added. Names are imported lazily from their
+modules, so ``import scrd.data.layouts`` (or the CLI) does not pull in torch.
 """
 
-from . import dicom, nifti  # noqa: F401  (register the .dcm and .nii/.nii.gz readers)
-from .dataset import (
-    MIN_IMAGE_SIDE,
-    UNKNOWN_LABEL,
-    ImageDataset,
-    SkippedImages,
-    make_loader,
-    seed_worker,
-    unreadable_items,
-)
-from .intensity import apply_intensity
-from .layouts import (
-    DatasetError,
-    Sample,
-    collect_images,
-    collect_samples,
-    detect_layout,
-    expand_frames,
-    load_samples,
-    samples_from_csv,
-    samples_from_data_json,
-    samples_from_folders,
-)
-from .phantom import make_phantom_dataset, phantom_slice, render_phantom
-from .readers import (
-    ImageReadError,
-    is_image_file,
-    list_frames,
-    read_image,
-    register_reader,
-    supported_suffixes,
-)
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize, to_model_tensor
+from __future__ import annotations
 
-__all__ = [
-    "DatasetError", "IMAGENET_MEAN", "IMAGENET_STD", "ImageDataset", "ImageReadError", "Sample",
-    "UNKNOWN_LABEL", "MIN_IMAGE_SIDE", "SkippedImages", "unreadable_items", "apply_intensity",
-    "collect_images", "collect_samples", "detect_layout",
-    "expand_frames", "is_image_file", "list_frames", "load_samples", "make_loader",
-    "make_phantom_dataset", "normalize", "phantom_slice", "read_image", "register_reader",
-    "render_phantom", "samples_from_csv", "samples_from_data_json", "samples_from_folders",
-    "seed_worker", "supported_suffixes", "to_model_tensor",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "dataset": ("MIN_IMAGE_SIDE", "UNKNOWN_LABEL", "ImageDataset", "SkippedImages", "make_loader", "seed_worker",
+                "unreadable_items"),
+    "intensity": ("apply_intensity",),
+    "layouts": ("Sample", "collect_images", "collect_samples", "detect_layout", "expand_frames", "load_samples",
+                "samples_from_csv", "samples_from_data_json", "samples_from_folders"),
+    "phantom": ("make_phantom_dataset", "phantom_slice", "render_phantom"),
+    "readers": ("is_image_file", "list_frames", "read_image", "register_reader", "supported_suffixes"),
+    "transforms": ("IMAGENET_MEAN", "IMAGENET_STD", "normalize", "to_model_tensor"),
+}
+_ERRORS = ("DatasetError", "ImageReadError")
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted([*_WHERE, *_ERRORS])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ERRORS:
+        return getattr(importlib.import_module("scrd.errors"), name)
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"scrd.data.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'scrd.data' has no attribute {name!r}")

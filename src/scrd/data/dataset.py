@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from ..errors import ConfigError, ImageReadError
 from .layouts import Sample
-from .readers import ImageReadError, read_image
+from .readers import read_image
 from .transforms import to_model_tensor
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class ImageDataset(Dataset):
         self.data = data
         self.on_bad_image = on_bad_image or (data.on_bad_image if data is not None else "error")
         if self.on_bad_image not in ("error", "skip"):
-            raise ValueError(f"on_bad_image must be 'error' or 'skip', got {self.on_bad_image!r}")
+            raise ConfigError(f"on_bad_image must be 'error' or 'skip', got {self.on_bad_image!r}")
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -82,15 +83,20 @@ class ImageDataset(Dataset):
         return batch
 
 
+def _bad_items(items: list[dict]) -> list[tuple[int, str, str]]:
+    """collate_fn of :func:`unreadable_items` (a module-level function, so workers can start
+    under the spawn method)."""
+    return [(i["index"], i["path"], i["reason"]) for i in items if i.get("skipped")]
+
+
 def unreadable_items(dataset: ImageDataset, num_workers: int = 0) -> list[tuple[int, str, str]]:
     """Decode every image once: (index, path, reason) of those that cannot be used.
 
     With ``on_bad_image='error'`` the first bad image raises, naming the file; either way this
     happens before a long job starts rather than hours into it.
     """
-    loader = DataLoader(dataset, batch_size=16, num_workers=num_workers,
-                        collate_fn=lambda items: [(i["index"], i["path"], i["reason"])
-                                                  for i in items if i.get("skipped")])
+    loader = DataLoader(dataset, batch_size=16, num_workers=num_workers, collate_fn=_bad_items,
+                        worker_init_fn=seed_worker)
     return [bad for batch in loader for bad in batch]
 
 
@@ -130,10 +136,14 @@ def seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int = 0,
-                seed: int = 0, drop_last: bool = False) -> DataLoader:
-    """A DataLoader whose shuffling order and worker RNGs are fixed by ``seed``."""
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      drop_last=drop_last, generator=generator, worker_init_fn=seed_worker)
+def make_loader(dataset: ImageDataset, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
+                batch_sampler: Any = None) -> DataLoader:
+    """The loader every job uses: in order (or by ``batch_sampler``), skipped images collected
+    per batch (:meth:`ImageDataset.collate`), decoding overlapped with compute when
+    ``num_workers > 0``."""
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, pin_memory=pin_memory,
+                          collate_fn=dataset.collate, worker_init_fn=seed_worker,
+                          persistent_workers=False)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      pin_memory=pin_memory, collate_fn=dataset.collate, worker_init_fn=seed_worker)

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import ImageReadError
 from .intensity import apply_intensity, voi_window
-from .readers import ImageReadError, optional_module, register_reader
+from .readers import optional_module, register_reader
 
 if TYPE_CHECKING:
     from ..config import DataConfig

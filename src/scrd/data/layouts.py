@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
+from ..errors import DatasetError
 from .readers import frame_word, is_image_file, list_frames, supported_suffixes
 
 if TYPE_CHECKING:
@@ -39,8 +40,6 @@ _LABEL_WORDS = {"0": 0, "1": 1, "normal": 0, "abnormal": 1}
 _MAX_LISTED = 10
 
 
-class DatasetError(ValueError):
-    """A dataset or input list is malformed; the message names the source and the entries."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from ..errors import ImageReadError
 from .intensity import apply_intensity
 
 if TYPE_CHECKING:
@@ -35,16 +36,6 @@ Reader = Callable[..., np.ndarray]
 FrameLister = Callable[[Path, "DataConfig"], "list[int] | None"]
 
 
-class ImageReadError(ValueError):
-    """An image file could not be decoded; the message names the file and the problem.
-
-    The constructor takes the message first (like ValueError), so DataLoader workers can
-    re-raise it in the main process with its type intact.
-    """
-
-    def __init__(self, message: str, path: str | Path | None = None) -> None:
-        super().__init__(message)
-        self.path = Path(path) if path is not None else None
 
 
 def _error(path: str | Path, problem: str) -> ImageReadError:
@@ -249,4 +240,10 @@ def _read_pil(path: Path, frame: int | None = None, options: "DataConfig | None"
         return pil_to_array(im, options)
 
 
-register_reader((".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"), _read_pil, configurable=True)
+# The suffixes Pillow reads for us (also what `scrd data prepare` looks for in raw downloads).
+PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+register_reader(PIL_SUFFIXES, _read_pil, configurable=True)
+
+# The DICOM and NIfTI readers register themselves; importing them here makes every reader
+# available wherever read_image is (they import pydicom / nibabel only when a file needs them).
+from . import dicom, nifti  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""One-Class Bottleneck Embedding (OCBE) of reverse distillation (RD4AD), and the scale head.
+"""One-Class Bottleneck Embedding (OCBE) of reverse distillation (RD4AD).
 
 The OCBE fuses the teacher's three scales into one compact code φ: scales 1 and 2 are brought
 down to the resolution of scale 3 by stride-2 3×3 convolutions, the three are concatenated,
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1, conv3x3
+from torchvision.models.resnet import Bottleneck, conv1x1, conv3x3
 
 
 def init_conv_and_norm(module: nn.Module) -> None:
@@ -76,18 +76,3 @@ class OCBE(nn.Module):
 
     def used_parameter_names(self) -> set[str]:
         return {n for n, _ in self.named_parameters() if not n.startswith(("conv4.", "bn4."))}
-
-
-class ScaleHead(nn.Module):
-    """α = softmax(W · GlobalMaxPool(φ)) (paper Eq. 3): one weight per scale, per sample."""
-
-    def __init__(self, in_channels: int, num_scales: int = 3) -> None:
-        super().__init__()
-        self.pool = nn.AdaptiveMaxPool2d(1)
-        self.linear = nn.Linear(in_channels, num_scales)
-
-    def forward(self, phi: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.linear(self.pool(phi).flatten(1)), dim=-1)
-
-
-__all__ = ["OCBE", "ScaleHead", "init_conv_and_norm", "BasicBlock", "Bottleneck"]

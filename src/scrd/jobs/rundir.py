@@ -1,4 +1,4 @@
-"""Run directories, device choice, seeding and the environment report."""
+"""What every job does with its process and run directory: seeding and the environment report."""
 
 from __future__ import annotations
 
@@ -6,32 +6,12 @@ import os
 import platform
 import random
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import __version__
-
-CONFIG_FILE = "config.yaml"
-ENV_FILE = "environment.json"
-LOG_FILE = "train_log.csv"
-STATE_FILE = "checkpoints/last.pt"
-STATE_META = "checkpoints/last.json"
-MODEL_FILE = "model.pt"
-MODEL_META = "model.json"
-SKIPPED_FILE = "skipped_images.csv"
-CHECKPOINT_FORMAT = "scrd-checkpoint/1"
-
-
-def choose_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return device
+from .. import __version__
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -66,13 +46,3 @@ def environment_report(device: torch.device) -> dict[str, Any]:
         report["cuda_device"] = torch.cuda.get_device_name(device)
         report["cuda_version"] = torch.version.cuda
     return report
-
-
-def resolve_model_path(path: str | Path) -> Path:
-    """A run directory or a model file -> the model state-dict file."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / MODEL_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no trained model here (expected a run directory or a {MODEL_FILE} file)")
-    return path

@@ -26,25 +26,25 @@ def _timed(fn: Callable[[], object], device: torch.device, repeats: int) -> floa
 
 def measure(arch: str, image_size: int = 256, batch_size: int = 16, steps: int = 5,
             device: str = "auto", weights: str = "none", noise_field: str = "fixed") -> dict[str, float]:
-    from .anomaly_map import anomaly_map, gaussian_smooth, image_score
-    from .config import preset
-    from .data import normalize
-    from .model import build_model
-    from .noise import AnomalySynthesizer
-    from .runs import choose_device
-    from .step import scrd_loss
+    from ..config import preset
+    from ..data.transforms import normalize
+    from ..device import choose_device
+    from ..method.anomaly_map import anomaly_map, gaussian_smooth, image_score
+    from ..method.loss_step import scrd_loss
+    from ..method.synthesis import AnomalySynthesizer
+    from ..model import build_model
 
     dev = choose_device(device)
     model, _ = build_model(arch, weights)
     model.to(dev)
-    config = preset("official")
-    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-3, betas=(0.5, 0.999))
-    synth = AnomalySynthesizer(field=noise_field, seed=0)
+    config = preset("official").with_overrides({"noise.field": noise_field})
+    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=config.train.lr, betas=config.train.betas)
+    synth = AnomalySynthesizer(config.noise, seed=config.train.seed)
     images = torch.rand(batch_size, 3, image_size, image_size, device=dev)
 
     def train_step() -> None:
         noisy = normalize(synth(images)[0])
-        terms, _ = scrd_loss(model, normalize(images), noisy, config.loss, "full_model")
+        terms, _ = scrd_loss(model, normalize(images), noisy, config.loss, noisy_branch=config.train.noisy_branch)
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         optimizer.step()

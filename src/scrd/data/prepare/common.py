@@ -18,18 +18,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-REPORT_FILE = "prepare_report.json"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+from ...errors import PrepareError
+from ...filenames import PREPARE_REPORT as REPORT_FILE
+
 _SHOWN = 10
-
-
-class PrepareError(ValueError):
-    """The raw download cannot be prepared (wrong folder, duplicate names, bad CSV...)."""
 
 
 def split_list(name: str) -> dict[str, Any]:
     """The paper's split list shipped with scrd (``RSNA`` or ``BrainTumor``), DDAD-ASR's data.json."""
-    text = resources.files("scrd").joinpath(f"splits/{name}/data.json").read_text(encoding="utf-8")
+    text = resources.files("scrd.data.prepare").joinpath(f"splits/{name}/data.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 

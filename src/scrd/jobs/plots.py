@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .checkpoint import atomic_write
+from ..storage import atomic_write
 
 _W, _H, _M = 480, 400, 50  # canvas size and margin
 BLUE, RED, GREY, BLACK = (31, 119, 180), (214, 39, 40), (200, 200, 200), (0, 0, 0)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
-from .data import ImageDataset, SkippedImages, collect_samples
-from .detector import Detector
+from ..data.dataset import ImageDataset, SkippedImages, make_loader
+from ..data.layouts import collect_samples
+from ..detector import Detector
+from ..filenames import HEATMAP_DIR, PREDICTIONS_FILE, SKIPPED_FILE
 
 FIELDS = ["path", "score", "decision"]
 
@@ -50,7 +50,7 @@ def heatmap_name(path: str) -> str:
 class PredictResult:
     csv: Path
     scored: int  # images scored by this call (earlier finished ones are not counted again)
-    skipped: int  # unreadable images skipped so far, listed in skipped.csv beside the CSV
+    skipped: int  # unreadable images skipped so far, listed in skipped_images.csv beside the CSV
 
 
 def predict(model: str | Path, inputs: Sequence[str], out_dir: str | Path, batch_size: int = 16,
@@ -64,17 +64,17 @@ def predict(model: str | Path, inputs: Sequence[str], out_dir: str | Path, batch
     from .plots import overlay_png
 
     out_dir = Path(out_dir)
-    (out_dir / "heatmaps").mkdir(parents=True, exist_ok=True)
-    for stale in (out_dir / "heatmaps").glob(".*.tmp"):  # left by a kill mid-write; never results
+    (out_dir / HEATMAP_DIR).mkdir(parents=True, exist_ok=True)
+    for stale in (out_dir / HEATMAP_DIR).glob(".*.tmp"):  # left by a kill mid-write; never results
         stale.unlink()
     detector = Detector.load(model, device)
-    csv_path = out_dir / "predictions.csv"
+    csv_path = out_dir / PREDICTIONS_FILE
     done = _finished_paths(csv_path)
     samples = [s for s in collect_samples(list(inputs), detector.config.data) if s.key not in done]
     threshold = detector.threshold
     vmin, vmax = detector.metadata.get("display_range", [None, None])
 
-    skipped = SkippedImages(out_dir / "skipped.csv")
+    skipped = SkippedImages(out_dir / SKIPPED_FILE)
     new_file, count = not csv_path.is_file(), 0
     with open(csv_path, "a", newline="") as f:
         writer = csv.writer(f)
@@ -84,8 +84,7 @@ def predict(model: str | Path, inputs: Sequence[str], out_dir: str | Path, batch
             return PredictResult(csv_path, 0, skipped.count)
         dataset = ImageDataset(samples, detector.image_size, data=detector.config.data,
                                on_bad_image=on_bad_image)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                             num_workers=num_workers, collate_fn=dataset.collate)
+        loader = make_loader(dataset, batch_size, num_workers, detector.device.type == "cuda")
         for batch, scored in detector.iterate(loader):
             skipped.add(batch["skipped"])
             if scored is None:
@@ -97,7 +96,7 @@ def predict(model: str | Path, inputs: Sequence[str], out_dir: str | Path, batch
                     amap = scored.maps[i].numpy()
                     lo = vmin if vmin is not None else float(amap.min())
                     hi = vmax if vmax is not None else float(amap.max())
-                    overlay_png(out_dir / "heatmaps" / heatmap_name(path),
+                    overlay_png(out_dir / HEATMAP_DIR / heatmap_name(path),
                                 batch["image"][i].permute(1, 2, 0).numpy(), amap, lo, hi)
                 decision = "" if threshold is None else ("abnormal" if score >= threshold else "normal")
                 writer.writerow([path, repr(score), decision])

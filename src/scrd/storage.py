@@ -14,9 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable, unsafe or does not fit the model."""
+from .errors import CheckpointError
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None], durable: bool = True) -> None:

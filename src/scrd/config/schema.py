@@ -1,0 +1,183 @@
+"""Typed configuration: every choice the paper leaves open is a named option here.
+
+The sections are plain dataclasses; their defaults are the released code's values (the
+``official`` preset), and ``docs/configuration.md`` gives each default and its reason. The
+``Literal`` types below are the one list of valid choices: the CLI, the presets and the
+validation all read them from here. This module imports neither torch nor numpy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ..errors import ConfigError
+
+Arch = Literal["resnet18", "resnet34", "resnet50", "wide_resnet50_2", "mobilenet_v2"]
+ARCHITECTURES: tuple[str, ...] = typing.get_args(Arch)
+
+# The released training script seeds its simplex generator with this value (np.random.randint
+# right after setup_seed(111)); the fixed noise texture is the field of this seed.
+OFFICIAL_NOISE_SEED = 7698519916
+# Per-pixel std of the 6-octave OpenSimplex sum (measured over many seeds): Gaussian noise of
+# this std perturbs with the same energy as simplex noise at one λ.
+SIMPLEX_FRACTAL_STD = 0.4
+
+
+@dataclass
+class ModelConfig:
+    arch: Arch = "wide_resnet50_2"
+    weights: str = "imagenet"  # 'imagenet' (torchvision IMAGENET1K_V1), 'none' or a file path
+    image_size: int = 256
+
+
+@dataclass
+class NoiseConfig:
+    kind: Literal["simplex", "gaussian"] = "simplex"
+    field: Literal["fixed", "fresh"] = "fixed"  # fixed: the released code's single texture
+    strength: float = 0.2  # λ, added in [0, 1] image space before normalisation, unclipped
+    octaves: int = 6
+    persistence: float = 0.6
+    frequency: float = 32.0
+    min_size: int = 10  # patch side drawn uniformly in [min_size, max_size]
+    max_size: int = 31
+    field_seed: int = OFFICIAL_NOISE_SEED
+    gaussian_std: float = SIMPLEX_FRACTAL_STD
+    patches_per_image: int = 1
+    # Patch sizes/positions: 'official' = numpy RandomState(train.seed) after the released script's
+    # two seed draws, so seed 111 replays its patch sequence; 'legacy' = RandomState(seed) without
+    # them; 'generator' = numpy default_rng.
+    patch_rng: Literal["official", "legacy", "generator"] = "official"
+
+
+@dataclass
+class LossConfig:
+    form: Literal["rd4ad", "ratio_of_sums", "per_scale_ratio"] = "ratio_of_sums"
+    alpha_placement: Literal["inside_cosine", "outside", "none"] = "inside_cosine"
+    batch_reduction: Literal["ratio_of_means", "mean_of_ratios"] = "ratio_of_means"
+    eps: float = 0.0
+    alpha_grad: Literal["train", "detach"] = "train"
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 4000  # the paper's figure; the released script runs 40000
+    batch_size: int = 16
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.5, 0.999)
+    noisy_branch: Literal["full_model", "encoder_only"] = "full_model"
+    bn_eval_after_validation: bool = False  # replicate the released code's BatchNorm-mode slip
+    eval_every: int = 0  # 0: no evaluation during training
+    selection: Literal["final", "best_on_test"] = "final"
+    # Normal training images kept out of training (chosen by seed, listed in the run directory),
+    # so a threshold calibrated on them is not calibrated on images the model has learnt.
+    holdout_fraction: float = 0.0
+    seed: int = 111
+    deterministic: bool = False
+    device: str = "auto"  # auto: CUDA when available
+    bf16: bool = False  # bf16 autocast on CUDA
+    num_workers: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 10
+
+
+@dataclass
+class ScoringConfig:
+    sigma: float = 4.0  # Gaussian smoothing of the map (scipy 'reflect' boundary)
+    score: Literal["mean", "max"] = "mean"
+    alpha_weighting: Literal["none", "weighted"] = "none"  # weight scale maps by α at test time
+
+
+@dataclass
+class DataConfig:
+    """How files become [0, 1] images: grey-level mapping, DICOM frames, NIfTI slicing."""
+
+    intensity: Literal["none", "minmax", "percentile", "fixed"] = "none"
+    percentiles: tuple[float, float] = (1.0, 99.0)  # for intensity 'percentile', per image
+    window: tuple[float, float] = (0.0, 255.0)  # for intensity 'fixed', stored units (HU for CT)
+    dicom_frames: Literal["reject", "first", "middle", "all"] = "reject"
+    nifti_axis: int = 2  # 0 sagittal, 1 coronal, 2 axial (after reorienting to RAS+)
+    nifti_percentiles: tuple[float, float] = (0.5, 99.5)  # volume-wide robust range -> [0, 1]
+    nifti_tissue_level: float = 0.1  # a voxel is tissue above this normalised value
+    nifti_min_tissue: float = 0.05  # keep slices with at least this tissue fraction (0 keeps all)
+    on_bad_image: Literal["error", "skip"] = "error"  # skip: listed in the run/output folder, counted
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        from .validation import validate
+
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        from ..storage import atomic_write_text  # atomic: a kill never leaves half a config
+
+        atomic_write_text(path, self.to_yaml())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        """A config from nested values; a top-level ``preset: NAME`` makes that preset the base
+        that the other values override (without it, the base is the ``official`` defaults)."""
+        from .validation import build_config
+
+        return build_config(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Config:
+        """A copy with dotted keys replaced, e.g. {"train.iterations": 100}."""
+        data = self.to_dict()
+        for dotted, value in overrides.items():
+            *parents, leaf = dotted.split(".")
+            node = data
+            for p in parents:
+                if not isinstance(node.get(p), dict):
+                    raise ConfigError(f"unknown config key {dotted!r}")
+                node = node[p]
+            if leaf not in node or isinstance(node[leaf], dict):
+                raise ConfigError(f"unknown config key {dotted!r}")
+            node[leaf] = value
+        return Config.from_dict(data)
+
+
+SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,140 @@
+"""Building configs from nested values, with strict types and range checks.
+
+Unknown keys and values of the wrong type or out of range are errors that name the key; nothing
+is silently ignored or coerced beyond int -> float.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Literal
+
+from ..errors import ConfigError
+
+
+def build_config(data: dict[str, Any]):
+    """A :class:`Config` from nested values (see ``Config.from_dict``)."""
+    from .presets import preset
+    from .schema import Config
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: expected a mapping, got {type(data).__name__}")
+    data = dict(data)
+    base_name = data.pop("preset", None)
+    if base_name is not None:
+        if not isinstance(base_name, str):
+            raise ConfigError(f"config.preset: expected a preset name, got {base_name!r}")
+        data = _merge(preset(base_name).to_dict(), data)
+    return _build(Config, data, "config")
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{where}.{name}")
+        else:
+            kwargs[name] = coerce(value, hint, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def coerce(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against the type ``hint`` (Literal, tuple, bool, int, float, str)."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(hint))}")
+        return value
+    if origin is tuple:
+        kinds = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)) or len(value) != len(kinds):
+            raise ConfigError(f"{where}: expected a list of {len(kinds)} numbers, got {value!r}")
+        return tuple(coerce(v, k, where) for v, k in zip(value, kinds))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"{where}: no coercion for type {hint!r}")  # a schema bug, not a user error
+
+
+def validate_section(section: Any, name: str) -> None:
+    """The type of every field of one config section (a dataclass built directly, not from YAML)."""
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        coerce(getattr(section, f.name), hints[f.name], f"{name}.{f.name}")
+    if name == "noise" and not 0 < section.min_size <= section.max_size:
+        raise ConfigError("noise: need 0 < min_size <= max_size")
+
+
+def validate(config) -> None:
+    """Types of every field, and the range checks that types alone do not express."""
+    from .schema import SECTIONS
+
+    for name in SECTIONS:
+        validate_section(getattr(config, name), name)
+    m, n, loss, t, s, d = config.model, config.noise, config.loss, config.train, config.scoring, config.data
+    checks = [
+        (m.image_size >= 32, "model.image_size must be at least 32"),
+        (m.image_size % 16 == 0, "model.image_size must be a multiple of 16"),
+        (0 < n.min_size <= n.max_size, "noise: need 0 < min_size <= max_size"),
+        (n.max_size + 2 <= m.image_size, "noise.max_size must fit inside the image (max_size + 2 <= image_size)"),
+        (n.strength >= 0, "noise.strength must be >= 0"),
+        (n.octaves >= 1, "noise.octaves must be >= 1"),
+        (n.patches_per_image >= 1, "noise.patches_per_image must be >= 1"),
+        (n.frequency > 0, "noise.frequency must be > 0"),
+        (n.gaussian_std >= 0, "noise.gaussian_std must be >= 0"),
+        (loss.eps >= 0, "loss.eps must be >= 0"),
+        (t.iterations >= 1, "train.iterations must be >= 1"),
+        (t.batch_size >= 1, "train.batch_size must be >= 1"),
+        (t.lr > 0, "train.lr must be > 0"),
+        (t.eval_every >= 0, "train.eval_every must be >= 0"),
+        (0 <= t.holdout_fraction < 1, "train.holdout_fraction must be in [0, 1)"),
+        (t.checkpoint_every >= 1, "train.checkpoint_every must be >= 1"),
+        (t.log_every >= 1, "train.log_every must be >= 1"),
+        (t.num_workers >= 0, "train.num_workers must be >= 0"),
+        (s.sigma >= 0, "scoring.sigma must be >= 0"),
+        (loss.form != "rd4ad" or loss.alpha_placement != "inside_cosine",
+         "loss: alpha_placement 'inside_cosine' has no meaning for the rd4ad form"),
+        (t.selection == "final" or t.eval_every > 0, "train.selection 'best_on_test' needs train.eval_every > 0"),
+        (0 <= d.percentiles[0] < d.percentiles[1] <= 100, "data.percentiles must satisfy 0 <= low < high <= 100"),
+        (d.window[0] < d.window[1], "data.window must satisfy low < high"),
+        (d.nifti_axis in (0, 1, 2), "data.nifti_axis must be 0, 1 or 2"),
+        (0 <= d.nifti_percentiles[0] < d.nifti_percentiles[1] <= 100,
+         "data.nifti_percentiles must satisfy 0 <= low < high <= 100"),
+        (0 <= d.nifti_tissue_level <= 1, "data.nifti_tissue_level must be in [0, 1]"),
+        (0 <= d.nifti_min_tissue <= 1, "data.nifti_min_tissue must be in [0, 1]"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)

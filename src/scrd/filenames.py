@@ -1,0 +1,36 @@
+"""The name of every file scrd writes into a run directory or an output folder: one list.
+
+A run directory (``scrd train --out RUN``) holds the config, logs, checkpoint and the final model;
+``evaluate`` and ``predict`` write into folders of their own. Code never spells these names itself.
+"""
+
+# run directory
+CONFIG_FILE = "config.yaml"  # the resolved config the run was trained with
+ENV_FILE = "environment.json"  # versions, device and machine of the training process
+TRAIN_LOG = "train_log.csv"  # loss, per-scale distances, α statistics, images/s
+EVAL_LOG = "eval_log.csv"  # metrics on a labelled set during training (train.eval_every)
+STATE_FILE = "checkpoints/last.pt"  # model + optimiser + generator states, for --resume
+STATE_META = "checkpoints/last.json"  # the iteration of STATE_FILE, readable without torch
+MODEL_FILE = "model.pt"  # the final model's state dict
+MODEL_META = "model.json"  # its config, teacher weights, calibration and provenance
+TRAIN_SAMPLES = "train_samples.csv"  # the images trained on
+HOLDOUT_SAMPLES = "holdout_samples.csv"  # normal training images kept out (train.holdout_fraction)
+BEST_ON_TEST_DIR = "best_on_test"  # train.selection = best_on_test: a model selected on test labels
+
+# written by train, evaluate and predict alike
+SKIPPED_FILE = "skipped_images.csv"  # unreadable images left out (data.on_bad_image = skip), with reasons
+
+# evaluate's output folder
+METRICS_FILE = "metrics.json"
+SCORES_FILE = "scores.csv"
+ROC_FILE = "roc.png"
+HISTOGRAM_FILE = "histogram.png"
+
+# predict's output folder
+PREDICTIONS_FILE = "predictions.csv"
+HEATMAP_DIR = "heatmaps"
+
+# `scrd data prepare`'s output folder (beside images/ and data.json)
+PREPARE_REPORT = "prepare_report.json"
+
+CHECKPOINT_FORMAT = "scrd-checkpoint/1"  # model.json "format"

@@ -1,0 +1,206 @@
+"""The evaluation job: score a labelled set and report honest metrics; evaluation during training.
+
+AUROC and AP need no threshold. F1 and accuracy need one: the best-F1 threshold *of the
+evaluated set itself* (what the paper and the released code report) is an oracle and is always
+labelled so; a threshold calibrated on normal images only (:mod:`.calibrate`) is the one a
+deployment can use.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..data.dataset import ImageDataset, SkippedImages, make_loader
+from ..data.layouts import load_samples
+from ..detector import Detector
+from ..errors import InputError, TrainingError
+from ..filenames import BEST_ON_TEST_DIR, EVAL_LOG, HISTOGRAM_FILE, METRICS_FILE, ROC_FILE, SCORES_FILE, SKIPPED_FILE
+from ..method.metrics import metrics_at_threshold, oracle_metrics
+from ..storage import atomic_write, read_json, write_json
+from .csv_log import CsvLog
+
+
+@dataclass
+class ScoredSet:
+    paths: list[str]
+    labels: np.ndarray  # int, -1 when unknown
+    scores: np.ndarray  # float64
+    alpha: np.ndarray  # [N, 3]
+    by_reduction: dict[str, np.ndarray]  # image scores of the same maps: "mean" and "max"
+    skipped: list[tuple[str, str]]  # (path, reason) of unreadable images, with on_bad_image=skip
+
+
+def score_samples(detector: Detector, samples: Sequence[Any], batch_size: int = 16, num_workers: int = 0,
+                  on_bad_image: str | None = None) -> ScoredSet:
+    dataset = ImageDataset(list(samples), detector.image_size, data=detector.config.data, on_bad_image=on_bad_image)
+    loader = make_loader(dataset, batch_size, num_workers, detector.device.type == "cuda")
+    paths: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    labels, scores, alphas = [np.zeros(0, int)], [np.zeros(0)], [np.zeros((0, 3))]
+    by_reduction: dict[str, list[np.ndarray]] = {"mean": [np.zeros(0)], "max": [np.zeros(0)]}
+    for batch, scored in detector.iterate(loader):
+        skipped.extend(batch["skipped"])
+        if scored is None:
+            continue
+        paths.extend(batch["path"])
+        labels.append(batch["label"].numpy())
+        scores.append(scored.scores.numpy())
+        alphas.append(scored.alpha.numpy())
+        for name, values in scored.by_reduction.items():
+            by_reduction[name].append(values.numpy())
+    return ScoredSet(paths, np.concatenate(labels).astype(int), np.concatenate(scores), np.concatenate(alphas),
+                     {k: np.concatenate(v) for k, v in by_reduction.items()}, skipped)
+
+
+def alpha_statistics(alpha: np.ndarray) -> dict[str, Any]:
+    """Mean and std of α per scale, and the mean largest weight (1.0 = collapsed to one scale)."""
+    return {"mean": [round(float(v), 4) for v in alpha.mean(0)],
+            "std": [round(float(v), 4) for v in alpha.std(0)],
+            "mean_max_weight": round(float(alpha.max(1).mean()), 4)}
+
+
+def evaluate(model: str | Path, source: str | Path, out_dir: str | Path, split: str = "test",
+             calibration_source: str | Path | None = None, calibration_split: str = "train",
+             target_specificity: float = 0.95, batch_size: int = 16, device: str = "auto",
+             num_workers: int = 0, on_bad_image: str | None = None) -> dict[str, Any]:
+    """Score the labelled ``split`` of ``source``; write metrics.json, scores.csv, roc.png, histogram.png.
+
+    With ``calibration_source`` a threshold is calibrated on its normal images first
+    (:func:`~scrd.jobs.calibrate.calibration`); else the model's stored threshold is used, if any.
+    """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    from .calibrate import calibration
+    from .plots import histogram_png, roc_png
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    detector = Detector.load(model, device)
+    samples = load_samples(str(source), split, detector.config.data)
+    unlabelled = [s for s in samples if s.label is None]
+    if unlabelled:
+        raise InputError(f"{source}: evaluation needs labels; {len(unlabelled)} images have none, "
+                         f"e.g. {unlabelled[0].path}")
+    scored = score_samples(detector, samples, batch_size, num_workers, on_bad_image)
+    if scored.skipped:
+        SkippedImages(out_dir / SKIPPED_FILE).add(scored.skipped)
+    if len(scored.labels) == 0:
+        raise InputError(f"{source}: every image was unreadable and skipped; see {out_dir / SKIPPED_FILE}")
+    labels, scores = scored.labels, scored.scores
+
+    oracle = oracle_metrics(labels, scores)
+    result: dict[str, Any] = {
+        "model": str(model), "data": str(source), "split": split,
+        "n_images": int(len(labels)), "n_normal": int((labels == 0).sum()), "n_abnormal": int((labels == 1).sum()),
+        "auroc": oracle["auroc"], "ap": oracle["ap"],
+        "oracle_threshold": {
+            "note": "oracle: threshold chosen for best F1 on this evaluated set itself (as the paper and the "
+                    "released code report); optimistic, not usable for deployment",
+            "threshold": oracle["threshold"], "f1": oracle["f1"], "acc": oracle["acc"]},
+        "score": detector.config.scoring.score, "alpha_weighting": detector.config.scoring.alpha_weighting,
+        "auroc_by_image_score": {
+            "note": "the same maps reduced to an image score by their mean (SCRD) or max (RD4AD, anomalib); "
+                    "'auroc' above uses the configured score",
+            **{name: float(roc_auc_score(labels, values)) for name, values in scored.by_reduction.items()}},
+        "alpha": alpha_statistics(scored.alpha),
+        "checkpoint_selection": detector.metadata.get("selection", "unknown"),
+    }
+    threshold_info = None
+    if calibration_source is not None:
+        threshold_info = calibration(detector, model, calibration_source, calibration_split, target_specificity,
+                                     batch_size, num_workers, on_bad_image)
+    elif detector.threshold is not None:
+        threshold_info = dict(detector.metadata["calibration"])
+    if threshold_info is not None:
+        at = metrics_at_threshold(labels, scores, threshold_info["threshold"])
+        result["calibrated_threshold"] = {"note": "threshold from normal images only", **threshold_info, **at}
+    if scored.skipped:
+        result["skipped_images"] = {"count": len(scored.skipped), "list": str(out_dir / SKIPPED_FILE),
+                                    "note": "unreadable images left out of every metric above"}
+    write_json(out_dir / METRICS_FILE, result)
+    _write_scores(out_dir / SCORES_FILE, scored)
+    fpr, tpr, _ = roc_curve(labels, scores)
+    roc_png(out_dir / ROC_FILE, fpr, tpr, result["auroc"])
+    histogram_png(out_dir / HISTOGRAM_FILE, scores[labels == 0], scores[labels == 1])
+    return result
+
+
+def _write_scores(path: Path, scored: ScoredSet) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label", "score", "alpha_1", "alpha_2", "alpha_3"])
+            for p, label, s, a in zip(scored.paths, scored.labels, scored.scores, scored.alpha):
+                w.writerow([p, int(label), repr(float(s)), *(f"{v:.4f}" for v in a)])
+
+    atomic_write(path, write)
+
+
+def normal_map_range(detector: Detector, dataset: ImageDataset, count: int = 32) -> list[float]:
+    """Map values on training (normal) images: a fixed colour scale for heat-map overlays, so a
+    normal image does not look alarming just because its own maximum fills the scale."""
+    items = (dataset[i] for i in range(len(dataset)))
+    images = [item["image"] for item in itertools.islice((i for i in items if not i.get("skipped")), count)]
+    if not images:
+        return [0.0, 1.0]
+    batch = torch.stack(images)
+    maps = torch.cat([detector.score(batch[i : i + 8]).maps for i in range(0, len(batch), 8)])
+    return [float(maps.min()), float(torch.quantile(maps.flatten()[::7], 0.999))]
+
+
+class EvalMonitor:
+    """Scores a labelled set during training (``eval_log.csv``); keeps the best-AUROC model when
+    ``train.selection = best_on_test``, labelled as selected on test labels."""
+
+    FIELDS = ["iteration", "auroc", "ap", "oracle_f1", "oracle_acc"]
+
+    def __init__(self, config: Config, samples: list, run_dir: Path) -> None:
+        self.config, self.samples, self.run_dir = config, samples, run_dir
+        self.log: CsvLog | None = None
+        self.best = -1.0
+
+    @classmethod
+    def create(cls, config: Config, source: str | Path | None, split: str, run_dir: Path) -> EvalMonitor:
+        if source is None:
+            raise TrainingError("train.eval_every > 0 needs an evaluation set (--eval-data)")
+        samples = load_samples(str(source), split, config.data)
+        if {s.label for s in samples} != {0, 1}:
+            raise TrainingError(f"{source} ({split}): evaluation during training needs normal and abnormal labels")
+        return cls(config, samples, run_dir)
+
+    def open(self, start: int) -> None:
+        """Start logging at iteration ``start``: rows after it (a killed run's) are dropped, the best
+        so far is read from the rows that survive, and a best model saved after ``start`` goes."""
+        self.log = CsvLog(self.run_dir / EVAL_LOG, self.FIELDS, keep_through=start)
+        self.best = max((float(r["auroc"]) for r in self.log.rows), default=-1.0)
+        best_meta = self.run_dir / BEST_ON_TEST_DIR / "model.json"
+        if best_meta.is_file() and read_json(best_meta).get("iterations", 0) > start:
+            shutil.rmtree(self.run_dir / BEST_ON_TEST_DIR)
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
+    def evaluate(self, model, device: torch.device, iteration: int) -> float:
+        assert self.log is not None, "call open() first"
+        detector = Detector(model, self.config, device)
+        scored = score_samples(detector, self.samples, self.config.train.batch_size)
+        m = oracle_metrics(scored.labels, scored.scores)
+        self.log.write({"iteration": iteration, "auroc": f"{m['auroc']:.6f}", "ap": f"{m['ap']:.6f}",
+                        "oracle_f1": f"{m['f1']:.6f}", "oracle_acc": f"{m['acc']:.6f}"})
+        if self.config.train.selection == "best_on_test" and m["auroc"] >= self.best:
+            self.best = m["auroc"]
+            detector.save(self.run_dir / BEST_ON_TEST_DIR, {
+                "iterations": iteration,
+                "selection": f"best test AUROC ({m['auroc']:.4f}) at iteration {iteration}: SELECTED ON "
+                             "TEST LABELS, so its test metrics are optimistic"})
+        return m["auroc"]

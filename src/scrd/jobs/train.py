@@ -1,0 +1,234 @@
+"""The training job: iteration-based SCRD training into a run directory, with exact resume.
+
+``train`` starts a run, ``resume`` continues one from its checkpoint (or extends a finished one
+with more iterations). Batches are a pure function of (seed, iteration) and every random
+generator's state is checkpointed, so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import Config
+from ..data.dataset import ImageDataset, SkippedImages, make_loader
+from ..data.transforms import normalize
+from ..detector import Detector
+from ..device import choose_device
+from ..errors import ResumeError, TrainingError
+from ..filenames import (
+    CONFIG_FILE,
+    ENV_FILE,
+    HOLDOUT_SAMPLES,
+    MODEL_META,
+    SKIPPED_FILE,
+    STATE_FILE,
+    TRAIN_LOG,
+    TRAIN_SAMPLES,
+)
+from ..method.loss_step import scrd_loss
+from ..method.synthesis import AnomalySynthesizer
+from ..model import build_model
+from ..storage import read_json, write_json
+from .csv_log import CsvLog
+from .evaluate import EvalMonitor, normal_map_range
+from .rundir import environment_report, seed_everything
+from .train_state import data_record, restore_state, save_state
+from .training_data import IterationBatches, TrainingImages, load_training_images, write_sample_list
+
+LOG_FIELDS = ["iteration", "loss", "d_uv_1", "d_uv_2", "d_uv_3", "d_zv_1", "d_zv_2", "d_zv_3",
+              "alpha_1", "alpha_2", "alpha_3", "alpha_max", "images_per_s", "elapsed_s"]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    iterations: int
+    final_loss: float
+    images_per_s: float
+    skipped_images: int = 0  # unreadable images skipped (data.on_bad_image = skip), listed in the run
+    started_at: int = 0  # the iteration this call started from (0 for a new run)
+
+
+def train(config: Config, train_source: str | Path, run_dir: str | Path, progress: bool = True,
+          eval_source: str | Path | None = None, eval_split: str = "test") -> TrainResult:
+    """Train SCRD on the normal images of ``train_source`` into the new run directory ``run_dir``.
+
+    With ``train.eval_every > 0`` the labelled ``eval_split`` of ``eval_source`` is scored during
+    training and logged (``eval_log.csv``); with ``train.selection = best_on_test`` the best-AUROC
+    model is also kept, marked as selected on test labels. The final model is always the last
+    iteration's. Nothing is written before the data, the teacher weights and the evaluation set
+    have been checked, so a failed start leaves the directory as it was.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise TrainingError(f"{run_dir}: run directory is not empty; pass --resume to continue it "
+                            "or choose a new directory")
+    images = load_training_images(train_source, config)
+    return _run(config, images, run_dir, False, progress, eval_source, eval_split)
+
+
+def resume(run_dir: str | Path, train_source: str | Path, iterations: int | None = None, progress: bool = True,
+           eval_source: str | Path | None = None, eval_split: str = "test") -> TrainResult:
+    """Continue the run in ``run_dir`` from its checkpoint, on the same data (checked by fingerprint).
+
+    ``iterations`` extends the run to that many iterations. A finished run asked for no more
+    iterations is left exactly as it is (its model and calibration included).
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ResumeError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}); start it without --resume")
+    config = Config.load(run_dir / CONFIG_FILE)
+    if iterations is not None:
+        config = config.with_overrides({"train.iterations": iterations})
+    done = read_json(run_dir / MODEL_META)["iterations"] if (run_dir / MODEL_META).is_file() else None
+    if done is not None and done >= config.train.iterations:
+        return TrainResult(run_dir, done, float("nan"), 0.0, started_at=done)  # finished: nothing to do
+    if done is not None and not (run_dir / STATE_FILE).is_file():
+        raise ResumeError(f"{run_dir}: finished at {done} iterations without a checkpoint to extend from")
+    images = load_training_images(train_source, config)
+    return _run(config, images, run_dir, True, progress, eval_source, eval_split)
+
+
+def _run(config: Config, images: TrainingImages, run_dir: Path, resuming: bool, progress: bool,
+         eval_source: str | Path | None, eval_split: str) -> TrainResult:
+    tc = config.train
+    seed_everything(tc.seed, tc.deterministic)
+    device = choose_device(tc.device)
+    model, weights_note = build_model(config.model.arch, config.model.weights)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=tc.lr, betas=tc.betas)
+    synth = AnomalySynthesizer(config.noise, seed=tc.seed)
+    monitor = EvalMonitor.create(config, eval_source, eval_split, run_dir) if tc.eval_every else None
+    start = 0
+    if resuming and (run_dir / STATE_FILE).is_file():
+        start = restore_state(run_dir, model, optimizer, synth, images.source, images.fingerprint)
+    _write_run_files(run_dir, config, images, device)
+    if monitor is not None:
+        monitor.open(start)
+
+    dataset = ImageDataset(images.fit, config.model.image_size, data=config.data)
+    batches = IterationBatches(len(dataset), tc.batch_size, tc.seed, start, tc.iterations)
+    loader = make_loader(dataset, tc.batch_size, tc.num_workers, device.type == "cuda", batch_sampler=batches)
+    log = CsvLog(run_dir / TRAIN_LOG, LOG_FIELDS, keep_through=start)
+    skipped = SkippedImages(run_dir / SKIPPED_FILE)
+    bar = _progress(progress, start, tc.iterations)
+    data = data_record(images.source, images.fingerprint)
+    clock = _Clock()
+    loss = float("nan")
+    for it, batch in enumerate(loader, start=start + 1):
+        if (it - 1) % batches.per_epoch == 0:
+            model.train()  # the released loop re-enters train mode only at each epoch start
+        skipped.add(batch["skipped"])
+        if batch["image"].shape[0] == 0:  # every image of this batch was unreadable and skipped
+            continue
+        loss, terms, alpha = _train_step(model, optimizer, synth, batch["image"].to(device), config, it, run_dir)
+        clock.count(batch["image"].shape[0])
+        _after_step(it, loss, terms, alpha, clock, config, log, bar, monitor, model, device)
+        if it % tc.checkpoint_every == 0 or it == tc.iterations:
+            save_state(run_dir, model, optimizer, synth, it, data)
+    for closing in (bar, log, monitor):
+        if closing is not None:
+            closing.close()
+    _finish(run_dir, model, config, device, weights_note, images, dataset)
+    return TrainResult(run_dir, tc.iterations, loss, clock.rate, skipped.count, started_at=start)
+
+
+def _train_step(model, optimizer, synth: AnomalySynthesizer, images01: torch.Tensor, config: Config, it: int,
+                run_dir: Path):
+    """One optimiser step on a clean batch and its noisy twin; returns (loss, terms, α)."""
+    noisy = normalize(synth(images01)[0]) if config.loss.form != "rd4ad" else None
+    use_bf16 = config.train.bf16 and images01.device.type == "cuda"
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+        terms, out = scrd_loss(model, normalize(images01), noisy, config.loss, noisy_branch=config.train.noisy_branch)
+    loss = terms.loss.float()
+    if not torch.isfinite(loss):
+        raise TrainingError(f"iteration {it}: the loss is {loss.item()}; training stopped. The last good "
+                            f"checkpoint is {run_dir / STATE_FILE} (if one was written)")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item(), terms, out.alpha.detach().float()
+
+
+def _after_step(it: int, loss: float, terms, alpha: torch.Tensor, clock: _Clock, config: Config, log: CsvLog,
+                bar, monitor: EvalMonitor | None, model, device: torch.device) -> None:
+    """Log, progress bar and evaluation after iteration ``it``."""
+    tc = config.train
+    if it % tc.log_every == 0 or it == tc.iterations:
+        log.write(_log_row(it, loss, terms, alpha, clock))
+    if bar is not None:
+        bar.set_postfix(loss=f"{loss:.4f}", alpha="/".join(f"{v:.2f}" for v in alpha.mean(0).tolist()),
+                        img_s=f"{clock.rate:.1f}")
+        bar.update(1)
+    if monitor is not None and it % tc.eval_every == 0:
+        monitor.evaluate(model, device, it)
+        if not tc.bn_eval_after_validation:
+            model.train()  # else: the released code's slip, eval-mode BatchNorm until the epoch ends
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t0, self.seen = time.perf_counter(), 0
+
+    def count(self, images: int) -> None:
+        self.seen += images
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    @property
+    def rate(self) -> float:
+        return self.seen / max(self.elapsed, 1e-9)
+
+
+def _log_row(it: int, loss: float, terms, alpha: torch.Tensor, clock: _Clock) -> dict[str, Any]:
+    row: dict[str, Any] = {"iteration": it, "loss": f"{loss:.6g}", "images_per_s": f"{clock.rate:.2f}",
+                           "elapsed_s": f"{clock.elapsed:.1f}"}
+    d_uv = terms.d_uv.float().mean(0).tolist()
+    d_zv = terms.d_zv.float().mean(0).tolist() if terms.d_zv is not None else [math.nan] * 3
+    for k in range(3):
+        row[f"d_uv_{k + 1}"] = f"{d_uv[k]:.6g}"
+        row[f"d_zv_{k + 1}"] = f"{d_zv[k]:.6g}"
+        row[f"alpha_{k + 1}"] = f"{alpha[:, k].mean().item():.4f}"
+    row["alpha_max"] = f"{alpha.max(1).values.mean().item():.4f}"  # 1.0 means α has collapsed to one scale
+    return row
+
+
+def _progress(enabled: bool, start: int, total: int):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc="train", unit="it", dynamic_ncols=True)
+
+
+def _write_run_files(run_dir: Path, config: Config, images: TrainingImages, device: torch.device) -> None:
+    """Config, environment, the sample lists and the skipped images (everything checked by now)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / CONFIG_FILE)
+    write_json(run_dir / ENV_FILE, environment_report(device))
+    write_sample_list(run_dir / TRAIN_SAMPLES, images.fit)
+    write_sample_list(run_dir / HOLDOUT_SAMPLES, images.holdout)
+    if images.skipped:
+        SkippedImages(run_dir / SKIPPED_FILE).add(images.skipped)
+
+
+def _finish(run_dir: Path, model, config: Config, device: torch.device, weights_note: str,
+            images: TrainingImages, dataset: ImageDataset) -> None:
+    """Save the final model; metadata of an earlier save is merged, except what the new weights void."""
+    old = read_json(run_dir / MODEL_META) if (run_dir / MODEL_META).is_file() else {}
+    old.pop("calibration", None)  # calibrated for other weights (a run extended with more iterations)
+    detector = Detector(model.eval(), config, device, old)
+    detector.save(run_dir, {
+        "iterations": config.train.iterations, "teacher_weights": weights_note,
+        "selection": "final checkpoint (never selected on test labels)",
+        "data": {**data_record(images.source, images.fingerprint), "n_train": len(images.fit),
+                 "n_holdout": len(images.holdout)},
+        "display_range": normal_map_range(detector, dataset)})

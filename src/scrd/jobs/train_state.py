@@ -1,0 +1,65 @@
+"""The resumable state of a training run (``checkpoints/last.pt``): model, optimiser, every random
+generator, the iteration, and the fingerprint of the data it was trained on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError, ResumeError
+from ..filenames import STATE_FILE, STATE_META
+from ..method.synthesis import AnomalySynthesizer
+from ..storage import load_tensors, read_json, save_tensors, write_json
+
+
+def save_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               synth: AnomalySynthesizer, iteration: int, data: dict[str, str]) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "iteration": iteration,
+        "torch_rng": torch.get_rng_state(),
+        "noise_rng": json.dumps(synth.state_dict()),
+        "data": json.dumps(data),  # {"source", "fingerprint"}
+    }
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    save_tensors(run_dir / STATE_FILE, state)
+    write_json(run_dir / STATE_META, {"iteration": iteration, **data})
+
+
+def saved_iteration(run_dir: Path) -> int:
+    """The iteration of the run's checkpoint, 0 when it has none (read without loading tensors)."""
+    meta = run_dir / STATE_META
+    return int(read_json(meta)["iteration"]) if meta.is_file() and (run_dir / STATE_FILE).is_file() else 0
+
+
+def check_same_data(saved: dict[str, str], source: str, fingerprint: str, where: Path) -> None:
+    if saved.get("fingerprint") != fingerprint:
+        before = f"{saved.get('source')!r} (fingerprint {saved.get('fingerprint', '?')[:12]})"
+        raise ResumeError(f"{where}: the run was trained on {before}, but --data {source!r} has other images "
+                          f"(fingerprint {fingerprint[:12]}); resume with the run's own data, or start a new run")
+
+
+def restore_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  synth: AnomalySynthesizer, source: str, fingerprint: str) -> int:
+    """Load the checkpoint into the given objects; returns its iteration."""
+    state = load_tensors(run_dir / STATE_FILE)
+    check_same_data(json.loads(state.get("data", "{}")), source, fingerprint, run_dir / STATE_FILE)
+    try:
+        model.load_state_dict(state["model"], strict=True)
+        optimizer.load_state_dict(state["optimizer"])
+        synth.load_state_dict(json.loads(state["noise_rng"]))
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{run_dir / STATE_FILE}: cannot resume from it: {exc}") from exc
+    return int(state["iteration"])
+
+
+def data_record(source: str, fingerprint: str) -> dict[str, Any]:
+    return {"source": str(source), "fingerprint": fingerprint}

@@ -1,0 +1,125 @@
+"""The training images of a run: normal-only check, the held-out split, the data fingerprint,
+the decode check before training starts, and the batch order.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..data.dataset import ImageDataset, unreadable_items
+from ..data.layouts import Sample, load_samples
+from ..errors import TrainingError
+from ..storage import atomic_write
+
+
+@dataclass
+class TrainingImages:
+    source: str
+    fingerprint: str  # of every normal image the source lists for training (see samples_fingerprint)
+    fit: list[Sample]  # the images trained on
+    holdout: list[Sample]  # kept out of training (train.holdout_fraction), for calibration and selection
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), data.on_bad_image = skip
+
+
+def samples_fingerprint(samples: list[Sample]) -> str:
+    """sha256 over the sorted (id, label, file size) of the samples: changes when files are added,
+    removed, relabelled or replaced by files of another size, and is cheap for large datasets."""
+    digest = hashlib.sha256()
+    for s in sorted(samples, key=lambda s: s.id):
+        size = s.path.stat().st_size if s.path.is_file() else -1
+        digest.update(f"{s.id}\t{s.label}\t{size}\n".encode())
+    return digest.hexdigest()
+
+
+def split_holdout(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """(fit, holdout): ``round(n * fraction)`` samples, chosen by ``seed``, are held out."""
+    count = int(round(len(samples) * fraction))
+    if fraction > 0 and count == 0:
+        count = 1
+    if count >= len(samples) and count:
+        raise TrainingError(f"train.holdout_fraction = {fraction} would hold out all {len(samples)} training images")
+    order = np.random.default_rng(seed).permutation(len(samples))
+    held = set(order[:count].tolist())
+    return ([s for i, s in enumerate(samples) if i not in held], [s for i, s in enumerate(samples) if i in held])
+
+
+def load_training_images(source: str | Path, config: Config) -> TrainingImages:
+    """The normal training images of ``source``, split and decode-checked (nothing is written)."""
+    samples = load_samples(str(source), "train", config.data)
+    abnormal = [s for s in samples if s.label == 1]
+    if abnormal:
+        raise TrainingError(f"{source}: the training split must hold normal images only; "
+                            f"{len(abnormal)} are labelled abnormal, e.g. {abnormal[0].path}")
+    fit, holdout = split_holdout(samples, config.train.holdout_fraction, config.train.seed)
+    images = TrainingImages(str(source), samples_fingerprint(samples), fit, holdout)
+    # Decode every image now: fail (or skip) before training starts, not hours into it.
+    bad = unreadable_items(ImageDataset(fit, config.model.image_size, data=config.data), config.train.num_workers)
+    if bad:
+        drop = {index for index, _, _ in bad}
+        images.skipped = [(path, reason) for _, path, reason in bad]
+        images.fit = [s for i, s in enumerate(fit) if i not in drop]
+        if not images.fit:
+            raise TrainingError(f"{source}: no readable training image ({len(bad)} unreadable, e.g. "
+                                f"{bad[0][1]}: {bad[0][2]})")
+    return images
+
+
+SAMPLE_FIELDS = ("key", "path", "frame", "id", "label")
+
+
+def sample_key(sample: Sample) -> str:
+    """The sample's key with an absolute path: the same image however the dataset path was spelt."""
+    return sample.key.replace(str(sample.path), os.path.abspath(sample.path), 1)
+
+
+def write_sample_list(path: Path, samples: list[Sample]) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(SAMPLE_FIELDS)
+            for s in samples:
+                w.writerow([sample_key(s), os.path.abspath(s.path), "" if s.frame is None else s.frame, s.id,
+                            "" if s.label is None else s.label])
+
+    atomic_write(path, write)
+
+
+def read_sample_list(path: Path) -> list[Sample]:
+    """The samples of a list written by :func:`write_sample_list`."""
+    with open(path, newline="") as f:
+        return [Sample(Path(r["path"]), None if r["label"] == "" else int(r["label"]), r["id"],
+                       None if r["frame"] == "" else int(r["frame"])) for r in csv.DictReader(f)]
+
+
+class IterationBatches(torch.utils.data.Sampler):
+    """Index batches for iterations [start, stop): epoch e is a permutation seeded by (seed, e).
+
+    Batches are a pure function of (seed, iteration), so a resumed run continues exactly where it
+    stopped. Like the released code, an epoch's last batch may be smaller (no drop_last).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int) -> None:
+        self.n, self.batch_size, self.seed, self.start, self.stop = n, batch_size, seed, start, stop
+        self.per_epoch = math.ceil(n / batch_size)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, perm = -1, None
+        for it in range(self.start, self.stop):
+            e, pos = divmod(it, self.per_epoch)
+            if e != epoch:
+                g = torch.Generator().manual_seed(self.seed * 100_003 + e)
+                perm, epoch = torch.randperm(self.n, generator=g).tolist(), e
+            yield perm[pos * self.batch_size : (pos + 1) * self.batch_size]

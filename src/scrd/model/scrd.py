@@ -1,0 +1,71 @@
+"""The SCRD network: frozen teacher, OCBE bottleneck, student decoder and scale head.
+
+The model is pure: it maps images to tensors and knows nothing of files, losses or optimisers.
+Training (clean and noisy passes, the loss) lives in :mod:`scrd.method` and :mod:`scrd.jobs`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchvision.models.resnet import Bottleneck
+
+from .backbones import Teacher, backbone_spec
+from .bottleneck import OCBE
+from .decoder import DeBasicBlock, DeBottleneck, StudentDecoder
+from .scale_head import ScaleHead
+from .weights import load_teacher_weights
+
+
+@dataclass
+class SCRDOutput:
+    teacher: list[torch.Tensor]  # u_k, k = 1..3 (highest resolution first)
+    student: list[torch.Tensor]  # v_k
+    alpha: torch.Tensor  # [B, 3] scale weights from the clean pass
+    phi: torch.Tensor  # bottleneck code
+
+
+class SCRD(nn.Module):
+    def __init__(self, arch: str = "wide_resnet50_2") -> None:
+        super().__init__()
+        spec = backbone_spec(arch)
+        self.arch = arch
+        self.teacher = Teacher(arch)
+        self.bottleneck = OCBE(spec.block, spec.channels, spec.ocbe_blocks, spec.width_per_group,
+                               keep_unused=spec.official_layout)
+        de_block = DeBottleneck if spec.block is Bottleneck else DeBasicBlock
+        self.decoder = StudentDecoder(de_block, self.bottleneck.out_channels, spec.channels,
+                                      spec.decoder_layers, spec.width_per_group,
+                                      signed_targets=spec.signed_features)
+        self.scale_head = ScaleHead(self.bottleneck.out_channels, num_scales=3)
+
+    def train(self, mode: bool = True) -> "SCRD":
+        super().train(mode)
+        self.teacher.train(False)  # the teacher is frozen in every mode
+        return self
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Teacher features (no gradients, frozen BatchNorm)."""
+        return self.teacher(x)
+
+    def reconstruct(self, teacher_features: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """φ and the student's features from teacher features."""
+        phi = self.bottleneck(teacher_features)
+        return phi, self.decoder(phi)
+
+    def forward(self, x: torch.Tensor) -> SCRDOutput:
+        u = self.encode(x)
+        phi, v = self.reconstruct(u)
+        return SCRDOutput(teacher=u, student=v, alpha=self.scale_head(phi), phi=phi)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Bottleneck, decoder and scale head: what the optimiser updates."""
+        return [p for m in (self.bottleneck, self.decoder, self.scale_head) for p in m.parameters()]
+
+
+def build_model(arch: str = "wide_resnet50_2", weights: str = "imagenet") -> tuple[SCRD, str]:
+    """A new SCRD model with teacher ``weights``; returns the model and a description of them."""
+    model = SCRD(arch)
+    return model, load_teacher_weights(model.teacher, weights)
