@@ -25,32 +25,55 @@ VARIANTS = ("rd4ad", "official", "paper")
 
 
 def run_variant(name: str, args: argparse.Namespace) -> dict:
-    from scrd.evaluation import evaluate
-    from scrd.runs import CONFIG_FILE
-    from scrd.training import train
-
     from scrd.config import preset
+    from scrd.filenames import CONFIG_FILE
+    from scrd.jobs.evaluate import evaluate
+    from scrd.jobs.train import resume, train
 
     run_dir = Path(args.out) / name
-    config = preset(name).with_overrides({
-        "model.arch": args.arch, "model.weights": args.weights, "model.image_size": args.image_size,
-        "train.iterations": args.iterations, "train.batch_size": args.batch_size, "train.seed": args.seed,
-        "train.checkpoint_every": 50, "train.log_every": 10})
-    resume = (run_dir / CONFIG_FILE).is_file()
+    config = preset(name).with_overrides(
+        {
+            "model.arch": args.arch,
+            "model.weights": args.weights,
+            "model.image_size": args.image_size,
+            "train.iterations": args.iterations,
+            "train.batch_size": args.batch_size,
+            "train.seed": args.seed,
+            "train.checkpoint_every": 50,
+            "train.log_every": 10,
+        }
+    )
+    resumed = (run_dir / CONFIG_FILE).is_file()
     t0 = time.perf_counter()
-    result = train(config, args.data, run_dir, resume=resume, progress=not args.quiet)
+    if resumed:
+        result = resume(run_dir, args.data, progress=not args.quiet)
+    else:
+        result = train(config, args.data, run_dir, progress=not args.quiet)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    metrics = evaluate(run_dir, args.data, run_dir / "evaluation", split="test",
-                       calibration_source=args.data, calibration_split="train")
+    metrics = evaluate(
+        run_dir,
+        args.data,
+        run_dir / "evaluation",
+        split="test",
+        calibration_source=args.data,
+        calibration_split="train",
+    )
     eval_s = time.perf_counter() - t0
     images = metrics["n_images"] + metrics["calibrated_threshold"]["n_images"]
-    return {"variant": name, "metrics": metrics, "train_images_per_s": result.images_per_s,
-            "train_s": train_s, "eval_images_per_s": images / eval_s, "resumed": resume}
+    return {
+        "variant": name,
+        "metrics": metrics,
+        "train_images_per_s": result.images_per_s,
+        "train_s": train_s,
+        "eval_images_per_s": images / eval_s,
+        "resumed": resumed,
+    }
 
 
 def write_results(rows: list[dict], args: argparse.Namespace, command: str) -> None:
-    from scrd.runs import choose_device, environment_report
+    from scrd.device import choose_device
+    from scrd.jobs.rundir import environment_report
 
     env = environment_report(choose_device("cpu"))
     lines = [
@@ -76,8 +99,10 @@ def write_results(rows: list[dict], args: argparse.Namespace, command: str) -> N
     ]
     for r in rows:
         m, o, c = r["metrics"], r["metrics"]["oracle_threshold"], r["metrics"]["calibrated_threshold"]
-        lines.append(f"| {r['variant']} | {m['auroc']:.4f} | {m['ap']:.4f} | {o['f1']:.4f} | {o['acc']:.4f} | "
-                     f"{c['sensitivity']:.3f} / {c['specificity']:.3f} | {m['auroc_by_image_score']['max']:.4f} |")
+        lines.append(
+            f"| {r['variant']} | {m['auroc']:.4f} | {m['ap']:.4f} | {o['f1']:.4f} | {o['acc']:.4f} | "
+            f"{c['sensitivity']:.3f} / {c['specificity']:.3f} | {m['auroc_by_image_score']['max']:.4f} |"
+        )
     lines += [
         "",
         "*Oracle threshold*: the best-F1 threshold of the evaluated set itself, as the paper and the released "
@@ -105,8 +130,10 @@ def write_results(rows: list[dict], args: argparse.Namespace, command: str) -> N
     ]
     for r in rows:
         note = " (resumed; rate of the last part)" if r["resumed"] else ""
-        lines.append(f"| {r['variant']} | {r['train_images_per_s']:.2f}{note} | {r['eval_images_per_s']:.2f} | "
-                     f"{r['train_s'] / 60:.1f} min |")
+        lines.append(
+            f"| {r['variant']} | {r['train_images_per_s']:.2f}{note} | {r['eval_images_per_s']:.2f} | "
+            f"{r['train_s'] / 60:.1f} min |"
+        )
     Path(args.results).write_text("\n".join(lines) + "\n")
 
 
@@ -132,8 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.variants:
         row = run_variant(name, args)
         m = row["metrics"]
-        print(f"{name}: AUROC {m['auroc']:.4f} AP {m['ap']:.4f} "
-              f"(train {row['train_images_per_s']:.2f} img/s, eval {row['eval_images_per_s']:.2f} img/s)", flush=True)
+        print(
+            f"{name}: AUROC {m['auroc']:.4f} AP {m['ap']:.4f} "
+            f"(train {row['train_images_per_s']:.2f} img/s, eval {row['eval_images_per_s']:.2f} img/s)",
+            flush=True,
+        )
         rows.append(row)
     write_results(rows, args, command.strip())
     Path(args.out, "summary.json").write_text(json.dumps(rows, indent=2, default=str))

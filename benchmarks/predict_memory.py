@@ -31,8 +31,11 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             make_images(images, count)
             rss, seconds = peak_rss_mib(root / "model", images, root / f"out_{count}", not args.no_heatmaps)
-            print(f"{count:>8} {rss:>15.1f} {seconds:>9.1f} {count / seconds:>9.1f}   "
-                  f"(writing the images took {time.perf_counter() - t0 - seconds:.0f} s)", flush=True)
+            print(
+                f"{count:>8} {rss:>15.1f} {seconds:>9.1f} {count / seconds:>9.1f}   "
+                f"(writing the images took {time.perf_counter() - t0 - seconds:.0f} s)",
+                flush=True,
+            )
     return 0
 
 

@@ -7,12 +7,23 @@ from pathlib import Path
 import numpy as np
 
 
-def write_dicom(path: str | Path, pixels: np.ndarray, *, photometric: str = "MONOCHROME2",
-                bits_stored: int | None = None, signed: bool = False, slope: float | None = None,
-                intercept: float | None = None, center=None, width=None,
-                voi_function: str | None = None, voi_lut: tuple[list[int], list[int]] | None = None,
-                transfer_syntax: str | None = None, fragments: list[bytes] | None = None,
-                patient_id: str = "anon") -> Path:
+def write_dicom(
+    path: str | Path,
+    pixels: np.ndarray,
+    *,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    signed: bool = False,
+    slope: float | None = None,
+    intercept: float | None = None,
+    center=None,
+    width=None,
+    voi_function: str | None = None,
+    voi_lut: tuple[list[int], list[int]] | None = None,
+    transfer_syntax: str | None = None,
+    fragments: list[bytes] | None = None,
+    patient_id: str = "anon",
+) -> Path:
     """Write ``pixels`` ([H, W], [F, H, W] multi-frame, or [H, W, 3] RGB) as a DICOM file.
 
     ``voi_lut`` is ``(descriptor, data)``; ``fragments`` gives encapsulated (compressed) pixel
@@ -64,6 +75,7 @@ def write_dicom(path: str | Path, pixels: np.ndarray, *, photometric: str = "MON
         ds.VOILUTSequence = [item]
     if fragments is not None:
         from pydicom.encaps import encapsulate
+
         ds.PixelData = encapsulate(fragments)
         ds["PixelData"].VR = "OB"
     else:

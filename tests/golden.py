@@ -36,5 +36,10 @@ def npz(name: str) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
+@lru_cache(maxsize=None)
+def json_file(name: str) -> dict:
+    return json.loads((GOLDEN / name).read_text())
+
+
 def t(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from golden import npz as golden
 from scipy.ndimage import gaussian_filter
 
 from scrd.method.anomaly_map import (
@@ -19,14 +17,7 @@ from scrd.method.anomaly_map import (
     upsampled_scale_maps,
 )
 
-GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 ARCHS = ["resnet18", "wide_resnet50_2"]
-
-
-@functools.lru_cache(maxsize=None)
-def golden(name: str) -> dict[str, np.ndarray]:
-    with np.load(GOLDEN / name) as data:
-        return dict(data)
 
 
 def features(arch: str) -> tuple[list[torch.Tensor], list[torch.Tensor], dict[str, np.ndarray]]:

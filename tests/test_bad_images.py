@@ -8,14 +8,15 @@ import json
 
 import numpy as np
 import pytest
+from helpers import TINY_FLAGS
 from PIL import Image
 
 from scrd.cli import main
 from scrd.data.phantom import phantom_slice
 from scrd.filenames import SKIPPED_FILE
 
-FAST = ["--arch", "mobilenet_v2", "--weights", "none", "--image-size", "64", "--batch-size", "4",
-        "--no-progress", "--set", "noise.max_size=24", "--iterations", "3"]
+FAST = [*TINY_FLAGS, "--iterations", "3"]
+
 BAD = {
     "empty.png": "empty",
     "truncated.png": "decode",
@@ -47,7 +48,7 @@ def dataset(tmp_path):
         folder = root / split / label
         folder.mkdir(parents=True)
         for i in range(n):
-            _good(folder / f"{label}_{i}.png", hash((split, label, i)) % 1000, label == "abnormal")
+            _good(folder / f"{label}_{i}.png", [len(split), len(label), i], label == "abnormal")
     _bad(root / "train" / "normal")
     _bad(root / "test" / "abnormal")
     return root
@@ -74,15 +75,31 @@ def test_skip_lists_and_counts_every_bad_image_in_train_evaluate_and_predict(dat
         assert name in listed[name] and words.lower() in listed[name].lower(), (name, listed[name])
 
     out = tmp_path / "eval"
-    assert main(["evaluate", "--model", str(run), "--data", str(dataset), "--out", str(out),
-                 "--on-bad-image", "skip"]) == 0
+    assert (
+        main(["evaluate", "--model", str(run), "--data", str(dataset), "--out", str(out), "--on-bad-image", "skip"])
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["skipped_images"]["count"] == 5 and metrics["n_images"] == 6
     assert set(_listed(out / SKIPPED_FILE)) == set(BAD)
 
     pred = tmp_path / "pred"
-    assert main(["predict", str(dataset / "test"), "--model", str(run), "--out", str(pred),
-                 "--on-bad-image", "skip", "--no-heatmaps"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(dataset / "test"),
+                "--model",
+                str(run),
+                "--out",
+                str(pred),
+                "--on-bad-image",
+                "skip",
+                "--no-heatmaps",
+            ]
+        )
+        == 0
+    )
     assert "scored 6 images" in capsys.readouterr().out
     with open(pred / "predictions.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 6

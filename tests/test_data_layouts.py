@@ -35,8 +35,7 @@ def _img(path: Path, value: int = 100, size: int = 8, mode: str = "L") -> Path:
 
 
 def _data_json(root: Path, spec: dict, create: bool = True) -> Path:
-    names = {n for split in spec.values() for group in split.values() if isinstance(group, list)
-             for n in group}
+    names = {n for split in spec.values() for group in split.values() if isinstance(group, list) for n in group}
     if create:
         for n in names:
             _img(root / "images" / n)
@@ -44,12 +43,14 @@ def _data_json(root: Path, spec: dict, create: bool = True) -> Path:
     return root
 
 
-SPEC = {"train": {"0": ["n1.png", "n2.png", "n3.png"],
-                  "unlabeled": {"0": ["u0.png"], "1": ["u1.png", "u2.png"]}},
-        "test": {"0": ["t0.png", "t1.png"], "1": ["a0.png"]}}
+SPEC = {
+    "train": {"0": ["n1.png", "n2.png", "n3.png"], "unlabeled": {"0": ["u0.png"], "1": ["u1.png", "u2.png"]}},
+    "test": {"0": ["t0.png", "t1.png"], "1": ["a0.png"]},
+}
 
 
 # --- data.json layout ----------------------------------------------------------------------------
+
 
 def test_data_json_layout(tmp_path):
     _data_json(tmp_path, SPEC)
@@ -84,8 +85,7 @@ def test_data_json_many_missing_lists_ten_and_total(tmp_path):
 
 
 def test_data_json_duplicates_are_errors(tmp_path):
-    _data_json(tmp_path, {"train": {"0": ["a.png", "b.png", "a.png"]},
-                          "test": {"0": ["c.png"], "1": ["c.png"]}})
+    _data_json(tmp_path, {"train": {"0": ["a.png", "b.png", "a.png"]}, "test": {"0": ["c.png"], "1": ["c.png"]}})
     with pytest.raises(DatasetError, match=r"duplicate.*a\.png"):
         load_samples(tmp_path, "train")
     with pytest.raises(DatasetError, match=r"duplicate.*c\.png"):
@@ -108,6 +108,7 @@ def test_data_json_empty_split(tmp_path):
 
 # --- folder layout -------------------------------------------------------------------------------
 
+
 def test_folder_layout(tmp_path):
     for i in range(3):
         _img(tmp_path / "train" / "normal" / f"n{i}.png")
@@ -120,7 +121,10 @@ def test_folder_layout(tmp_path):
     assert len(train) == 3 and {s.label for s in train} == {0}
     test = load_samples(tmp_path, "test")
     assert [(s.id, s.label) for s in test] == [
-        ("test/normal/a.png", 0), ("test/normal/b.jpg", 0), ("test/abnormal/sub/z.PNG", 1)]
+        ("test/normal/a.png", 0),
+        ("test/normal/b.jpg", 0),
+        ("test/abnormal/sub/z.PNG", 1),
+    ]
 
 
 def test_folder_layout_unknown_class_folder_is_an_error(tmp_path):
@@ -137,6 +141,7 @@ def test_unknown_layout(tmp_path):
 
 
 # --- CSV manifest --------------------------------------------------------------------------------
+
 
 def test_csv_relative_paths_and_optional_labels(tmp_path):
     _img(tmp_path / "imgs" / "a.png")
@@ -179,14 +184,22 @@ def test_csv_bad_label_missing_file_duplicate(tmp_path):
 
 # --- prediction inputs ---------------------------------------------------------------------------
 
+
 def test_collect_images_file_folder_glob_csv_dedup(tmp_path):
     a = _img(tmp_path / "d" / "a.png")
     b = _img(tmp_path / "d" / "deep" / "b.jpg")
     c = _img(tmp_path / "e" / "c.tif")
     (tmp_path / "d" / "readme.txt").write_text("x")
     (tmp_path / "list.csv").write_text("path\ne/c.tif\nd/a.png\n")
-    got = collect_images([str(a), str(tmp_path / "d"), str(tmp_path / "e" / "*.tif"),
-                          str(tmp_path / "list.csv"), str(tmp_path / "d" / ".." / "d" / "a.png")])
+    got = collect_images(
+        [
+            str(a),
+            str(tmp_path / "d"),
+            str(tmp_path / "e" / "*.tif"),
+            str(tmp_path / "list.csv"),
+            str(tmp_path / "d" / ".." / "d" / "a.png"),
+        ]
+    )
     assert got == sorted([a, b, c]) and all(p.is_absolute() for p in got)
 
 
@@ -196,15 +209,18 @@ def test_collect_images_errors(tmp_path):
     (tmp_path / "t.txt").write_text("x")
     with pytest.raises(DatasetError, match=r"not image files.*t\.txt"):
         collect_images([str(tmp_path / "t.txt")])
-    with pytest.raises(DatasetError):
+    with pytest.raises(DatasetError, match="inputs: no images given"):
         collect_images([])
 
 
 # --- torch Dataset and loader --------------------------------------------------------------------
 
+
 def test_image_dataset_items_and_loader(tmp_path):
-    samples = [Sample(_img(tmp_path / f"{i}.png", value=20 * i, size=10), label, f"{i}")
-               for i, label in enumerate([0, 1, None, 0, 1])]
+    samples = [
+        Sample(_img(tmp_path / f"{i}.png", value=20 * i, size=10), label, f"{i}")
+        for i, label in enumerate([0, 1, None, 0, 1])
+    ]
     ds = ImageDataset(samples, size=6)
     item = ds[2]
     assert item["image"].shape == (3, 6, 6) and item["label"] == -1 and item["index"] == 2
@@ -229,8 +245,11 @@ def test_loader_lists_unreadable_images_with_their_batch(tmp_path):
 
 # --- real data -----------------------------------------------------------------------------------
 
-@pytest.mark.skipif(REAL is None, reason="real Brain Tumor data not found at "
-                    "/work/shared/data/brain_tumor or ../shared/data/brain_tumor")
+
+@pytest.mark.skipif(
+    REAL is None,
+    reason="real Brain Tumor data not found at /work/shared/data/brain_tumor or ../shared/data/brain_tumor",
+)
 def test_real_brain_tumor_split_and_modes():
     train = load_samples(REAL, "train")
     test = load_samples(REAL, "test")

@@ -31,16 +31,18 @@ def _png16(path, arr: np.ndarray, color_type: int) -> None:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
     ihdr = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
 def gray8():
-    return (np.arange(6 * 7, dtype=np.uint8).reshape(6, 7) * 6)
+    return np.arange(6 * 7, dtype=np.uint8).reshape(6, 7) * 6
 
 
 # --- 8-bit ---------------------------------------------------------------------------------------
+
 
 def test_gray_png_is_one_channel_divided_by_255(tmp_path, gray8):
     Image.fromarray(gray8).save(tmp_path / "g.png")
@@ -73,6 +75,7 @@ def test_uppercase_suffix_is_accepted(tmp_path, gray8):
 
 
 # --- 16-bit and float ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
 def test_16bit_gray_is_lossless(tmp_path, suffix):
@@ -115,6 +118,7 @@ def test_16bit_colour_png_is_refused_not_truncated(tmp_path):
 
 # --- other modes ---------------------------------------------------------------------------------
 
+
 def test_palette_becomes_rgb(tmp_path):
     im = Image.new("P", (4, 3))
     im.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
@@ -151,6 +155,7 @@ def test_one_bit_is_zero_or_one(tmp_path):
 
 
 # --- failures ------------------------------------------------------------------------------------
+
 
 def test_missing_file(tmp_path):
     with pytest.raises(ImageReadError, match=r"nope\.png.*no such file"):
@@ -201,10 +206,12 @@ def test_registry_accepts_new_readers(tmp_path):
         np.testing.assert_array_equal(read_image(tmp_path / "a.fake3d"), 0.5)
     finally:
         from scrd.data import readers
+
         readers._READERS.pop(".fake3d", None)
 
 
 # --- transforms ----------------------------------------------------------------------------------
+
 
 def test_to_model_tensor_shape_and_gray_replication():
     img = np.random.default_rng(0).random((30, 50, 1), dtype=np.float32)

@@ -26,15 +26,23 @@ def _bundled(name: str) -> Path:
     return path
 
 
-def _window(hu, center, width):
-    return np.clip((hu - (center - 0.5)) / (width - 1) + 0.5, 0, 1)
+def _pydicom_window01(ds) -> np.ndarray:
+    """pydicom's own modality LUT and VOI windowing (an oracle independent of scrd), scaled from
+    pydicom's output range to [0, 1]."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    out = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds)
+    bits = int(ds.BitsStored)
+    lo, hi = (0, 2**bits - 1) if ds.PixelRepresentation == 0 else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    slope, intercept = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
+    lo, hi = lo * slope + intercept, hi * slope + intercept
+    return (out - lo) / (hi - lo)
 
 
-@pytest.mark.parametrize("dtype, bits, divisor", [(np.uint8, 8, 255), (np.uint16, 12, 4095),
-                                                   (np.uint16, 16, 65535)])
+@pytest.mark.parametrize("dtype, bits, divisor", [(np.uint8, 8, 255), (np.uint16, 12, 4095), (np.uint16, 16, 65535)])
 def test_bits_stored_sets_the_range(tmp_path, dtype, bits, divisor):
-    arr = RNG.integers(0, 2 ** bits, size=(6, 5)).astype(dtype)
-    arr[0, 0], arr[0, 1] = 0, 2 ** bits - 1
+    arr = RNG.integers(0, 2**bits, size=(6, 5)).astype(dtype)
+    arr[0, 0], arr[0, 1] = 0, 2**bits - 1
     out = read_image(write_dicom(tmp_path / "a.dcm", arr, bits_stored=bits))
     assert out.shape == (6, 5, 1) and out.dtype == np.float32
     np.testing.assert_allclose(out[..., 0], arr / divisor, atol=1e-6)
@@ -59,23 +67,35 @@ def test_slope_intercept_without_window_use_the_stored_range(tmp_path):
 @pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
 def test_window_applies_to_rescaled_values(tmp_path, photometric):
     arr = RNG.integers(0, 4096, size=(8, 8)).astype(np.uint16)
-    out = read_image(write_dicom(tmp_path / "w.dcm", arr, bits_stored=12, slope=1.0, intercept=-1024,
-                                 center=40, width=400, photometric=photometric))[..., 0]
-    expected = _window(arr - 1024.0, 40, 400)
+    path = write_dicom(
+        tmp_path / "w.dcm",
+        arr,
+        bits_stored=12,
+        slope=1.0,
+        intercept=-1024,
+        center=40,
+        width=400,
+        photometric=photometric,
+    )
+    out = read_image(path)[..., 0]
+    expected = _pydicom_window01(pydicom.dcmread(path))
+    assert expected.min() == 0 and expected.max() == 1  # the window clips at both ends here
     np.testing.assert_allclose(out, expected if photometric == "MONOCHROME2" else 1 - expected, atol=1e-6)
 
 
 def test_multi_valued_window_takes_the_first_and_exact_function(tmp_path):
     arr = np.array([[0, 100, 200, 300]], np.uint16)
-    out = read_image(write_dicom(tmp_path / "w.dcm", arr, center=[100, 500], width=[200, 1000],
-                                 voi_function="LINEAR_EXACT"))
+    out = read_image(
+        write_dicom(tmp_path / "w.dcm", arr, center=[100, 500], width=[200, 1000], voi_function="LINEAR_EXACT")
+    )
     np.testing.assert_allclose(out.ravel(), [0, 0.5, 1, 1])
 
 
 def test_voi_lut_sequence_wins_over_window(tmp_path):
     arr = np.array([[0, 1, 2, 3, 9]], np.uint16)
-    out = read_image(write_dicom(tmp_path / "l.dcm", arr, center=1000, width=10,
-                                 voi_lut=([4, 0, 8], [0, 50, 100, 255])))
+    out = read_image(
+        write_dicom(tmp_path / "l.dcm", arr, center=1000, width=10, voi_lut=([4, 0, 8], [0, 50, 100, 255]))
+    )
     np.testing.assert_allclose(out.ravel() * 255, [0, 50, 100, 255, 255], atol=1e-4)
 
 
@@ -112,8 +132,12 @@ def test_multi_frame_reject_first_middle_all(tmp_path):
 def test_compressed_without_decoder_names_file_and_extra(tmp_path):
     from pydicom.uid import JPEGLSLossless
 
-    path = write_dicom(tmp_path / "jls.dcm", np.zeros((4, 4), np.uint16), transfer_syntax=JPEGLSLossless,
-                       fragments=[b"\xff\xd8\xff\xf7 not a real codestream \xff\xd9"])
+    path = write_dicom(
+        tmp_path / "jls.dcm",
+        np.zeros((4, 4), np.uint16),
+        transfer_syntax=JPEGLSLossless,
+        fragments=[b"\xff\xd8\xff\xf7 not a real codestream \xff\xd9"],
+    )
     with pytest.raises(ImageReadError) as info:
         read_image(path)
     message = str(info.value)
@@ -149,12 +173,12 @@ def test_rgb_dicom(tmp_path):
 
 # ------------------------------------------------------------ pydicom's own bundled test files
 
+
 def test_bundled_mr_small_window_and_encodings_agree():
     mr = _bundled("MR_small.dcm")
     ds = pydicom.dcmread(mr)
     out = read_image(mr)[..., 0]
-    center, width = float(ds.WindowCenter), float(ds.WindowWidth)
-    np.testing.assert_allclose(out, _window(ds.pixel_array.astype(float), center, width), atol=1e-6)
+    np.testing.assert_allclose(out, _pydicom_window01(ds), atol=1e-6)
     for other in ("MR_small_RLE.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm"):
         if (BUNDLED / other).is_file():
             np.testing.assert_array_equal(read_image(BUNDLED / other), read_image(mr), err_msg=other)
@@ -188,6 +212,7 @@ def test_bundled_jpeg_ls_without_decoder():
     path = _bundled("JPEGLSNearLossless_16.dcm")
     try:
         from pydicom.pixels import get_decoder
+
         available = get_decoder(pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID).is_available
     except ImportError:
         available = None

@@ -48,11 +48,18 @@ def _check(path) -> None:
 
 
 @FUZZ
-@given(mode=st.sampled_from(MODES), ext=st.sampled_from(sorted(FORMATS)),
-       w=st.integers(1, 40), h=st.integers(1, 40), seed=st.integers(0, 2**16),
-       cut=st.floats(0.0, 1.0), flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=4))
-def test_valid_truncated_or_corrupted_images_decode_or_fail_cleanly(tmp_path_factory, mode, ext, w, h,
-                                                                      seed, cut, flips):
+@given(
+    mode=st.sampled_from(MODES),
+    ext=st.sampled_from(sorted(FORMATS)),
+    w=st.integers(1, 40),
+    h=st.integers(1, 40),
+    seed=st.integers(0, 2**16),
+    cut=st.floats(0.0, 1.0),
+    flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=4),
+)
+def test_valid_truncated_or_corrupted_images_decode_or_fail_cleanly(
+    tmp_path_factory, mode, ext, w, h, seed, cut, flips
+):
     data = _encode(mode, ext, w, h, seed)
     if data is None:
         return

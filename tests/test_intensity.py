@@ -46,11 +46,14 @@ def test_colour_uses_one_range_for_all_channels():
     np.testing.assert_allclose(out[0, 0], [0.0, 0.1, 0.2], atol=1e-7)
 
 
-@pytest.mark.parametrize("function, x, expected", [
-    ("LINEAR", [-1000, 39.5 - 199.5, 39.5, 39.5 + 199.5, 3000], [0, 0, 0.5, 1, 1]),
-    ("LINEAR_EXACT", [-160, 40, 240], [0, 0.5, 1]),
-    ("SIGMOID", [40], [0.5]),
-])
+@pytest.mark.parametrize(
+    "function, x, expected",
+    [
+        ("LINEAR", [-1000, 39.5 - 199.5, 39.5, 39.5 + 199.5, 3000], [0, 0, 0.5, 1, 1]),
+        ("LINEAR_EXACT", [-160, 40, 240], [0, 0.5, 1]),
+        ("SIGMOID", [40], [0.5]),
+    ],
+)
 def test_dicom_window_functions(function, x, expected):
     np.testing.assert_allclose(voi_window(np.array(x, float), 40, 400, function), expected, atol=1e-6)
 
@@ -74,8 +77,7 @@ def test_16bit_lossless_under_each_mapping(tmp_path, suffix):
 def test_mapping_on_8bit_png_and_dataset_passes_options(tmp_path):
     arr = np.kron(np.array([[50, 100], [150, 200]], np.uint8), np.ones((4, 4), np.uint8))  # 8x8 blocks
     Image.fromarray(arr).save(tmp_path / "g.png")
-    ds = ImageDataset([Sample(tmp_path / "g.png", 0, "g")], size=8,
-                      data=DataConfig(intensity="minmax"))
+    ds = ImageDataset([Sample(tmp_path / "g.png", 0, "g")], size=8, data=DataConfig(intensity="minmax"))
     image = ds[0]["image"]
     assert image.shape == (3, 8, 8)
     np.testing.assert_allclose(image[0].numpy(), (arr - 50) / 150.0, atol=1e-6)
@@ -84,18 +86,21 @@ def test_mapping_on_8bit_png_and_dataset_passes_options(tmp_path):
 
 
 def test_data_config_round_trip_and_validation(tmp_path):
-    config = preset("official").with_overrides({"data.intensity": "fixed", "data.window": [-160, 240],
-                                                "data.nifti_axis": 1})
+    config = preset("official").with_overrides(
+        {"data.intensity": "fixed", "data.window": [-160, 240], "data.nifti_axis": 1}
+    )
     config.save(tmp_path / "c.yaml")
     loaded = Config.load(tmp_path / "c.yaml")
     assert loaded == config and loaded.data.window == (-160.0, 240.0)
     assert Config.from_dict({"model": {"arch": "resnet18"}}).data == DataConfig()  # old configs load
-    for override, message in [({"data.intensity": "gamma"}, "not one of"),
-                              ({"data.window": [5, 1]}, "low < high"),
-                              ({"data.percentiles": [50, 10]}, "percentiles"),
-                              ({"data.nifti_axis": 3}, "nifti_axis"),
-                              ({"data.dicom_frames": "last"}, "not one of"),
-                              ({"data.nifti_min_tissue": 2.0}, "nifti_min_tissue"),
-                              ({"data.frames": 1}, "unknown config key")]:
+    for override, message in [
+        ({"data.intensity": "gamma"}, "not one of"),
+        ({"data.window": [5, 1]}, "low < high"),
+        ({"data.percentiles": [50, 10]}, "percentiles"),
+        ({"data.nifti_axis": 3}, "nifti_axis"),
+        ({"data.dicom_frames": "last"}, "not one of"),
+        ({"data.nifti_min_tissue": 2.0}, "nifti_min_tissue"),
+        ({"data.frames": 1}, "unknown config key"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             preset("official").with_overrides(override)

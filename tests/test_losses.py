@@ -11,15 +11,17 @@ from scrd.config import LossConfig
 from scrd.method.losses import distillation_loss, flat_cosine_distance
 
 FORMS = {
-    "eq4": LossConfig(form="per_scale_ratio", alpha_placement="outside",
-                      batch_reduction="mean_of_ratios", eps=1e-6),
-    "alg2_mean_of_ratios": LossConfig(form="ratio_of_sums", alpha_placement="outside",
-                                      batch_reduction="mean_of_ratios", eps=0.0),
-    "alg2_ratio_of_means": LossConfig(form="ratio_of_sums", alpha_placement="outside",
-                                      batch_reduction="ratio_of_means", eps=0.0),
+    "eq4": LossConfig(form="per_scale_ratio", alpha_placement="outside", batch_reduction="mean_of_ratios", eps=1e-6),
+    "alg2_mean_of_ratios": LossConfig(
+        form="ratio_of_sums", alpha_placement="outside", batch_reduction="mean_of_ratios", eps=0.0
+    ),
+    "alg2_ratio_of_means": LossConfig(
+        form="ratio_of_sums", alpha_placement="outside", batch_reduction="ratio_of_means", eps=0.0
+    ),
     "rd4ad": LossConfig(form="rd4ad", alpha_placement="none"),
-    "official_effective_no_alpha": LossConfig(form="ratio_of_sums", alpha_placement="none",
-                                              batch_reduction="ratio_of_means", eps=0.0),
+    "official_effective_no_alpha": LossConfig(
+        form="ratio_of_sums", alpha_placement="none", batch_reduction="ratio_of_means", eps=0.0
+    ),
 }
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from golden import json_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,8 +19,26 @@ from scrd.method.metrics import (
     oracle_metrics,
 )
 
-GOLDEN = Path(__file__).parent / "fixtures" / "golden"
-CASES = json.loads((GOLDEN / "metrics_official.json").read_text())["cases"]
+CASES = json_file("metrics_official.json")["cases"]
+
+
+def _ap_by_hand(labels, scores) -> float:
+    """Average precision from its definition: Σ over distinct thresholds t (highest first) of
+    (recall(t) − recall(previous t)) · precision(t), predicting abnormal when score >= t."""
+    y, s = np.asarray(labels), np.asarray(scores, float)
+    total, last_recall = 0.0, 0.0
+    for t in sorted(set(s.tolist()), reverse=True):
+        pred = s >= t
+        tp = int((pred & (y == 1)).sum())
+        recall, precision = tp / int((y == 1).sum()), tp / int(pred.sum())
+        total += (recall - last_recall) * precision
+        last_recall = recall
+    return total
+
+
+def test_average_precision_on_hand_computed_numbers() -> None:
+    # Ranked: 0.9 (1), 0.8 (0), 0.7 (1), 0.1 (0): AP = 0.5 * 1/1 + 0.5 * 2/3.
+    assert oracle_metrics([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1])["ap"] == pytest.approx(0.5 + 1 / 3, abs=1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -39,7 +56,7 @@ def test_official_metrics_reproduced_exactly(name: str) -> None:
     assert oracle["auroc"] == case["auroc_unrounded"]
     assert oracle["f1"] == case["f1_unrounded"]
     assert oracle["acc"] == case["acc_unrounded"]
-    assert 0.0 < oracle["ap"] <= 1.0
+    assert oracle["ap"] == pytest.approx(_ap_by_hand(labels, scores), abs=1e-12)
     at_thr = metrics_at_threshold(labels, scores, oracle["threshold"])
     assert at_thr["tp"] + at_thr["fp"] == case["n_pred_pos_at_thr"]
     assert at_thr["f1"] == pytest.approx(oracle["f1"], abs=1e-12)

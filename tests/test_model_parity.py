@@ -17,8 +17,9 @@ from scrd.config import LossConfig
 from scrd.method.loss_step import scrd_loss
 from scrd.model import SCRD, from_official_state_dict, load_official_state_dict, to_official_state_dict
 
-OFFICIAL_LOSS = LossConfig(form="ratio_of_sums", alpha_placement="inside_cosine",
-                           batch_reduction="ratio_of_means", eps=0.0)
+OFFICIAL_LOSS = LossConfig(
+    form="ratio_of_sums", alpha_placement="inside_cosine", batch_reduction="ratio_of_means", eps=0.0
+)
 ARCHS_WITH_FORWARD = ["resnet18", "wide_resnet50_2"]
 
 
@@ -103,6 +104,7 @@ def test_eval_official_loss_and_gradients_end_to_end(eval_case):
 def test_official_loss_from_stored_features(arch):
     """Stored u, z, v, α as leaves: loss, ∂L/∂v_k and ∂L/∂α (zero: α cancels inside the cosine)."""
     from scrd.method.losses import distillation_loss
+
     g = npz(f"forward_{arch}_64.npz")
     u = [t(g[f"u{k}"]) for k in (1, 2, 3)]
     z = [t(g[f"z{k}"]) for k in (1, 2, 3)]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from golden import npz as golden
 
 from scrd.config import OFFICIAL_NOISE_SEED, ConfigError, NoiseConfig
 from scrd.method.patches import make_rng, sample_patches
@@ -19,15 +18,9 @@ from scrd.method.synthesis import AnomalySynthesizer, paste_patches
 def synth(seed: int = 0, **noise) -> AnomalySynthesizer:
     return AnomalySynthesizer(NoiseConfig(**noise), seed=seed)
 
-GOLDEN = Path(__file__).parent / "fixtures" / "golden"
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@functools.lru_cache(maxsize=None)
-def golden(name: str) -> dict[str, np.ndarray]:
-    with np.load(GOLDEN / name) as data:
-        return dict(data)
 
 
 def noise_golden() -> dict[str, np.ndarray]:
@@ -159,8 +152,9 @@ def test_several_patches_per_image_each_carry_noise() -> None:
 
 def test_paste_adds_each_texture_at_its_own_place_and_nowhere_else() -> None:
     images = torch.arange(2 * 1 * 6 * 7, dtype=torch.float64).view(2, 1, 6, 7)
-    textures = torch.tensor([[[[100.0, 200.0, 300.0], [400.0, 500.0, 600.0]]],
-                             [[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]]], dtype=torch.float64)
+    textures = torch.tensor(
+        [[[[100.0, 200.0, 300.0], [400.0, 500.0, 600.0]]], [[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]]], dtype=torch.float64
+    )
     out = paste_patches(images, textures, torch.tensor([[2, 3, 1, 2], [1, 2, 4, 0]]))
     expected = images.clone()
     expected[0, 0, 1:3, 2:5] += torch.tensor([[100.0, 200.0, 300.0], [400.0, 500.0, 600.0]], dtype=torch.float64)

@@ -24,7 +24,7 @@ def test_slice_is_deterministic_for_a_seed():
 
 def test_slices_look_like_a_head():
     img = phantom_slice(np.random.default_rng(0), SIZE, lesion=False)
-    centre = img[SIZE // 2 - 8: SIZE // 2 + 8, SIZE // 2 - 8: SIZE // 2 + 8].mean()
+    centre = img[SIZE // 2 - 8 : SIZE // 2 + 8, SIZE // 2 - 8 : SIZE // 2 + 8].mean()
     corner = img[:6, :6].mean()
     assert corner < 0.1 < centre  # dark background, tissue in the middle
     assert img.max() > 0.7  # bright skull ring
@@ -59,8 +59,7 @@ def test_lesion_sizes_and_polarity_vary():
 
 
 def test_dataset_files_counts_and_determinism(tmp_path):
-    root = make_phantom_dataset(tmp_path / "a", n_train=6, n_test_normal=3, n_test_abnormal=4,
-                                size=64, seed=3)
+    root = make_phantom_dataset(tmp_path / "a", n_train=6, n_test_normal=3, n_test_abnormal=4, size=64, seed=3)
     spec = json.loads((root / "data.json").read_text())
     assert [len(spec["train"]["0"]), len(spec["test"]["0"]), len(spec["test"]["1"])] == [6, 3, 4]
     train, test = load_samples(root, "train"), load_samples(root, "test")
@@ -69,10 +68,8 @@ def test_dataset_files_counts_and_determinism(tmp_path):
     assert img.shape == (64, 64, 1)  # 8-bit grayscale PNG
     np.testing.assert_array_equal(img * 255, np.round(img * 255))
 
-    again = make_phantom_dataset(tmp_path / "b", n_train=6, n_test_normal=3, n_test_abnormal=4,
-                                 size=64, seed=3)
-    other = make_phantom_dataset(tmp_path / "c", n_train=6, n_test_normal=3, n_test_abnormal=4,
-                                 size=64, seed=4)
+    again = make_phantom_dataset(tmp_path / "b", n_train=6, n_test_normal=3, n_test_abnormal=4, size=64, seed=3)
+    other = make_phantom_dataset(tmp_path / "c", n_train=6, n_test_normal=3, n_test_abnormal=4, size=64, seed=4)
     for name in spec["train"]["0"] + spec["test"]["1"]:
         a = (root / "images" / name).read_bytes()
         assert a == (again / "images" / name).read_bytes()

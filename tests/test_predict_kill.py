@@ -4,7 +4,6 @@ no duplicate and no partial row."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import signal
 import subprocess
@@ -13,15 +12,7 @@ import time
 from pathlib import Path
 
 from scrd.data.phantom import make_phantom_dataset
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "predict_memory.py"
-
-
-def _make_model(folder: Path) -> None:
-    spec = importlib.util.spec_from_file_location("predict_memory", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.make_model(folder)
+from scrd.jobs.predict_memory import make_untrained_model as _make_model
 
 
 def _rows(path: Path) -> list[dict]:
@@ -32,12 +23,24 @@ def _rows(path: Path) -> list[dict]:
 
 
 def test_killed_predict_resumes_without_duplicates_or_partial_rows(tmp_path):
-    data = make_phantom_dataset(tmp_path / "data", n_train=240, n_test_normal=0, n_test_abnormal=0,
-                                size=64, seed=5)
+    data = make_phantom_dataset(tmp_path / "data", n_train=240, n_test_normal=0, n_test_abnormal=0, size=64, seed=5)
     _make_model(tmp_path / "model")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "scrd.cli", "predict", str(data / "images"), "--model",
-           str(tmp_path / "model"), "--out", str(out), "--batch-size", "4", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "scrd.cli",
+        "predict",
+        str(data / "images"),
+        "--model",
+        str(tmp_path / "model"),
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while len(_rows(out / "predictions.csv")) < 8 and proc.poll() is None and time.time() < deadline:

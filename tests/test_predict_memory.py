@@ -12,8 +12,9 @@ def test_peak_memory_is_flat_in_the_number_of_images(tmp_path):
     peaks = {}
     for count in (100, 1200):
         make_images(tmp_path / f"img{count}", count)
-        peaks[count], _ = peak_rss_mib(tmp_path / "model", tmp_path / f"img{count}", tmp_path / f"out{count}",
-                                       heatmaps=False)
+        peaks[count], _ = peak_rss_mib(
+            tmp_path / "model", tmp_path / f"img{count}", tmp_path / f"out{count}", heatmaps=False
+        )
         rows = (tmp_path / f"out{count}" / PREDICTIONS_FILE).read_text().splitlines()
         assert len(rows) == count + 1
     # Keeping each image or map would cost >= 48 KiB per image, i.e. > 50 MiB here.

@@ -34,24 +34,39 @@ def _report(out: Path) -> dict:
 
 # ------------------------------------------------------------------------ shipped split lists
 
-@pytest.mark.parametrize("name, counts", [
-    ("RSNA", {"train/0": 3851, "train/unlabeled/0": 4000, "train/unlabeled/1": 5012,
-              "test/0": 1000, "test/1": 1000}),
-    ("BrainTumor", {"train/0": 1000, "train/unlabeled/0": 400, "train/unlabeled/1": 600,
-                    "test/0": 600, "test/1": 600}),
-])
+
+@pytest.mark.parametrize(
+    "name, counts",
+    [
+        (
+            "RSNA",
+            {"train/0": 3851, "train/unlabeled/0": 4000, "train/unlabeled/1": 5012, "test/0": 1000, "test/1": 1000},
+        ),
+        (
+            "BrainTumor",
+            {"train/0": 1000, "train/unlabeled/0": 400, "train/unlabeled/1": 600, "test/0": 600, "test/1": 600},
+        ),
+    ],
+)
 def test_shipped_split_lists_are_the_papers(name, counts):
     spec = split_list(name)
-    got = {"train/0": len(spec["train"]["0"]), "test/0": len(spec["test"]["0"]),
-           "test/1": len(spec["test"]["1"]),
-           **{f"train/unlabeled/{k}": len(v) for k, v in spec["train"]["unlabeled"].items()}}
+    got = {
+        "train/0": len(spec["train"]["0"]),
+        "test/0": len(spec["test"]["0"]),
+        "test/1": len(spec["test"]["1"]),
+        **{f"train/unlabeled/{k}": len(v) for k, v in spec["train"]["unlabeled"].items()},
+    }
     assert got == counts
-    names = [n for g in (spec["train"]["0"], spec["test"]["0"], spec["test"]["1"],
-                         *spec["train"]["unlabeled"].values()) for n in g]
+    names = [
+        n
+        for g in (spec["train"]["0"], spec["test"]["0"], spec["test"]["1"], *spec["train"]["unlabeled"].values())
+        for n in g
+    ]
     assert len(names) == len(set(names))  # no overlaps
     sums = SHARED_SPLITS / "SHA256SUMS"
     if sums.is_file():  # the package data is the steering repo's file, byte for byte
         import scrd
+
         expected = dict(reversed(line.split()) for line in sums.read_text().splitlines() if line.strip())
         data = (Path(scrd.__file__).parent / "data" / "prepare" / "splits" / name / "data.json").read_bytes()
         assert hashlib.sha256(data).hexdigest() == expected[f"{name}/data.json"]
@@ -59,8 +74,10 @@ def test_shipped_split_lists_are_the_papers(name, counts):
 
 def test_brain_tumor_names_map_to_kaggle_folders():
     spec = split_list("BrainTumor")
-    for group, names in {"0": spec["train"]["0"] + spec["test"]["0"] + spec["train"]["unlabeled"]["0"],
-                         "1": spec["test"]["1"] + spec["train"]["unlabeled"]["1"]}.items():
+    for group, names in {
+        "0": spec["train"]["0"] + spec["test"]["0"] + spec["train"]["unlabeled"]["0"],
+        "1": spec["test"]["1"] + spec["train"]["unlabeled"]["1"],
+    }.items():
         folders = {kaggle_location(n) for n in names}
         assert None not in folders
         if group == "0":
@@ -75,17 +92,22 @@ def test_brain_tumor_names_map_to_kaggle_folders():
 
 # ---------------------------------------------------------------------------------- RSNA
 
+
 def _rsna_raw(tmp_path: Path, spec: dict) -> tuple[Path, dict[str, list[str]]]:
     pytest.importorskip("pydicom")
     from dicom_writer import write_dicom
 
     raw = tmp_path / "rsna" / "stage_2_train_images"
-    chosen = {"train/0": spec["train"]["0"][:2], "test/0": spec["test"]["0"][:1],
-              "test/1": spec["test"]["1"][:1], "train/unlabeled/0": spec["train"]["unlabeled"]["0"][:1]}
+    chosen = {
+        "train/0": spec["train"]["0"][:2],
+        "test/0": spec["test"]["0"][:1],
+        "test/1": spec["test"]["1"][:1],
+        "train/unlabeled/0": spec["train"]["unlabeled"]["0"][:1],
+    }
     rng = np.random.default_rng(0)
     for group, names in chosen.items():
         for name in names:
-            pid = name[:-len(".png")]
+            pid = name[: -len(".png")]
             if group == "test/1":  # a 16-bit MONOCHROME1 file: inverted, then min-max to 8 bits
                 arr = np.full((32, 32), 300, np.uint16)
                 arr[:, 16:] = 100
@@ -120,6 +142,7 @@ def test_prepare_rsna(tmp_path, capsys):
             assert (im.format, im.mode, im.size) == ("PNG", "L", (512, 512))
     # 8-bit MONOCHROME2 is only resized (Pillow bilinear, as DDAD does).
     import pydicom
+
     pid = chosen["train/0"][0][:-4]
     source = pydicom.dcmread(raw / f"{pid}.dcm").pixel_array
     expected = np.asarray(Image.fromarray(source).resize((512, 512), Image.BILINEAR))
@@ -129,8 +152,7 @@ def test_prepare_rsna(tmp_path, capsys):
     assert png[:, :200].max() == 0 and png[:, 312:].min() == 1
 
     assert main(["data", "prepare", "rsna", "--raw", str(raw), "--out", str(out), "--strict"]) == 2
-    assert main(["data", "prepare", "rsna", "--raw", str(raw), "--out", str(tmp_path / "U"),
-                 "--with-unlabeled"]) == 0
+    assert main(["data", "prepare", "rsna", "--raw", str(raw), "--out", str(tmp_path / "U"), "--with-unlabeled"]) == 0
     assert _report(tmp_path / "U")["groups"]["train/unlabeled/0"]["prepared"] == 1
 
 
@@ -143,15 +165,18 @@ def test_prepare_rsna_errors(tmp_path):
 
 # --------------------------------------------------------------------------- Brain Tumor
 
+
 def _first(names: list[str], pattern: str) -> str:
     return next(n for n in names if re.match(pattern, n))
 
 
 def test_prepare_brain_tumor(tmp_path, capsys):
     spec = split_list("BrainTumor")
-    chosen = {"train/0": [_first(spec["train"]["0"], r"Tr-no_"), _first(spec["train"]["0"], r"Te-noTr_")],
-              "test/0": [_first(spec["test"]["0"], r"Te-no_")],
-              "test/1": [_first(spec["test"]["1"], r"Te-glTr_"), _first(spec["test"]["1"], r"Tr-me_")]}
+    chosen = {
+        "train/0": [_first(spec["train"]["0"], r"Tr-no_"), _first(spec["train"]["0"], r"Te-noTr_")],
+        "test/0": [_first(spec["test"]["0"], r"Te-no_")],
+        "test/1": [_first(spec["test"]["1"], r"Te-glTr_"), _first(spec["test"]["1"], r"Tr-me_")],
+    }
     raw = tmp_path / "archive"
     for value, name in enumerate(n for names in chosen.values() for n in names):
         _jpg(raw / kaggle_location(name) / name, 40 * value)
@@ -161,8 +186,10 @@ def test_prepare_brain_tumor(tmp_path, capsys):
     assert "Tr-pi_0001.jpg" in capsys.readouterr().out
 
     data = json.loads((out / "data.json").read_text())
-    assert data == {"train": {"0": [n for n in spec["train"]["0"] if n in chosen["train/0"]]},
-                    "test": {"0": chosen["test/0"], "1": [n for n in spec["test"]["1"] if n in chosen["test/1"]]}}
+    assert data == {
+        "train": {"0": [n for n in spec["train"]["0"] if n in chosen["train/0"]]},
+        "test": {"0": chosen["test/0"], "1": [n for n in spec["test"]["1"] if n in chosen["test/1"]]},
+    }
     report = _report(out)
     assert {g: r["prepared"] for g, r in report["groups"].items()} == {"train/0": 2, "test/0": 1, "test/1": 2}
     assert report["groups"]["test/0"]["paper"] == 600 and report["missing_total"] == 998 + 599 + 598
@@ -205,13 +232,29 @@ def _isic_set(raw: Path, name: str, rows: dict[str, str], images: list[str]) -> 
 @pytest.fixture
 def isic_raw(tmp_path) -> Path:
     raw = tmp_path / "isic"
-    _isic_set(raw, "Training", {"ISIC_0024306": "NV", "ISIC_0024307": "NV", "ISIC_0024308": "MEL",
-                                "ISIC_0024309": "NV"},  # ISIC_0024309.jpg is missing
-              ["ISIC_0024306", "ISIC_0024307", "ISIC_0024308", "ISIC_0099999"])  # 0099999: extra
-    _isic_set(raw, "Validation", {"ISIC_0034321": "NV", "ISIC_0034322": "BKL", "ISIC_0034323": "NV"},
-              ["ISIC_0034321", "ISIC_0034322", "ISIC_0034323"])
-    _isic_set(raw, "Test", {"ISIC_0034524": "NV", "ISIC_0034525": "BCC", "ISIC_0034526": "VASC"},
-              ["ISIC_0034524", "ISIC_0034525"])  # ISIC_0034526.jpg is missing
+    _isic_set(
+        raw,
+        "Training",
+        {
+            "ISIC_0024306": "NV",
+            "ISIC_0024307": "NV",
+            "ISIC_0024308": "MEL",
+            "ISIC_0024309": "NV",
+        },  # ISIC_0024309.jpg is missing
+        ["ISIC_0024306", "ISIC_0024307", "ISIC_0024308", "ISIC_0099999"],
+    )  # 0099999: extra
+    _isic_set(
+        raw,
+        "Validation",
+        {"ISIC_0034321": "NV", "ISIC_0034322": "BKL", "ISIC_0034323": "NV"},
+        ["ISIC_0034321", "ISIC_0034322", "ISIC_0034323"],
+    )
+    _isic_set(
+        raw,
+        "Test",
+        {"ISIC_0034524": "NV", "ISIC_0034525": "BCC", "ISIC_0034526": "VASC"},
+        ["ISIC_0034524", "ISIC_0034525"],
+    )  # ISIC_0034526.jpg is missing
     return raw
 
 
@@ -220,8 +263,10 @@ def test_prepare_isic2018_test_protocol(isic_raw, tmp_path, capsys):
     assert main(["data", "prepare", "isic2018", "--raw", str(isic_raw), "--out", str(out)]) == 0
     assert "isic2018 (test protocol)" in capsys.readouterr().out
     data = json.loads((out / "data.json").read_text())
-    assert data == {"train": {"0": ["ISIC_0024306.jpg", "ISIC_0024307.jpg"]},
-                    "test": {"0": ["ISIC_0034524.jpg"], "1": ["ISIC_0034525.jpg"]}}
+    assert data == {
+        "train": {"0": ["ISIC_0024306.jpg", "ISIC_0024307.jpg"]},
+        "test": {"0": ["ISIC_0034524.jpg"], "1": ["ISIC_0034525.jpg"]},
+    }
     report = _report(out)
     assert report["missing"] == {"train/0": ["ISIC_0024309.jpg"], "test/0": [], "test/1": ["ISIC_0034526.jpg"]}
     assert report["groups"]["train/0"] == {"listed": 3, "prepared": 2, "missing": 1, "paper": 6705}
@@ -233,8 +278,10 @@ def test_prepare_isic2018_test_protocol(isic_raw, tmp_path, capsys):
 
 def test_prepare_isic2018_validation_protocol(isic_raw, tmp_path):
     out = tmp_path / "ISICval"
-    assert main(["data", "prepare", "isic2018", "--raw", str(isic_raw), "--out", str(out),
-                 "--protocol", "validation"]) == 0
+    assert (
+        main(["data", "prepare", "isic2018", "--raw", str(isic_raw), "--out", str(out), "--protocol", "validation"])
+        == 0
+    )
     data = json.loads((out / "data.json").read_text())
     assert data["test"] == {"0": ["ISIC_0034321.jpg", "ISIC_0034323.jpg"], "1": ["ISIC_0034322.jpg"]}
     report = _report(out)

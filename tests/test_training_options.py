@@ -17,13 +17,20 @@ from scrd.jobs.train import TrainingError, train
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    return make_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_train=16, n_test_normal=4,
-                                n_test_abnormal=4, size=64, seed=3)
+    return make_phantom_dataset(
+        tmp_path_factory.mktemp("phantom"), n_train=16, n_test_normal=4, n_test_abnormal=4, size=64, seed=3
+    )
 
 
 def _config(**overrides):
-    base = {"model.arch": "mobilenet_v2", "model.weights": "none", "model.image_size": 64,
-            "train.batch_size": 4, "train.iterations": 8, "noise.max_size": 24}
+    base = {
+        "model.arch": "mobilenet_v2",
+        "model.weights": "none",
+        "model.image_size": 64,
+        "train.batch_size": 4,
+        "train.iterations": 8,
+        "noise.max_size": 24,
+    }
     return preset("official").with_overrides({**base, **overrides})
 
 
@@ -34,7 +41,8 @@ def _bn_updates(run_dir) -> int:
 
 @pytest.mark.parametrize("slip, expected_updates", [(False, 16), (True, 8)])
 def test_bn_eval_after_validation_replicates_the_released_slip_only_when_asked(
-        dataset, tmp_path, slip, expected_updates):
+    dataset, tmp_path, slip, expected_updates
+):
     # 16 images / batch 4 = 4 iterations per epoch; evaluation every 2 iterations. Each
     # train-mode iteration updates BatchNorm twice (clean and noisy pass); with the slip, the two
     # iterations after each evaluation run in eval mode until the next epoch starts.
@@ -48,8 +56,13 @@ def test_bn_eval_after_validation_replicates_the_released_slip_only_when_asked(
 
 def test_best_on_test_selection_is_kept_apart_and_labelled(dataset, tmp_path):
     run = tmp_path / "run"
-    train(_config(**{"train.eval_every": 4, "train.selection": "best_on_test"}), dataset, run,
-          progress=False, eval_source=dataset)
+    train(
+        _config(**{"train.eval_every": 4, "train.selection": "best_on_test"}),
+        dataset,
+        run,
+        progress=False,
+        eval_source=dataset,
+    )
     final = json.loads((run / "model.json").read_text())
     best = json.loads((run / "best_on_test" / "model.json").read_text())
     assert "never selected on test labels" in final["selection"]
@@ -65,11 +78,11 @@ def test_abnormal_images_in_the_training_split_are_refused(tmp_path):
     root = tmp_path / "data"
     (root / "images").mkdir(parents=True)
     from PIL import Image
+
     for name in ("a.png", "b.png"):
         Image.new("L", (64, 64), 128).save(root / "images" / name)
-    (root / "data.json").write_text(json.dumps({"train": {"0": ["a.png"], "1": ["b.png"]},
-                                                "test": {"0": [], "1": []}}))
-    with pytest.raises((TrainingError, ValueError)):
+    (root / "data.json").write_text(json.dumps({"train": {"0": ["a.png"], "1": ["b.png"]}, "test": {"0": [], "1": []}}))
+    with pytest.raises(TrainingError, match=r"training split must hold normal images only; 1 are labelled abnormal"):
         train(_config(), root, tmp_path / "run", progress=False)
 
 

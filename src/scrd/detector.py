@@ -86,10 +86,15 @@ class Detector:
         path = directory / MODEL_FILE
         save_tensors(path, {"state_dict": self.model.state_dict()})
         self.metadata.update(extra or {})
-        self.metadata.update({
-            "format": CHECKPOINT_FORMAT, "arch": self.model.arch, "scrd_version": __version__,
-            "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "config": self.config.to_dict()})
+        self.metadata.update(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "arch": self.model.arch,
+                "scrd_version": __version__,
+                "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "config": self.config.to_dict(),
+            }
+        )
         write_json(directory / MODEL_META, self.metadata)
         return path
 

@@ -30,7 +30,9 @@ HISTOGRAM_FILE = "histogram.png"
 PREDICTIONS_FILE = "predictions.csv"
 HEATMAP_DIR = "heatmaps"
 
-# `scrd data prepare`'s output folder (beside images/ and data.json)
+# a dataset folder in the MedIAnomaly/DDAD layout (read by every job; written by `scrd data prepare`
+# and the phantom generator), and the report `scrd data prepare` writes beside it
+SPLIT_FILE = "data.json"
 PREPARE_REPORT = "prepare_report.json"
 
 CHECKPOINT_FORMAT = "scrd-checkpoint/1"  # model.json "format"

@@ -70,7 +70,8 @@ def load_tensors(path: str | Path, map_location: str | torch.device = "cpu") -> 
     except Exception as exc:
         raise CheckpointError(
             f"{path}: refused or unreadable: only plain tensors and data are accepted "
-            f"(weights_only loading); {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
+            f"(weights_only loading); {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        ) from exc
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a mapping of tensors, got {type(data).__name__}")
     return data

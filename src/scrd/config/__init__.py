@@ -17,7 +17,22 @@ from .schema import (
 )
 
 __all__ = [
-    "ARCHITECTURES", "Config", "ConfigError", "DEFAULT_PRESET", "DataConfig", "LossConfig", "ModelConfig",
-    "NoiseConfig", "OFFICIAL_NOISE_SEED", "PRESETS", "PRESET_NAMES", "Preset", "SECTIONS", "SIMPLEX_FRACTAL_STD",
-    "ScoringConfig", "TrainConfig", "preset", "preset_overrides",
+    "ARCHITECTURES",
+    "Config",
+    "ConfigError",
+    "DEFAULT_PRESET",
+    "DataConfig",
+    "LossConfig",
+    "ModelConfig",
+    "NoiseConfig",
+    "OFFICIAL_NOISE_SEED",
+    "PRESETS",
+    "PRESET_NAMES",
+    "Preset",
+    "SECTIONS",
+    "SIMPLEX_FRACTAL_STD",
+    "ScoringConfig",
+    "TrainConfig",
+    "preset",
+    "preset_overrides",
 ]

@@ -19,21 +19,33 @@ class Preset:
 
 
 _PRESETS = (
-    Preset("official",
-           "the released code: its loss (α inside the cosine, a no-op), the fixed noise texture, the noisy "
-           "image through bottleneck and decoder, the unweighted map and the mean score",
-           {}),
-    Preset("paper",
-           "the paper's text: Eq. 4 with ε and α weighting the distances, fresh simplex noise for every "
-           "sample, the noisy image through the teacher only (Fig. 1), an α-weighted map",
-           {"noise.field": "fresh", "noise.patch_rng": "generator",
-            "loss.form": "per_scale_ratio", "loss.alpha_placement": "outside",
-            "loss.batch_reduction": "mean_of_ratios", "loss.eps": 1e-6,
-            "train.noisy_branch": "encoder_only", "scoring.alpha_weighting": "weighted"}),
-    Preset("rd4ad",
-           "the RD4AD baseline (Table 2, first row) in the same pipeline: Eq. 1 with the flattened cosine, "
-           "no synthetic anomalies, no α",
-           {"loss.form": "rd4ad", "loss.alpha_placement": "none", "train.noisy_branch": "encoder_only"}),
+    Preset(
+        "official",
+        "the released code: its loss (α inside the cosine, a no-op), the fixed noise texture, the noisy "
+        "image through bottleneck and decoder, the unweighted map and the mean score",
+        {},
+    ),
+    Preset(
+        "paper",
+        "the paper's text: Eq. 4 with ε and α weighting the distances, fresh simplex noise for every "
+        "sample, the noisy image through the teacher only (Fig. 1), an α-weighted map",
+        {
+            "noise.field": "fresh",
+            "noise.patch_rng": "generator",
+            "loss.form": "per_scale_ratio",
+            "loss.alpha_placement": "outside",
+            "loss.batch_reduction": "mean_of_ratios",
+            "loss.eps": 1e-6,
+            "train.noisy_branch": "encoder_only",
+            "scoring.alpha_weighting": "weighted",
+        },
+    ),
+    Preset(
+        "rd4ad",
+        "the RD4AD baseline (Table 2, first row) in the same pipeline: Eq. 1 with the flattened cosine, "
+        "no synthetic anomalies, no α",
+        {"loss.form": "rd4ad", "loss.alpha_placement": "none", "train.noisy_branch": "encoder_only"},
+    ),
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}

@@ -124,14 +124,18 @@ def validate(config) -> None:
         (t.log_every >= 1, "train.log_every must be >= 1"),
         (t.num_workers >= 0, "train.num_workers must be >= 0"),
         (s.sigma >= 0, "scoring.sigma must be >= 0"),
-        (loss.form != "rd4ad" or loss.alpha_placement != "inside_cosine",
-         "loss: alpha_placement 'inside_cosine' has no meaning for the rd4ad form"),
+        (
+            loss.form != "rd4ad" or loss.alpha_placement != "inside_cosine",
+            "loss: alpha_placement 'inside_cosine' has no meaning for the rd4ad form",
+        ),
         (t.selection == "final" or t.eval_every > 0, "train.selection 'best_on_test' needs train.eval_every > 0"),
         (0 <= d.percentiles[0] < d.percentiles[1] <= 100, "data.percentiles must satisfy 0 <= low < high <= 100"),
         (d.window[0] < d.window[1], "data.window must satisfy low < high"),
         (d.nifti_axis in (0, 1, 2), "data.nifti_axis must be 0, 1 or 2"),
-        (0 <= d.nifti_percentiles[0] < d.nifti_percentiles[1] <= 100,
-         "data.nifti_percentiles must satisfy 0 <= low < high <= 100"),
+        (
+            0 <= d.nifti_percentiles[0] < d.nifti_percentiles[1] <= 100,
+            "data.nifti_percentiles must satisfy 0 <= low < high <= 100",
+        ),
         (0 <= d.nifti_tissue_level <= 1, "data.nifti_tissue_level must be in [0, 1]"),
         (0 <= d.nifti_min_tissue <= 1, "data.nifti_min_tissue must be in [0, 1]"),
     ]

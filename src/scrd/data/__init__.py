@@ -11,11 +11,27 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "dataset": ("MIN_IMAGE_SIDE", "UNKNOWN_LABEL", "ImageDataset", "SkippedImages", "make_loader", "seed_worker",
-                "unreadable_items"),
+    "dataset": (
+        "MIN_IMAGE_SIDE",
+        "UNKNOWN_LABEL",
+        "ImageDataset",
+        "SkippedImages",
+        "make_loader",
+        "seed_worker",
+        "unreadable_items",
+    ),
     "intensity": ("apply_intensity",),
-    "layouts": ("Sample", "collect_images", "collect_samples", "detect_layout", "expand_frames", "load_samples",
-                "samples_from_csv", "samples_from_data_json", "samples_from_folders"),
+    "layouts": (
+        "Sample",
+        "collect_images",
+        "collect_samples",
+        "detect_layout",
+        "expand_frames",
+        "load_samples",
+        "samples_from_csv",
+        "samples_from_data_json",
+        "samples_from_folders",
+    ),
     "phantom": ("make_phantom_dataset", "phantom_slice", "render_phantom"),
     "readers": ("is_image_file", "list_frames", "read_image", "register_reader", "supported_suffixes"),
     "transforms": ("IMAGENET_MEAN", "IMAGENET_STD", "normalize", "to_model_tensor"),

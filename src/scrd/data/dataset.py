@@ -38,8 +38,14 @@ class ImageDataset(Dataset):
     :meth:`collate` as the DataLoader's ``collate_fn`` so batches carry a ``skipped`` list).
     """
 
-    def __init__(self, samples: Sequence[Sample], size: int, channels: int = 3,
-                 data: "DataConfig | None" = None, on_bad_image: str | None = None) -> None:
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        size: int,
+        channels: int = 3,
+        data: "DataConfig | None" = None,
+        on_bad_image: str | None = None,
+    ) -> None:
         self.samples = list(samples)
         self.size = int(size)
         self.channels = int(channels)
@@ -60,8 +66,11 @@ class ImageDataset(Dataset):
         try:
             array = read_image(sample.path, sample.frame, self.data)
             if min(array.shape[:2]) < MIN_IMAGE_SIDE:
-                raise ImageReadError(f"{sample.key}: image is {array.shape[1]}x{array.shape[0]} pixels; "
-                                     f"at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} are needed", sample.path)
+                raise ImageReadError(
+                    f"{sample.key}: image is {array.shape[1]}x{array.shape[0]} pixels; "
+                    f"at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} are needed",
+                    sample.path,
+                )
         except ImageReadError as exc:
             if self.on_bad_image == "error":
                 raise
@@ -76,9 +85,12 @@ class ImageDataset(Dataset):
         if good:
             batch = default_collate(good)
         else:
-            batch = {"image": torch.empty(0, self.channels, self.size, self.size),
-                     "label": torch.empty(0, dtype=torch.long), "index": torch.empty(0, dtype=torch.long),
-                     "path": []}
+            batch = {
+                "image": torch.empty(0, self.channels, self.size, self.size),
+                "label": torch.empty(0, dtype=torch.long),
+                "index": torch.empty(0, dtype=torch.long),
+                "path": [],
+            }
         batch["skipped"] = [(item["path"], item["reason"]) for item in items if item.get("skipped")]
         return batch
 
@@ -95,8 +107,9 @@ def unreadable_items(dataset: ImageDataset, num_workers: int = 0) -> list[tuple[
     With ``on_bad_image='error'`` the first bad image raises, naming the file; either way this
     happens before a long job starts rather than hours into it.
     """
-    loader = DataLoader(dataset, batch_size=16, num_workers=num_workers, collate_fn=_bad_items,
-                        worker_init_fn=seed_worker)
+    loader = DataLoader(
+        dataset, batch_size=16, num_workers=num_workers, collate_fn=_bad_items, worker_init_fn=seed_worker
+    )
     return [bad for batch in loader for bad in batch]
 
 
@@ -136,14 +149,28 @@ def seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def make_loader(dataset: ImageDataset, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
-                batch_sampler: Any = None) -> DataLoader:
+def make_loader(
+    dataset: ImageDataset, batch_size: int, num_workers: int = 0, pin_memory: bool = False, batch_sampler: Any = None
+) -> DataLoader:
     """The loader every job uses: in order (or by ``batch_sampler``), skipped images collected
     per batch (:meth:`ImageDataset.collate`), decoding overlapped with compute when
     ``num_workers > 0``."""
     if batch_sampler is not None:
-        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, pin_memory=pin_memory,
-                          collate_fn=dataset.collate, worker_init_fn=seed_worker,
-                          persistent_workers=False)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      pin_memory=pin_memory, collate_fn=dataset.collate, worker_init_fn=seed_worker)
+        return DataLoader(
+            dataset,
+            batch_sampler=batch_sampler,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            collate_fn=dataset.collate,
+            worker_init_fn=seed_worker,
+            persistent_workers=False,
+        )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        collate_fn=dataset.collate,
+        worker_init_fn=seed_worker,
+    )

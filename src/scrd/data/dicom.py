@@ -74,7 +74,9 @@ def _decode(ds: Any, path: Path, frame: int, n_frames: int) -> np.ndarray:
     if compressed and _decoder_available(uid) is False:
         raise ImageReadError(
             f"{path}: pixel data is compressed with transfer syntax {name} and no decoder for it is "
-            f"installed; {CODECS_HINT} (pylibjpeg with its JPEG / JPEG 2000 plugins)", path)
+            f"installed; {CODECS_HINT} (pylibjpeg with its JPEG / JPEG 2000 plugins)",
+            path,
+        )
     try:
         try:
             from pydicom.pixels import pixel_array  # pydicom >= 3 decodes one frame only
@@ -90,15 +92,15 @@ def _decode(ds: Any, path: Path, frame: int, n_frames: int) -> np.ndarray:
         raise
     except Exception as exc:
         hint = f"; if no decoder is installed: {CODECS_HINT}" if compressed else ""
-        raise ImageReadError(f"{path}: cannot decode pixel data (transfer syntax {name}: "
-                             f"{type(exc).__name__}: {exc}){hint}", path) from exc
+        raise ImageReadError(
+            f"{path}: cannot decode pixel data (transfer syntax {name}: {type(exc).__name__}: {exc}){hint}", path
+        ) from exc
     return arr
 
 
 def _functional_item(ds: Any, frame: int, sequence: str) -> Any | None:
     """The item of ``sequence`` for ``frame`` in the enhanced multi-frame functional groups."""
-    for groups, index in (("PerFrameFunctionalGroupsSequence", frame),
-                          ("SharedFunctionalGroupsSequence", 0)):
+    for groups, index in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
         seq = ds.get(groups)
         if seq is not None and len(seq) > index:
             inner = seq[index].get(sequence)
@@ -143,7 +145,7 @@ def _stored_range(ds: Any, values: np.ndarray) -> tuple[float, float]:
     bits = int(bits)
     if int(ds.get("PixelRepresentation", 0) or 0) == 1:
         return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
-    return 0.0, 2.0 ** bits - 1
+    return 0.0, 2.0**bits - 1
 
 
 def _voi_lut(ds: Any, modality: np.ndarray) -> np.ndarray | None:
@@ -157,7 +159,7 @@ def _voi_lut(ds: Any, modality: np.ndarray) -> np.ndarray | None:
     bits = int(seq[0].LUTDescriptor[2])
     # apply_voi expects the integer modality output; the table index is an integer anyway.
     out = np.asarray(apply_voi(np.rint(modality).astype(np.int64), ds, index=0), dtype=np.float64)
-    return np.clip(out / (2.0 ** bits - 1), 0.0, 1.0).astype(np.float32)
+    return np.clip(out / (2.0**bits - 1), 0.0, 1.0).astype(np.float32)
 
 
 def _voi_window(ds: Any, frame: int, modality: np.ndarray) -> np.ndarray | None:
@@ -166,8 +168,7 @@ def _voi_window(ds: Any, frame: int, modality: np.ndarray) -> np.ndarray | None:
     if center is None or width is None or width <= 0:
         return None
     function = str(source.get("VOILUTFunction", "LINEAR") or "LINEAR")
-    return voi_window(modality, center, max(width, 1.0) if function.upper() == "LINEAR" else width,
-                      function)
+    return voi_window(modality, center, max(width, 1.0) if function.upper() == "LINEAR" else width, function)
 
 
 def to_unit_range(ds: Any, stored: np.ndarray, frame: int, options: "DataConfig") -> np.ndarray:
@@ -182,8 +183,11 @@ def to_unit_range(ds: Any, stored: np.ndarray, frame: int, options: "DataConfig"
         if out is None:
             lo, hi = _stored_range(ds, stored)
             ends = _modality(ds, frame, np.array([lo, hi]))
-            out = apply_intensity(modality, "minmax" if ends.min() == ends.max() else "fixed",
-                                  window=(float(ends.min()), float(ends.max())))
+            out = apply_intensity(
+                modality,
+                "minmax" if ends.min() == ends.max() else "fixed",
+                window=(float(ends.min()), float(ends.max())),
+            )
     if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1":
         out = 1.0 - out
     return np.asarray(out, dtype=np.float32)
@@ -202,13 +206,16 @@ def _pick_frame(path: Path, n_frames: int, frame: int | None, policy: str) -> in
         return n_frames // 2
     raise ImageReadError(
         f"{path}: multi-frame DICOM ({n_frames} frames); choose a frame with "
-        "data.dicom_frames = first, middle or all (all: every frame becomes an image)", path)
+        "data.dicom_frames = first, middle or all (all: every frame becomes an image)",
+        path,
+    )
 
 
 def read_dicom(path: Path, frame: int | None = None, options: "DataConfig | None" = None) -> np.ndarray:
     """One DICOM frame as float32 ``[H, W, 1]`` (or ``[H, W, 3]`` for colour) in [0, 1]."""
     if options is None:
         from ..config import DataConfig
+
         options = DataConfig()
     ds = _read_dataset(path)
     n_frames = number_of_frames(ds)
@@ -223,12 +230,13 @@ def read_dicom(path: Path, frame: int | None = None, options: "DataConfig | None
     elif samples == 3 and stored.ndim == 3 and stored.shape[2] == 3:
         if options.intensity == "none":
             bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8)
-            out = (stored.astype(np.float64) / (2.0 ** bits - 1)).astype(np.float32)
+            out = (stored.astype(np.float64) / (2.0**bits - 1)).astype(np.float32)
         else:
             out = apply_intensity(stored, options.intensity, None, options.percentiles, options.window)
     else:
-        raise ImageReadError(f"{path}: unexpected DICOM pixel layout (SamplesPerPixel {samples}, "
-                             f"decoded shape {stored.shape})", path)
+        raise ImageReadError(
+            f"{path}: unexpected DICOM pixel layout (SamplesPerPixel {samples}, decoded shape {stored.shape})", path
+        )
     return np.ascontiguousarray(out, dtype=np.float32)
 
 

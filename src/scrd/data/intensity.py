@@ -51,9 +51,13 @@ def fixed(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return _stretch(values, low, high, clip=True)
 
 
-def apply_intensity(values: np.ndarray, mode: str, type_max: float | None = None,
-                    percentiles: tuple[float, float] = (1.0, 99.0),
-                    window: tuple[float, float] = (0.0, 255.0)) -> np.ndarray:
+def apply_intensity(
+    values: np.ndarray,
+    mode: str,
+    type_max: float | None = None,
+    percentiles: tuple[float, float] = (1.0, 99.0),
+    window: tuple[float, float] = (0.0, 255.0),
+) -> np.ndarray:
     """Map stored ``values`` to [0, 1] with ``mode`` (see the module docstring).
 
     ``type_max`` is the divisor for ``none`` (None keeps values as they are, e.g. float TIFF).
@@ -70,8 +74,7 @@ def apply_intensity(values: np.ndarray, mode: str, type_max: float | None = None
     raise ValueError(f"unknown intensity mapping {mode!r}; choose one of {list(MODES)}")
 
 
-def voi_window(values: np.ndarray, center: float, width: float,
-               function: str = "LINEAR") -> np.ndarray:
+def voi_window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
     """A DICOM window (PS3.3 C.11.2.1.2) with output range [0, 1].
 
     ``LINEAR`` is the standard's default (with its half-pixel offsets), ``LINEAR_EXACT`` the plain

@@ -26,20 +26,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ..errors import DatasetError
+from ..filenames import SPLIT_FILE
 from .readers import frame_word, is_image_file, list_frames, supported_suffixes
 
 if TYPE_CHECKING:
     from ..config import DataConfig
 
-LAYOUT_DATA_JSON = "data.json"
+LAYOUT_DATA_JSON = SPLIT_FILE
 LAYOUT_FOLDERS = "folders"
 LAYOUT_CSV = "csv"
 
 _FOLDER_LABELS = {"normal": 0, "abnormal": 1}
 _LABEL_WORDS = {"0": 0, "1": 1, "normal": 0, "abnormal": 1}
 _MAX_LISTED = 10
-
-
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ def _check(source: str | Path, samples: list[Sample]) -> list[Sample]:
 
 
 def detect_layout(root: str | Path) -> str:
-    """Return ``"csv"``, ``"data.json"`` or ``"folders"`` for a dataset path."""
+    """The layout of a dataset path: ``LAYOUT_CSV``, ``LAYOUT_DATA_JSON`` or ``LAYOUT_FOLDERS``."""
     root = Path(root)
     if root.suffix.lower() == ".csv":
         if not root.is_file():
@@ -108,13 +107,14 @@ def detect_layout(root: str | Path) -> str:
         return LAYOUT_CSV
     if not root.is_dir():
         raise DatasetError(f"{root}: no such dataset folder or .csv manifest")
-    if (root / "data.json").is_file():
+    if (root / SPLIT_FILE).is_file():
         return LAYOUT_DATA_JSON
     if any((root / split / cls).is_dir() for split in ("train", "test") for cls in _FOLDER_LABELS):
         return LAYOUT_FOLDERS
     raise DatasetError(
         f"{root}: unknown dataset layout; expected images/ + data.json, "
-        "train/normal/ + test/{normal,abnormal}/ folders, or a .csv manifest with a 'path' column")
+        "train/normal/ + test/{normal,abnormal}/ folders, or a .csv manifest with a 'path' column"
+    )
 
 
 def load_samples(source: str | Path, split: str, options: "DataConfig | None" = None) -> list[Sample]:
@@ -123,7 +123,7 @@ def load_samples(source: str | Path, split: str, options: "DataConfig | None" = 
     A path to a ``data.json`` file is taken to mean its folder. Volumes and multi-frame files are
     expanded into their kept slices/frames following ``options`` (:func:`expand_frames`).
     """
-    if Path(source).name == "data.json" and Path(source).is_file():
+    if Path(source).name == SPLIT_FILE and Path(source).is_file():
         source = Path(source).parent
     layout = detect_layout(source)
     if layout == LAYOUT_CSV:
@@ -142,7 +142,7 @@ def samples_from_data_json(root: str | Path, split: str) -> list[Sample]:
     split files) is not part of ``train``; ask for split ``"unlabeled"`` to get it.
     """
     root = Path(root)
-    path = root / "data.json"
+    path = root / SPLIT_FILE
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -159,8 +159,7 @@ def samples_from_data_json(root: str | Path, split: str) -> list[Sample]:
     groups = {k: v for k, v in groups.items() if not (split == "train" and k == "unlabeled")}
     bad = [k for k in groups if k not in ("0", "1")]
     if bad:
-        raise _problem(path, f"bad label key(s) in split {split!r} (expected '0' or '1')",
-                       [repr(k) for k in bad])
+        raise _problem(path, f"bad label key(s) in split {split!r} (expected '0' or '1')", [repr(k) for k in bad])
     samples: list[Sample] = []
     not_names = []
     for key in sorted(groups):
@@ -178,8 +177,7 @@ def samples_from_data_json(root: str | Path, split: str) -> list[Sample]:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p)
-                  and not p.name.startswith("."))
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p) and not p.name.startswith("."))
 
 
 def samples_from_folders(root: str | Path, split: str) -> list[Sample]:
@@ -188,16 +186,22 @@ def samples_from_folders(root: str | Path, split: str) -> list[Sample]:
     split_dir = root / split
     if not split_dir.is_dir():
         raise DatasetError(f"{split_dir}: split folder not found")
-    unknown = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and p.name not in _FOLDER_LABELS
-                     and not p.name.startswith("."))
+    unknown = sorted(
+        p.name
+        for p in split_dir.iterdir()
+        if p.is_dir() and p.name not in _FOLDER_LABELS and not p.name.startswith(".")
+    )
     if unknown:
         raise _problem(split_dir, "unexpected class folder(s) (expected 'normal' and 'abnormal')", unknown)
     loose = sorted(p.name for p in split_dir.iterdir() if p.is_file() and is_image_file(p))
     if loose:
         raise _problem(split_dir, "images outside the normal/ and abnormal/ folders", loose)
-    samples = [Sample(p, label, p.relative_to(root).as_posix())
-               for cls, label in _FOLDER_LABELS.items() if (split_dir / cls).is_dir()
-               for p in _image_files(split_dir / cls)]
+    samples = [
+        Sample(p, label, p.relative_to(root).as_posix())
+        for cls, label in _FOLDER_LABELS.items()
+        if (split_dir / cls).is_dir()
+        for p in _image_files(split_dir / cls)
+    ]
     return _check(split_dir, samples)
 
 
@@ -280,8 +284,7 @@ def collect_images(inputs: Sequence[str] | Iterable[str]) -> list[Path]:
             else:
                 unmatched.append(str(item))
     if not_images:
-        raise _problem("inputs", f"not image files (supported: {', '.join(supported_suffixes())})",
-                       not_images)
+        raise _problem("inputs", f"not image files (supported: {', '.join(supported_suffixes())})", not_images)
     if unmatched:
         raise _problem("inputs", "matched no image files", unmatched)
     if not found:
@@ -289,8 +292,7 @@ def collect_images(inputs: Sequence[str] | Iterable[str]) -> list[Path]:
     return sorted({Path(os.path.abspath(p)) for p in found})
 
 
-def collect_samples(inputs: Sequence[str] | Iterable[str],
-                    options: "DataConfig | None" = None) -> list[Sample]:
+def collect_samples(inputs: Sequence[str] | Iterable[str], options: "DataConfig | None" = None) -> list[Sample]:
     """Unlabelled samples for prediction: :func:`collect_images`, volumes expanded into slices.
 
     Ids are the absolute paths (plus ``#slice=K`` / ``#frame=K``).

@@ -58,8 +58,11 @@ def _open(path: Path) -> Any:
     img = _nibabel(path).load(str(path))
     shape = tuple(img.shape)
     if len(shape) > 3 and any(n != 1 for n in shape[3:]):
-        raise ImageReadError(f"{path}: {len(shape)}-D NIfTI of shape {shape}; only 3-D volumes "
-                             "(or 2-D images) are supported, extract one volume first", path)
+        raise ImageReadError(
+            f"{path}: {len(shape)}-D NIfTI of shape {shape}; only 3-D volumes "
+            "(or 2-D images) are supported, extract one volume first",
+            path,
+        )
     if len(shape) < 2:
         raise ImageReadError(f"{path}: NIfTI of shape {shape} is not an image", path)
     return img
@@ -98,8 +101,7 @@ def _volume(path: Path, img: Any) -> np.ndarray:
     return data
 
 
-def _tissue_fractions(data: np.ndarray, voxel_axis: int, low: float, high: float,
-                      level: float) -> np.ndarray:
+def _tissue_fractions(data: np.ndarray, voxel_axis: int, low: float, high: float, level: float) -> np.ndarray:
     if not high > low:
         return np.zeros(data.shape[voxel_axis])
     norm = np.clip((np.nan_to_num(data, nan=low) - low) / (high - low), 0.0, 1.0)
@@ -108,8 +110,15 @@ def _tissue_fractions(data: np.ndarray, voxel_axis: int, low: float, high: float
 
 
 @lru_cache(maxsize=4096)
-def _info(path_str: str, mtime_ns: int, size: int, axis: int, percentiles: tuple[float, float],
-          level: float, min_tissue: float) -> VolumeInfo:
+def _info(
+    path_str: str,
+    mtime_ns: int,
+    size: int,
+    axis: int,
+    percentiles: tuple[float, float],
+    level: float,
+    min_tissue: float,
+) -> VolumeInfo:
     path = Path(path_str)
     img = _open(path)
     data = _volume(path, img)
@@ -129,9 +138,15 @@ def volume_info(path: str | Path, options: "DataConfig") -> VolumeInfo:
     """Robust range and kept slices of a volume (cached per file version and options)."""
     path = Path(path)
     st = path.stat()
-    return _info(str(path), st.st_mtime_ns, st.st_size, int(options.nifti_axis),
-                 tuple(float(p) for p in options.nifti_percentiles),
-                 float(options.nifti_tissue_level), float(options.nifti_min_tissue))
+    return _info(
+        str(path),
+        st.st_mtime_ns,
+        st.st_size,
+        int(options.nifti_axis),
+        tuple(float(p) for p in options.nifti_percentiles),
+        float(options.nifti_tissue_level),
+        float(options.nifti_min_tissue),
+    )
 
 
 def _slice(path: Path, img: Any, axis: int, index: int) -> np.ndarray:
@@ -168,23 +183,31 @@ def read_nifti(path: Path, frame: int | None = None, options: "DataConfig | None
     """
     if options is None:
         from ..config import DataConfig
+
         options = DataConfig()
     info = volume_info(path, options)
     if frame is None:
         if info.n_slices != 1:
-            raise ImageReadError(f"{path}: NIfTI volume with {info.n_slices} slices; read it through "
-                                 "a dataset folder or scrd predict, which expand it into slices, "
-                                 "or pass a slice index", path)
+            raise ImageReadError(
+                f"{path}: NIfTI volume with {info.n_slices} slices; read it through "
+                "a dataset folder or scrd predict, which expand it into slices, "
+                "or pass a slice index",
+                path,
+            )
         frame = 0
     if not 0 <= frame < info.n_slices:
-        raise ImageReadError(f"{path}: slice {frame} requested but the volume has {info.n_slices} "
-                             f"along axis {options.nifti_axis}", path)
+        raise ImageReadError(
+            f"{path}: slice {frame} requested but the volume has {info.n_slices} along axis {options.nifti_axis}", path
+        )
     img = _open(path)
     plane = _slice(path, img, int(options.nifti_axis), frame).astype(np.float64)
     plane = np.nan_to_num(plane, nan=info.low, posinf=info.high, neginf=info.low)
     if options.intensity == "none":
-        out = apply_intensity(plane, "fixed", window=(info.low, info.high)) if info.high > info.low \
+        out = (
+            apply_intensity(plane, "fixed", window=(info.low, info.high))
+            if info.high > info.low
             else np.zeros_like(plane, dtype=np.float32)
+        )
     else:
         out = apply_intensity(plane, options.intensity, None, options.percentiles, options.window)
     return np.ascontiguousarray(out[:, :, None], dtype=np.float32)
@@ -198,7 +221,9 @@ def nifti_slices(path: Path, options: "DataConfig") -> list[int]:
             f"{path}: no slice along axis {options.nifti_axis} has at least "
             f"{options.nifti_min_tissue:g} of its voxels above {options.nifti_tissue_level:g} "
             f"(volume range {info.low:g}..{info.high:g}); lower data.nifti_min_tissue "
-            "(0 keeps every slice)", path)
+            "(0 keeps every slice)",
+            path,
+        )
     return list(info.kept)
 
 

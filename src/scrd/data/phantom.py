@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..filenames import SPLIT_FILE
+
 LESION_RADIUS = (0.03, 0.15)  # fraction of the image side
 
 
@@ -34,8 +36,7 @@ def _soft_inside(r: np.ndarray, edge: float) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
-def _ellipse_r(x: np.ndarray, y: np.ndarray, cx: float, cy: float, ax: float, ay: float,
-               angle: float) -> np.ndarray:
+def _ellipse_r(x: np.ndarray, y: np.ndarray, cx: float, cy: float, ax: float, ay: float, angle: float) -> np.ndarray:
     """Normalised elliptical radius: 1 on the boundary of the rotated ellipse."""
     c, s = np.cos(angle), np.sin(angle)
     u, v = (x - cx) * c + (y - cy) * s, -(x - cx) * s + (y - cy) * c
@@ -53,8 +54,12 @@ def render_phantom(rng: np.random.Generator, size: int, lesion: bool) -> Phantom
     ax, ay = rng.uniform(0.66, 0.74), rng.uniform(0.80, 0.88)
     angle = rng.uniform(-0.12, 0.12)
     skull_w = rng.uniform(0.07, 0.10)
-    bg, skull, csf, brain_level = (rng.uniform(0.0, 0.04), rng.uniform(0.80, 0.92),
-                                   rng.uniform(0.12, 0.20), rng.uniform(0.42, 0.52))
+    bg, skull, csf, brain_level = (
+        rng.uniform(0.0, 0.04),
+        rng.uniform(0.80, 0.92),
+        rng.uniform(0.12, 0.20),
+        rng.uniform(0.42, 0.52),
+    )
     r = _ellipse_r(x, y, cx, cy, ax, ay, angle)
     edge = px / min(ax, ay) * 1.5
     head = _soft_inside(r, edge)
@@ -65,15 +70,24 @@ def render_phantom(rng: np.random.Generator, size: int, lesion: bool) -> Phantom
     # each split as cos(a + b) = cos a cos b - sin a sin b into cheap outer products.
     texture = np.zeros_like(x)
     for _ in range(4):
-        k, t, p, a = (rng.uniform(1.5, 5.0) * np.pi, rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi),
-                      rng.uniform(0.015, 0.035))
+        k, t, p, a = (
+            rng.uniform(1.5, 5.0) * np.pi,
+            rng.uniform(0, np.pi),
+            rng.uniform(0, 2 * np.pi),
+            rng.uniform(0.015, 0.035),
+        )
         wx, wy = k * np.cos(t) * coords, k * np.sin(t) * coords + p
         texture += a * (np.outer(np.cos(wy), np.cos(wx)) - np.outer(np.sin(wy), np.sin(wx)))
 
     # Ventricles: two darker ellipses, roughly symmetric about the (rotated) midline.
     vent_level = rng.uniform(0.15, 0.25)
-    spread, vy, vax, vay, tilt = (rng.uniform(0.07, 0.11), rng.uniform(-0.12, 0.0),
-                                  rng.uniform(0.05, 0.08), rng.uniform(0.16, 0.24), rng.uniform(0.2, 0.4))
+    spread, vy, vax, vay, tilt = (
+        rng.uniform(0.07, 0.11),
+        rng.uniform(-0.12, 0.0),
+        rng.uniform(0.05, 0.08),
+        rng.uniform(0.16, 0.24),
+        rng.uniform(0.2, 0.4),
+    )
     c, s = np.cos(angle), np.sin(angle)
     ventricles = np.zeros_like(x)
     for side in (-1.0, 1.0):
@@ -116,8 +130,14 @@ def phantom_slice(rng: np.random.Generator, size: int, lesion: bool) -> np.ndarr
 _GROUPS = (("train", "0", "train"), ("test", "0", "test_normal"), ("test", "1", "test_abnormal"))
 
 
-def make_phantom_dataset(root: str | Path, n_train: int = 200, n_test_normal: int = 50,
-                         n_test_abnormal: int = 50, size: int = 128, seed: int = 0) -> Path:
+def make_phantom_dataset(
+    root: str | Path,
+    n_train: int = 200,
+    n_test_normal: int = 50,
+    n_test_abnormal: int = 50,
+    size: int = 128,
+    seed: int = 0,
+) -> Path:
     """Write 8-bit grey PNGs to ``root/images/`` and a MedIAnomaly ``root/data.json``; return root.
 
     Each image has its own generator seeded by (seed, group, index), so the images do not depend
@@ -132,8 +152,7 @@ def make_phantom_dataset(root: str | Path, n_train: int = 200, n_test_normal: in
             rng = np.random.default_rng([seed, g, i])
             img = phantom_slice(rng, size, lesion=key == "1")
             name = f"{prefix}_{i:04d}.png"
-            Image.fromarray(np.round(img * 255).astype(np.uint8)).save(
-                root / "images" / name, compress_level=1)
+            Image.fromarray(np.round(img * 255).astype(np.uint8)).save(root / "images" / name, compress_level=1)
             spec[split][key].append(name)
-    (root / "data.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
+    (root / SPLIT_FILE).write_text(json.dumps(spec, indent=1), encoding="utf-8")
     return root

@@ -36,8 +36,6 @@ Reader = Callable[..., np.ndarray]
 FrameLister = Callable[[Path, "DataConfig"], "list[int] | None"]
 
 
-
-
 def _error(path: str | Path, problem: str) -> ImageReadError:
     return ImageReadError(f"{path}: {problem}", path)
 
@@ -47,8 +45,9 @@ def optional_module(name: str, path: Path, what: str, install_hint: str):
     try:
         return importlib.import_module(name)
     except ImportError:
-        raise ImageReadError(f"{path}: reading {what} needs {name}, which is not installed; "
-                             f"{install_hint}", path) from None
+        raise ImageReadError(
+            f"{path}: reading {what} needs {name}, which is not installed; {install_hint}", path
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -70,9 +69,14 @@ _EXIF_ORIENTATION = 0x0112
 _CONVERT_TO_RGB = {"P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa"}
 
 
-def register_reader(suffixes: tuple[str, ...] | list[str], reader: Reader, *,
-                    configurable: bool = False, frames: FrameLister | None = None,
-                    frame_word: str = "frame") -> None:
+def register_reader(
+    suffixes: tuple[str, ...] | list[str],
+    reader: Reader,
+    *,
+    configurable: bool = False,
+    frames: FrameLister | None = None,
+    frame_word: str = "frame",
+) -> None:
     """Make ``reader`` handle files with these suffixes (multi-dot suffixes like ``.nii.gz`` work).
 
     A plain reader is called as ``reader(path)``; a ``configurable`` one as
@@ -105,6 +109,7 @@ def _options(options: "DataConfig | None") -> "DataConfig":
     if options is not None:
         return options
     from ..config import DataConfig
+
     return DataConfig()
 
 
@@ -134,8 +139,7 @@ def frame_word(path: str | Path) -> str:
     return entry.frame_word if entry is not None else "frame"
 
 
-def read_image(path: str | Path, frame: int | None = None,
-               options: "DataConfig | None" = None) -> np.ndarray:
+def read_image(path: str | Path, frame: int | None = None, options: "DataConfig | None" = None) -> np.ndarray:
     """Read an image as float32 ``[H, W, C]`` (C = 1 or 3) with its values mapped to [0, 1].
 
     With the default mapping 8-bit data is divided by 255, 16-bit by 65535, float TIFF is kept as
@@ -147,8 +151,7 @@ def read_image(path: str | Path, frame: int | None = None,
     path = Path(path)
     entry = _READERS.get(file_suffix(path))
     if entry is None:
-        raise _error(path, f"unsupported file type {path.suffix!r}; "
-                                   f"supported: {', '.join(supported_suffixes())}")
+        raise _error(path, f"unsupported file type {path.suffix!r}; supported: {', '.join(supported_suffixes())}")
     if not path.is_file():
         raise _error(path, "no such file" if not path.exists() else "not a file")
     if path.stat().st_size == 0:
@@ -231,8 +234,11 @@ def _read_pil(path: Path, frame: int | None = None, options: "DataConfig | None"
         raw = _rawmode(im)
         if ";16" in raw and im.mode not in _MODES_16:
             # Pillow has no 16-bit colour modes and would silently keep only the top 8 bits.
-            raise _error(path, f"16-bit colour image (raw mode {raw}) cannot be decoded "
-                                       "losslessly by Pillow; save it as 16-bit grayscale or 8-bit")
+            raise _error(
+                path,
+                f"16-bit colour image (raw mode {raw}) cannot be decoded "
+                "losslessly by Pillow; save it as 16-bit grayscale or 8-bit",
+            )
         im.load()
         if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
             # cv2.imread, which the released SCRD code uses, honours the EXIF orientation too.

@@ -42,15 +42,15 @@ def to_model_tensor(img: np.ndarray, size: int, channels: int = 3) -> torch.Tens
     if x.shape[0] == 3 and channels == 1:
         x = (x * torch.tensor(_LUMA).view(3, 1, 1)).sum(0, keepdim=True)
     if tuple(x.shape[1:]) != (size, size):
-        x = F.interpolate(x[None], size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=False)[0]
+        x = F.interpolate(x[None], size=(size, size), mode="bilinear", align_corners=False, antialias=False)[0]
     if x.shape[0] == 1 and channels == 3:
         x = x.expand(3, -1, -1)
     return x.contiguous()
 
 
-def normalize(x01: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
-              std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+def normalize(
+    x01: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
     """``(x - mean) / std`` per channel for a ``[B, C, H, W]`` (or ``[C, H, W]``) tensor.
 
     Works on whatever device and float dtype ``x01`` has; returns a new tensor.

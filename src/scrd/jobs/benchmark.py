@@ -24,8 +24,15 @@ def _timed(fn: Callable[[], object], device: torch.device, repeats: int) -> floa
     return sorted(times)[len(times) // 2]
 
 
-def measure(arch: str, image_size: int = 256, batch_size: int = 16, steps: int = 5,
-            device: str = "auto", weights: str = "none", noise_field: str = "fixed") -> dict[str, float]:
+def measure(
+    arch: str,
+    image_size: int = 256,
+    batch_size: int = 16,
+    steps: int = 5,
+    device: str = "auto",
+    weights: str = "none",
+    noise_field: str = "fixed",
+) -> dict[str, float]:
     from ..config import preset
     from ..data.transforms import normalize
     from ..device import choose_device
@@ -64,23 +71,40 @@ def measure(arch: str, image_size: int = 256, batch_size: int = 16, steps: int =
 
         t_infer = _timed(infer, dev, steps)
         t_smooth = _timed(lambda: gaussian_smooth(raw, 4.0), dev, steps)
-    return {"train_images_per_s": batch_size / t_train, "infer_images_per_s": batch_size / t_infer,
-            "train_step_s": t_train, "noise_s": t_noise, "noise_share_of_train_step": t_noise / t_train,
-            "infer_batch_s": t_infer, "smooth_s": t_smooth, "smooth_share_of_infer_batch": t_smooth / t_infer,
-            "noise_plus_smooth_share_of_train_step": (t_noise + t_smooth) / t_train}
+    return {
+        "train_images_per_s": batch_size / t_train,
+        "infer_images_per_s": batch_size / t_infer,
+        "train_step_s": t_train,
+        "noise_s": t_noise,
+        "noise_share_of_train_step": t_noise / t_train,
+        "infer_batch_s": t_infer,
+        "smooth_s": t_smooth,
+        "smooth_share_of_infer_batch": t_smooth / t_infer,
+        "noise_plus_smooth_share_of_train_step": (t_noise + t_smooth) / t_train,
+    }
 
 
-def run_throughput(archs: Sequence[str], image_size: int = 256, batch_size: int = 16, steps: int = 5,
-                   device: str = "auto", weights: str = "none") -> list[dict[str, float]]:
+def run_throughput(
+    archs: Sequence[str],
+    image_size: int = 256,
+    batch_size: int = 16,
+    steps: int = 5,
+    device: str = "auto",
+    weights: str = "none",
+) -> list[dict[str, float]]:
     rows = []
-    print(f"batch {batch_size}, {image_size} px, median of {steps} steps after a warm-up; "
-          f"threads {torch.get_num_threads()}")
+    print(
+        f"batch {batch_size}, {image_size} px, median of {steps} steps after a warm-up; "
+        f"threads {torch.get_num_threads()}"
+    )
     print(f"{'arch (noise)':<26}{'train img/s':>12}{'infer img/s':>12}{'noise/train':>13}{'smooth/infer':>14}")
     for arch in archs:
         for field in ("fixed", "fresh"):
             r = measure(arch, image_size, batch_size, steps, device, weights, field)
             r.update(arch=arch, noise_field=field)
             rows.append(r)
-            print(f"{arch + ' (' + field + ')':<26}{r['train_images_per_s']:>12.2f}{r['infer_images_per_s']:>12.2f}"
-                  f"{r['noise_share_of_train_step']:>12.1%}{r['smooth_share_of_infer_batch']:>14.1%}")
+            print(
+                f"{arch + ' (' + field + ')':<26}{r['train_images_per_s']:>12.2f}{r['infer_images_per_s']:>12.2f}"
+                f"{r['noise_share_of_train_step']:>12.1%}{r['smooth_share_of_infer_batch']:>14.1%}"
+            )
     return rows

@@ -24,9 +24,16 @@ from .training_data import read_sample_list, sample_key
 HOLDOUT = "holdout"  # as a calibration source: the run's held-out normal training images
 
 
-def calibration(detector: Detector, model: str | Path, source: str | Path | None = None, split: str = "train",
-                target_specificity: float = 0.95, batch_size: int = 16, num_workers: int = 0,
-                on_bad_image: str | None = None) -> dict[str, Any]:
+def calibration(
+    detector: Detector,
+    model: str | Path,
+    source: str | Path | None = None,
+    split: str = "train",
+    target_specificity: float = 0.95,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    on_bad_image: str | None = None,
+) -> dict[str, Any]:
     """A threshold from the normal images of ``split`` of ``source`` (abnormal labels are refused).
 
     ``source=None`` or ``"holdout"`` uses the run's held-out normal training images
@@ -38,17 +45,24 @@ def calibration(detector: Detector, model: str | Path, source: str | Path | None
     if source is None or str(source) == HOLDOUT:
         held = read_sample_list(run_dir / HOLDOUT_SAMPLES) if (run_dir / HOLDOUT_SAMPLES).is_file() else []
         if not held:
-            raise InputError(f"{run_dir}: the run holds out no training images (train.holdout_fraction = 0); "
-                             "pass normal images to calibrate on (--data)")
+            raise InputError(
+                f"{run_dir}: the run holds out no training images (train.holdout_fraction = 0); "
+                "pass normal images to calibrate on (--data)"
+            )
         samples, where = held, f"{run_dir / HOLDOUT_SAMPLES}"
     else:
         samples, where = load_samples(str(source), split, detector.config.data), f"{source} ({split})"
     abnormal = [s for s in samples if s.label == 1]
     if abnormal:
-        raise InputError(f"{where}: calibration needs normal images only; {len(abnormal)} are labelled abnormal, "
-                         f"e.g. {abnormal[0].path}")
-    trained = ({sample_key(s) for s in read_sample_list(run_dir / TRAIN_SAMPLES)}
-               if (run_dir / TRAIN_SAMPLES).is_file() else set())
+        raise InputError(
+            f"{where}: calibration needs normal images only; {len(abnormal)} are labelled abnormal, "
+            f"e.g. {abnormal[0].path}"
+        )
+    trained = (
+        {sample_key(s) for s in read_sample_list(run_dir / TRAIN_SAMPLES)}
+        if (run_dir / TRAIN_SAMPLES).is_file()
+        else set()
+    )
     unseen = [s for s in samples if sample_key(s) not in trained]
     in_sample = not unseen
     used = samples if in_sample else unseen
@@ -57,21 +71,37 @@ def calibration(detector: Detector, model: str | Path, source: str | Path | None
         raise InputError(f"{where}: every calibration image was unreadable and skipped")
     threshold = calibrate_threshold(scored.scores, target_specificity)
     if in_sample:
-        note = ("IN-SAMPLE: every calibration image was also a training image, so specificity on new normal "
-                "images will be lower than the target; set train.holdout_fraction to calibrate on held-out images")
+        note = (
+            "IN-SAMPLE: every calibration image was also a training image, so specificity on new normal "
+            "images will be lower than the target; set train.holdout_fraction to calibrate on held-out images"
+        )
     elif len(used) < len(samples):
         note = f"{len(samples) - len(used)} of the {len(samples)} images were training images and were left out"
     else:
         note = "none of the calibration images was a training image"
-    return {"threshold": float(threshold), "target_specificity": target_specificity,
-            "source": where, "split": split, "n_images": int(len(scored.scores)), "in_sample": in_sample,
-            "note": note, "specificity_on_calibration_set": float(np.mean(scored.scores < threshold)),
-            "skipped_images": len(scored.skipped)}
+    return {
+        "threshold": float(threshold),
+        "target_specificity": target_specificity,
+        "source": where,
+        "split": split,
+        "n_images": int(len(scored.scores)),
+        "in_sample": in_sample,
+        "note": note,
+        "specificity_on_calibration_set": float(np.mean(scored.scores < threshold)),
+        "skipped_images": len(scored.skipped),
+    }
 
 
-def calibrate(model: str | Path, source: str | Path | None = None, split: str = "train",
-              target_specificity: float = 0.95, batch_size: int = 16, device: str = "auto",
-              num_workers: int = 0, on_bad_image: str | None = None) -> dict[str, Any]:
+def calibrate(
+    model: str | Path,
+    source: str | Path | None = None,
+    split: str = "train",
+    target_specificity: float = 0.95,
+    batch_size: int = 16,
+    device: str = "auto",
+    num_workers: int = 0,
+    on_bad_image: str | None = None,
+) -> dict[str, Any]:
     """Store a threshold from normal images (see :func:`calibration`) in the model's ``model.json``."""
     detector = Detector.load(model, device)
     info = calibration(detector, model, source, split, target_specificity, batch_size, num_workers, on_bad_image)

@@ -23,7 +23,16 @@ from ..data.dataset import ImageDataset, SkippedImages, make_loader
 from ..data.layouts import load_samples
 from ..detector import Detector
 from ..errors import InputError, TrainingError
-from ..filenames import BEST_ON_TEST_DIR, EVAL_LOG, HISTOGRAM_FILE, METRICS_FILE, ROC_FILE, SCORES_FILE, SKIPPED_FILE
+from ..filenames import (
+    BEST_ON_TEST_DIR,
+    EVAL_LOG,
+    HISTOGRAM_FILE,
+    METRICS_FILE,
+    MODEL_META,
+    ROC_FILE,
+    SCORES_FILE,
+    SKIPPED_FILE,
+)
 from ..method.metrics import metrics_at_threshold, oracle_metrics
 from ..storage import atomic_write, read_json, write_json
 from .csv_log import CsvLog
@@ -39,8 +48,13 @@ class ScoredSet:
     skipped: list[tuple[str, str]]  # (path, reason) of unreadable images, with on_bad_image=skip
 
 
-def score_samples(detector: Detector, samples: Sequence[Any], batch_size: int = 16, num_workers: int = 0,
-                  on_bad_image: str | None = None) -> ScoredSet:
+def score_samples(
+    detector: Detector,
+    samples: Sequence[Any],
+    batch_size: int = 16,
+    num_workers: int = 0,
+    on_bad_image: str | None = None,
+) -> ScoredSet:
     dataset = ImageDataset(list(samples), detector.image_size, data=detector.config.data, on_bad_image=on_bad_image)
     loader = make_loader(dataset, batch_size, num_workers, detector.device.type == "cuda")
     paths: list[str] = []
@@ -57,21 +71,38 @@ def score_samples(detector: Detector, samples: Sequence[Any], batch_size: int = 
         alphas.append(scored.alpha.numpy())
         for name, values in scored.by_reduction.items():
             by_reduction[name].append(values.numpy())
-    return ScoredSet(paths, np.concatenate(labels).astype(int), np.concatenate(scores), np.concatenate(alphas),
-                     {k: np.concatenate(v) for k, v in by_reduction.items()}, skipped)
+    return ScoredSet(
+        paths,
+        np.concatenate(labels).astype(int),
+        np.concatenate(scores),
+        np.concatenate(alphas),
+        {k: np.concatenate(v) for k, v in by_reduction.items()},
+        skipped,
+    )
 
 
 def alpha_statistics(alpha: np.ndarray) -> dict[str, Any]:
     """Mean and std of α per scale, and the mean largest weight (1.0 = collapsed to one scale)."""
-    return {"mean": [round(float(v), 4) for v in alpha.mean(0)],
-            "std": [round(float(v), 4) for v in alpha.std(0)],
-            "mean_max_weight": round(float(alpha.max(1).mean()), 4)}
+    return {
+        "mean": [round(float(v), 4) for v in alpha.mean(0)],
+        "std": [round(float(v), 4) for v in alpha.std(0)],
+        "mean_max_weight": round(float(alpha.max(1).mean()), 4),
+    }
 
 
-def evaluate(model: str | Path, source: str | Path, out_dir: str | Path, split: str = "test",
-             calibration_source: str | Path | None = None, calibration_split: str = "train",
-             target_specificity: float = 0.95, batch_size: int = 16, device: str = "auto",
-             num_workers: int = 0, on_bad_image: str | None = None) -> dict[str, Any]:
+def evaluate(
+    model: str | Path,
+    source: str | Path,
+    out_dir: str | Path,
+    split: str = "test",
+    calibration_source: str | Path | None = None,
+    calibration_split: str = "train",
+    target_specificity: float = 0.95,
+    batch_size: int = 16,
+    device: str = "auto",
+    num_workers: int = 0,
+    on_bad_image: str | None = None,
+) -> dict[str, Any]:
     """Score the labelled ``split`` of ``source``; write metrics.json, scores.csv, roc.png, histogram.png.
 
     With ``calibration_source`` a threshold is calibrated on its normal images first
@@ -88,8 +119,9 @@ def evaluate(model: str | Path, source: str | Path, out_dir: str | Path, split: 
     samples = load_samples(str(source), split, detector.config.data)
     unlabelled = [s for s in samples if s.label is None]
     if unlabelled:
-        raise InputError(f"{source}: evaluation needs labels; {len(unlabelled)} images have none, "
-                         f"e.g. {unlabelled[0].path}")
+        raise InputError(
+            f"{source}: evaluation needs labels; {len(unlabelled)} images have none, e.g. {unlabelled[0].path}"
+        )
     scored = score_samples(detector, samples, batch_size, num_workers, on_bad_image)
     if scored.skipped:
         SkippedImages(out_dir / SKIPPED_FILE).add(scored.skipped)
@@ -99,33 +131,54 @@ def evaluate(model: str | Path, source: str | Path, out_dir: str | Path, split: 
 
     oracle = oracle_metrics(labels, scores)
     result: dict[str, Any] = {
-        "model": str(model), "data": str(source), "split": split,
-        "n_images": int(len(labels)), "n_normal": int((labels == 0).sum()), "n_abnormal": int((labels == 1).sum()),
-        "auroc": oracle["auroc"], "ap": oracle["ap"],
+        "model": str(model),
+        "data": str(source),
+        "split": split,
+        "n_images": int(len(labels)),
+        "n_normal": int((labels == 0).sum()),
+        "n_abnormal": int((labels == 1).sum()),
+        "auroc": oracle["auroc"],
+        "ap": oracle["ap"],
         "oracle_threshold": {
             "note": "oracle: threshold chosen for best F1 on this evaluated set itself (as the paper and the "
-                    "released code report); optimistic, not usable for deployment",
-            "threshold": oracle["threshold"], "f1": oracle["f1"], "acc": oracle["acc"]},
-        "score": detector.config.scoring.score, "alpha_weighting": detector.config.scoring.alpha_weighting,
+            "released code report); optimistic, not usable for deployment",
+            "threshold": oracle["threshold"],
+            "f1": oracle["f1"],
+            "acc": oracle["acc"],
+        },
+        "score": detector.config.scoring.score,
+        "alpha_weighting": detector.config.scoring.alpha_weighting,
         "auroc_by_image_score": {
             "note": "the same maps reduced to an image score by their mean (SCRD) or max (RD4AD, anomalib); "
-                    "'auroc' above uses the configured score",
-            **{name: float(roc_auc_score(labels, values)) for name, values in scored.by_reduction.items()}},
+            "'auroc' above uses the configured score",
+            **{name: float(roc_auc_score(labels, values)) for name, values in scored.by_reduction.items()},
+        },
         "alpha": alpha_statistics(scored.alpha),
         "checkpoint_selection": detector.metadata.get("selection", "unknown"),
     }
     threshold_info = None
     if calibration_source is not None:
-        threshold_info = calibration(detector, model, calibration_source, calibration_split, target_specificity,
-                                     batch_size, num_workers, on_bad_image)
+        threshold_info = calibration(
+            detector,
+            model,
+            calibration_source,
+            calibration_split,
+            target_specificity,
+            batch_size,
+            num_workers,
+            on_bad_image,
+        )
     elif detector.threshold is not None:
         threshold_info = dict(detector.metadata["calibration"])
     if threshold_info is not None:
         at = metrics_at_threshold(labels, scores, threshold_info["threshold"])
         result["calibrated_threshold"] = {"note": "threshold from normal images only", **threshold_info, **at}
     if scored.skipped:
-        result["skipped_images"] = {"count": len(scored.skipped), "list": str(out_dir / SKIPPED_FILE),
-                                    "note": "unreadable images left out of every metric above"}
+        result["skipped_images"] = {
+            "count": len(scored.skipped),
+            "list": str(out_dir / SKIPPED_FILE),
+            "note": "unreadable images left out of every metric above",
+        }
     write_json(out_dir / METRICS_FILE, result)
     _write_scores(out_dir / SCORES_FILE, scored)
     fpr, tpr, _ = roc_curve(labels, scores)
@@ -182,7 +235,7 @@ class EvalMonitor:
         so far is read from the rows that survive, and a best model saved after ``start`` goes."""
         self.log = CsvLog(self.run_dir / EVAL_LOG, self.FIELDS, keep_through=start)
         self.best = max((float(r["auroc"]) for r in self.log.rows), default=-1.0)
-        best_meta = self.run_dir / BEST_ON_TEST_DIR / "model.json"
+        best_meta = self.run_dir / BEST_ON_TEST_DIR / MODEL_META
         if best_meta.is_file() and read_json(best_meta).get("iterations", 0) > start:
             shutil.rmtree(self.run_dir / BEST_ON_TEST_DIR)
 
@@ -195,12 +248,23 @@ class EvalMonitor:
         detector = Detector(model, self.config, device)
         scored = score_samples(detector, self.samples, self.config.train.batch_size)
         m = oracle_metrics(scored.labels, scored.scores)
-        self.log.write({"iteration": iteration, "auroc": f"{m['auroc']:.6f}", "ap": f"{m['ap']:.6f}",
-                        "oracle_f1": f"{m['f1']:.6f}", "oracle_acc": f"{m['acc']:.6f}"})
+        self.log.write(
+            {
+                "iteration": iteration,
+                "auroc": f"{m['auroc']:.6f}",
+                "ap": f"{m['ap']:.6f}",
+                "oracle_f1": f"{m['f1']:.6f}",
+                "oracle_acc": f"{m['acc']:.6f}",
+            }
+        )
         if self.config.train.selection == "best_on_test" and m["auroc"] >= self.best:
             self.best = m["auroc"]
-            detector.save(self.run_dir / BEST_ON_TEST_DIR, {
-                "iterations": iteration,
-                "selection": f"best test AUROC ({m['auroc']:.4f}) at iteration {iteration}: SELECTED ON "
-                             "TEST LABELS, so its test metrics are optimistic"})
+            detector.save(
+                self.run_dir / BEST_ON_TEST_DIR,
+                {
+                    "iterations": iteration,
+                    "selection": f"best test AUROC ({m['auroc']:.4f}) at iteration {iteration}: SELECTED ON "
+                    "TEST LABELS, so its test metrics are optimistic",
+                },
+            )
         return m["auroc"]

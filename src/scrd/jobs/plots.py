@@ -41,9 +41,9 @@ def roc_png(path: str | Path, fpr: np.ndarray, tpr: np.ndarray, auroc: float) ->
     draw.line(_to_px(np.array([0.0, 1.0]), np.array([0.0, 1.0])), fill=GREY, width=1)
     draw.line(_to_px(np.asarray(fpr, float), np.asarray(tpr, float)), fill=BLUE, width=2)
     for v in (0.0, 0.5, 1.0):
-        (x, _), = _to_px(np.array([v]), np.array([0.0]))
+        ((x, _),) = _to_px(np.array([v]), np.array([0.0]))
         draw.text((x - 8, _H - _M + 5), f"{v:g}", fill=BLACK)
-        (_, y), = _to_px(np.array([0.0]), np.array([v]))
+        ((_, y),) = _to_px(np.array([0.0]), np.array([v]))
         draw.text((_M - 25, y - 5), f"{v:g}", fill=BLACK)
     save_png(image, path)
 
@@ -57,13 +57,14 @@ def histogram_png(path: str | Path, normal: Sequence[float], abnormal: Sequence[
     edges = np.linspace(0.0, 1.0, bins + 1)
     counts = [np.histogram((s - lo) / span, bins=edges)[0] / max(len(s), 1) for s in (normal, abnormal)]
     top = max(float(c.max()) for c in counts) or 1.0
-    image, draw = _canvas(f"scores (min-max scaled; raw range {lo:.4g} .. {hi:.4g})",
-                          "normalised anomaly score", "fraction")
+    image, draw = _canvas(
+        f"scores (min-max scaled; raw range {lo:.4g} .. {hi:.4g})", "normalised anomaly score", "fraction"
+    )
     layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
     ldraw = ImageDraw.Draw(layer)
     for c, colour in zip(counts, (BLUE, RED)):
         for i, value in enumerate(c):
-            (x0, y0), (x1, y1) = _to_px(edges[i:i + 2], np.array([value / top, 0.0]))
+            (x0, y0), (x1, y1) = _to_px(edges[i : i + 2], np.array([value / top, 0.0]))
             ldraw.rectangle([x0, y0, x1, y1], fill=colour + (110,))
     image = Image.alpha_composite(image.convert("RGBA"), layer).convert("RGB")
     draw = ImageDraw.Draw(image)
@@ -79,8 +80,9 @@ def _jet(values: np.ndarray) -> np.ndarray:
     return (rgb * 255).astype(np.uint8)
 
 
-def overlay_png(path: str | Path, image01: np.ndarray, amap: np.ndarray, vmin: float, vmax: float,
-                alpha: float = 0.5) -> None:
+def overlay_png(
+    path: str | Path, image01: np.ndarray, amap: np.ndarray, vmin: float, vmax: float, alpha: float = 0.5
+) -> None:
     """Blend the anomaly map (scaled from [vmin, vmax]) over the image; image01 is [H, W, C]."""
     gray = image01.mean(axis=2) if image01.ndim == 3 else image01
     base = np.repeat(np.clip(gray, 0, 1)[..., None] * 255, 3, axis=2)

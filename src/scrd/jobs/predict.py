@@ -53,9 +53,16 @@ class PredictResult:
     skipped: int  # unreadable images skipped so far, listed in skipped_images.csv beside the CSV
 
 
-def predict(model: str | Path, inputs: Sequence[str], out_dir: str | Path, batch_size: int = 16,
-            heatmaps: bool = True, device: str = "auto", num_workers: int = 0,
-            on_bad_image: str | None = None) -> PredictResult:
+def predict(
+    model: str | Path,
+    inputs: Sequence[str],
+    out_dir: str | Path,
+    batch_size: int = 16,
+    heatmaps: bool = True,
+    device: str = "auto",
+    num_workers: int = 0,
+    on_bad_image: str | None = None,
+) -> PredictResult:
     """Score every image of ``inputs`` (files, folders, globs or a CSV manifest).
 
     Volumes are scored slice by slice (rows ``vol.nii.gz#slice=K``), with the model's own
@@ -82,8 +89,7 @@ def predict(model: str | Path, inputs: Sequence[str], out_dir: str | Path, batch
             writer.writerow(FIELDS)
         if not samples:
             return PredictResult(csv_path, 0, skipped.count)
-        dataset = ImageDataset(samples, detector.image_size, data=detector.config.data,
-                               on_bad_image=on_bad_image)
+        dataset = ImageDataset(samples, detector.image_size, data=detector.config.data, on_bad_image=on_bad_image)
         loader = make_loader(dataset, batch_size, num_workers, detector.device.type == "cuda")
         for batch, scored in detector.iterate(loader):
             skipped.add(batch["skipped"])
@@ -96,8 +102,13 @@ def predict(model: str | Path, inputs: Sequence[str], out_dir: str | Path, batch
                     amap = scored.maps[i].numpy()
                     lo = vmin if vmin is not None else float(amap.min())
                     hi = vmax if vmax is not None else float(amap.max())
-                    overlay_png(out_dir / HEATMAP_DIR / heatmap_name(path),
-                                batch["image"][i].permute(1, 2, 0).numpy(), amap, lo, hi)
+                    overlay_png(
+                        out_dir / HEATMAP_DIR / heatmap_name(path),
+                        batch["image"][i].permute(1, 2, 0).numpy(),
+                        amap,
+                        lo,
+                        hi,
+                    )
                 decision = "" if threshold is None else ("abnormal" if score >= threshold else "normal")
                 writer.writerow([path, repr(score), decision])
             f.flush()

@@ -40,14 +40,19 @@ def make_untrained_model(folder: Path) -> None:
     from ..detector import Detector
     from ..model import SCRD
 
-    config = preset("official").with_overrides({"model.arch": "mobilenet_v2", "model.weights": "none",
-                                                "model.image_size": 64, "noise.max_size": 24})
+    config = preset("official").with_overrides(
+        {"model.arch": "mobilenet_v2", "model.weights": "none", "model.image_size": 64, "noise.max_size": 24}
+    )
     Detector(SCRD("mobilenet_v2").eval(), config, torch.device("cpu")).save(folder)
 
 
 def peak_rss_mib(model: Path, images: Path, out: Path, heatmaps: bool) -> tuple[float, float]:
     """(peak RSS in MiB, seconds) of ``predict`` over the images in a fresh process."""
-    result = subprocess.run([sys.executable, "-c", _CHILD, str(model), str(images), str(out), "1" if heatmaps else "0"],
-                            check=True, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(model), str(images), str(out), "1" if heatmaps else "0"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     kib, seconds = result.stdout.split()[-2:]
     return int(kib) / 1024, float(seconds)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,22 @@ from .rundir import environment_report, seed_everything
 from .train_state import data_record, restore_state, save_state
 from .training_data import IterationBatches, TrainingImages, load_training_images, write_sample_list
 
-LOG_FIELDS = ["iteration", "loss", "d_uv_1", "d_uv_2", "d_uv_3", "d_zv_1", "d_zv_2", "d_zv_3",
-              "alpha_1", "alpha_2", "alpha_3", "alpha_max", "images_per_s", "elapsed_s"]
+LOG_FIELDS = [
+    "iteration",
+    "loss",
+    "d_uv_1",
+    "d_uv_2",
+    "d_uv_3",
+    "d_zv_1",
+    "d_zv_2",
+    "d_zv_3",
+    "alpha_1",
+    "alpha_2",
+    "alpha_3",
+    "alpha_max",
+    "images_per_s",
+    "elapsed_s",
+]
 
 
 @dataclass
@@ -55,8 +70,14 @@ class TrainResult:
     started_at: int = 0  # the iteration this call started from (0 for a new run)
 
 
-def train(config: Config, train_source: str | Path, run_dir: str | Path, progress: bool = True,
-          eval_source: str | Path | None = None, eval_split: str = "test") -> TrainResult:
+def train(
+    config: Config,
+    train_source: str | Path,
+    run_dir: str | Path,
+    progress: bool = True,
+    eval_source: str | Path | None = None,
+    eval_split: str = "test",
+) -> TrainResult:
     """Train SCRD on the normal images of ``train_source`` into the new run directory ``run_dir``.
 
     With ``train.eval_every > 0`` the labelled ``eval_split`` of ``eval_source`` is scored during
@@ -67,14 +88,21 @@ def train(config: Config, train_source: str | Path, run_dir: str | Path, progres
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
-        raise TrainingError(f"{run_dir}: run directory is not empty; pass --resume to continue it "
-                            "or choose a new directory")
+        raise TrainingError(
+            f"{run_dir}: run directory is not empty; pass --resume to continue it or choose a new directory"
+        )
     images = load_training_images(train_source, config)
     return _run(config, images, run_dir, False, progress, eval_source, eval_split)
 
 
-def resume(run_dir: str | Path, train_source: str | Path, iterations: int | None = None, progress: bool = True,
-           eval_source: str | Path | None = None, eval_split: str = "test") -> TrainResult:
+def resume(
+    run_dir: str | Path,
+    train_source: str | Path,
+    iterations: int | None = None,
+    progress: bool = True,
+    eval_source: str | Path | None = None,
+    eval_split: str = "test",
+) -> TrainResult:
     """Continue the run in ``run_dir`` from its checkpoint, on the same data (checked by fingerprint).
 
     ``iterations`` extends the run to that many iterations. A finished run asked for no more
@@ -91,12 +119,25 @@ def resume(run_dir: str | Path, train_source: str | Path, iterations: int | None
         return TrainResult(run_dir, done, float("nan"), 0.0, started_at=done)  # finished: nothing to do
     if done is not None and not (run_dir / STATE_FILE).is_file():
         raise ResumeError(f"{run_dir}: finished at {done} iterations without a checkpoint to extend from")
+    if not (run_dir / STATE_FILE).is_file():
+        warnings.warn(
+            f"{run_dir}: no checkpoint was written before the run stopped (train.checkpoint_every = "
+            f"{config.train.checkpoint_every}); training starts again from iteration 0",
+            stacklevel=2,
+        )
     images = load_training_images(train_source, config)
     return _run(config, images, run_dir, True, progress, eval_source, eval_split)
 
 
-def _run(config: Config, images: TrainingImages, run_dir: Path, resuming: bool, progress: bool,
-         eval_source: str | Path | None, eval_split: str) -> TrainResult:
+def _run(
+    config: Config,
+    images: TrainingImages,
+    run_dir: Path,
+    resuming: bool,
+    progress: bool,
+    eval_source: str | Path | None,
+    eval_split: str,
+) -> TrainResult:
     tc = config.train
     seed_everything(tc.seed, tc.deterministic)
     device = choose_device(tc.device)
@@ -139,8 +180,9 @@ def _run(config: Config, images: TrainingImages, run_dir: Path, resuming: bool, 
     return TrainResult(run_dir, tc.iterations, loss, clock.rate, skipped.count, started_at=start)
 
 
-def _train_step(model, optimizer, synth: AnomalySynthesizer, images01: torch.Tensor, config: Config, it: int,
-                run_dir: Path):
+def _train_step(
+    model, optimizer, synth: AnomalySynthesizer, images01: torch.Tensor, config: Config, it: int, run_dir: Path
+):
     """One optimiser step on a clean batch and its noisy twin; returns (loss, terms, α)."""
     noisy = normalize(synth(images01)[0]) if config.loss.form != "rd4ad" else None
     use_bf16 = config.train.bf16 and images01.device.type == "cuda"
@@ -148,23 +190,37 @@ def _train_step(model, optimizer, synth: AnomalySynthesizer, images01: torch.Ten
         terms, out = scrd_loss(model, normalize(images01), noisy, config.loss, noisy_branch=config.train.noisy_branch)
     loss = terms.loss.float()
     if not torch.isfinite(loss):
-        raise TrainingError(f"iteration {it}: the loss is {loss.item()}; training stopped. The last good "
-                            f"checkpoint is {run_dir / STATE_FILE} (if one was written)")
+        raise TrainingError(
+            f"iteration {it}: the loss is {loss.item()}; training stopped. The last good "
+            f"checkpoint is {run_dir / STATE_FILE} (if one was written)"
+        )
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return loss.item(), terms, out.alpha.detach().float()
 
 
-def _after_step(it: int, loss: float, terms, alpha: torch.Tensor, clock: _Clock, config: Config, log: CsvLog,
-                bar, monitor: EvalMonitor | None, model, device: torch.device) -> None:
+def _after_step(
+    it: int,
+    loss: float,
+    terms,
+    alpha: torch.Tensor,
+    clock: _Clock,
+    config: Config,
+    log: CsvLog,
+    bar,
+    monitor: EvalMonitor | None,
+    model,
+    device: torch.device,
+) -> None:
     """Log, progress bar and evaluation after iteration ``it``."""
     tc = config.train
     if it % tc.log_every == 0 or it == tc.iterations:
         log.write(_log_row(it, loss, terms, alpha, clock))
     if bar is not None:
-        bar.set_postfix(loss=f"{loss:.4f}", alpha="/".join(f"{v:.2f}" for v in alpha.mean(0).tolist()),
-                        img_s=f"{clock.rate:.1f}")
+        bar.set_postfix(
+            loss=f"{loss:.4f}", alpha="/".join(f"{v:.2f}" for v in alpha.mean(0).tolist()), img_s=f"{clock.rate:.1f}"
+        )
         bar.update(1)
     if monitor is not None and it % tc.eval_every == 0:
         monitor.evaluate(model, device, it)
@@ -189,8 +245,12 @@ class _Clock:
 
 
 def _log_row(it: int, loss: float, terms, alpha: torch.Tensor, clock: _Clock) -> dict[str, Any]:
-    row: dict[str, Any] = {"iteration": it, "loss": f"{loss:.6g}", "images_per_s": f"{clock.rate:.2f}",
-                           "elapsed_s": f"{clock.elapsed:.1f}"}
+    row: dict[str, Any] = {
+        "iteration": it,
+        "loss": f"{loss:.6g}",
+        "images_per_s": f"{clock.rate:.2f}",
+        "elapsed_s": f"{clock.elapsed:.1f}",
+    }
     d_uv = terms.d_uv.float().mean(0).tolist()
     d_zv = terms.d_zv.float().mean(0).tolist() if terms.d_zv is not None else [math.nan] * 3
     for k in range(3):
@@ -220,15 +280,30 @@ def _write_run_files(run_dir: Path, config: Config, images: TrainingImages, devi
         SkippedImages(run_dir / SKIPPED_FILE).add(images.skipped)
 
 
-def _finish(run_dir: Path, model, config: Config, device: torch.device, weights_note: str,
-            images: TrainingImages, dataset: ImageDataset) -> None:
+def _finish(
+    run_dir: Path,
+    model,
+    config: Config,
+    device: torch.device,
+    weights_note: str,
+    images: TrainingImages,
+    dataset: ImageDataset,
+) -> None:
     """Save the final model; metadata of an earlier save is merged, except what the new weights void."""
     old = read_json(run_dir / MODEL_META) if (run_dir / MODEL_META).is_file() else {}
     old.pop("calibration", None)  # calibrated for other weights (a run extended with more iterations)
     detector = Detector(model.eval(), config, device, old)
-    detector.save(run_dir, {
-        "iterations": config.train.iterations, "teacher_weights": weights_note,
-        "selection": "final checkpoint (never selected on test labels)",
-        "data": {**data_record(images.source, images.fingerprint), "n_train": len(images.fit),
-                 "n_holdout": len(images.holdout)},
-        "display_range": normal_map_range(detector, dataset)})
+    detector.save(
+        run_dir,
+        {
+            "iterations": config.train.iterations,
+            "teacher_weights": weights_note,
+            "selection": "final checkpoint (never selected on test labels)",
+            "data": {
+                **data_record(images.source, images.fingerprint),
+                "n_train": len(images.fit),
+                "n_holdout": len(images.holdout),
+            },
+            "display_range": normal_map_range(detector, dataset),
+        },
+    )

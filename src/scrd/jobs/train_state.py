@@ -12,11 +12,17 @@ import torch
 from ..errors import CheckpointError, ResumeError
 from ..filenames import STATE_FILE, STATE_META
 from ..method.synthesis import AnomalySynthesizer
-from ..storage import load_tensors, read_json, save_tensors, write_json
+from ..storage import load_tensors, save_tensors, write_json
 
 
-def save_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               synth: AnomalySynthesizer, iteration: int, data: dict[str, str]) -> None:
+def save_state(
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    synth: AnomalySynthesizer,
+    iteration: int,
+    data: dict[str, str],
+) -> None:
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -31,21 +37,23 @@ def save_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Opt
     write_json(run_dir / STATE_META, {"iteration": iteration, **data})
 
 
-def saved_iteration(run_dir: Path) -> int:
-    """The iteration of the run's checkpoint, 0 when it has none (read without loading tensors)."""
-    meta = run_dir / STATE_META
-    return int(read_json(meta)["iteration"]) if meta.is_file() and (run_dir / STATE_FILE).is_file() else 0
-
-
 def check_same_data(saved: dict[str, str], source: str, fingerprint: str, where: Path) -> None:
     if saved.get("fingerprint") != fingerprint:
         before = f"{saved.get('source')!r} (fingerprint {saved.get('fingerprint', '?')[:12]})"
-        raise ResumeError(f"{where}: the run was trained on {before}, but --data {source!r} has other images "
-                          f"(fingerprint {fingerprint[:12]}); resume with the run's own data, or start a new run")
+        raise ResumeError(
+            f"{where}: the run was trained on {before}, but --data {source!r} has other images "
+            f"(fingerprint {fingerprint[:12]}); resume with the run's own data, or start a new run"
+        )
 
 
-def restore_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                  synth: AnomalySynthesizer, source: str, fingerprint: str) -> int:
+def restore_state(
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    synth: AnomalySynthesizer,
+    source: str,
+    fingerprint: str,
+) -> int:
     """Load the checkpoint into the given objects; returns its iteration."""
     state = load_tensors(run_dir / STATE_FILE)
     check_same_data(json.loads(state.get("data", "{}")), source, fingerprint, run_dir / STATE_FILE)

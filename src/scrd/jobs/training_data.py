@@ -58,8 +58,10 @@ def load_training_images(source: str | Path, config: Config) -> TrainingImages:
     samples = load_samples(str(source), "train", config.data)
     abnormal = [s for s in samples if s.label == 1]
     if abnormal:
-        raise TrainingError(f"{source}: the training split must hold normal images only; "
-                            f"{len(abnormal)} are labelled abnormal, e.g. {abnormal[0].path}")
+        raise TrainingError(
+            f"{source}: the training split must hold normal images only; "
+            f"{len(abnormal)} are labelled abnormal, e.g. {abnormal[0].path}"
+        )
     fit, holdout = split_holdout(samples, config.train.holdout_fraction, config.train.seed)
     images = TrainingImages(str(source), samples_fingerprint(samples), fit, holdout)
     # Decode every image now: fail (or skip) before training starts, not hours into it.
@@ -69,8 +71,9 @@ def load_training_images(source: str | Path, config: Config) -> TrainingImages:
         images.skipped = [(path, reason) for _, path, reason in bad]
         images.fit = [s for i, s in enumerate(fit) if i not in drop]
         if not images.fit:
-            raise TrainingError(f"{source}: no readable training image ({len(bad)} unreadable, e.g. "
-                                f"{bad[0][1]}: {bad[0][2]})")
+            raise TrainingError(
+                f"{source}: no readable training image ({len(bad)} unreadable, e.g. {bad[0][1]}: {bad[0][2]})"
+            )
     return images
 
 
@@ -88,8 +91,15 @@ def write_sample_list(path: Path, samples: list[Sample]) -> None:
             w = csv.writer(f)
             w.writerow(SAMPLE_FIELDS)
             for s in samples:
-                w.writerow([sample_key(s), os.path.abspath(s.path), "" if s.frame is None else s.frame, s.id,
-                            "" if s.label is None else s.label])
+                w.writerow(
+                    [
+                        sample_key(s),
+                        os.path.abspath(s.path),
+                        "" if s.frame is None else s.frame,
+                        s.id,
+                        "" if s.label is None else s.label,
+                    ]
+                )
 
     atomic_write(path, write)
 
@@ -97,8 +107,15 @@ def write_sample_list(path: Path, samples: list[Sample]) -> None:
 def read_sample_list(path: Path) -> list[Sample]:
     """The samples of a list written by :func:`write_sample_list`."""
     with open(path, newline="") as f:
-        return [Sample(Path(r["path"]), None if r["label"] == "" else int(r["label"]), r["id"],
-                       None if r["frame"] == "" else int(r["frame"])) for r in csv.DictReader(f)]
+        return [
+            Sample(
+                Path(r["path"]),
+                None if r["label"] == "" else int(r["label"]),
+                r["id"],
+                None if r["frame"] == "" else int(r["frame"]),
+            )
+            for r in csv.DictReader(f)
+        ]
 
 
 class IterationBatches(torch.utils.data.Sampler):

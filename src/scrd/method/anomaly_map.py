@@ -16,6 +16,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from ..config import ScoringConfig
+
 
 def _as_size(image_size: tuple[int, int] | int) -> tuple[int, int]:
     if isinstance(image_size, int):
@@ -70,7 +72,7 @@ def _symmetric_index(n: int, radius: int, device: torch.device) -> torch.Tensor:
     return torch.where(idx >= n, 2 * n - 1 - idx, idx)
 
 
-def gaussian_smooth(maps: torch.Tensor, sigma: float = 4.0, truncate: float = 4.0) -> torch.Tensor:
+def gaussian_smooth(maps: torch.Tensor, sigma: float = ScoringConfig.sigma, truncate: float = 4.0) -> torch.Tensor:
     """Gaussian blur of each [H, W] map in ``maps`` [..., H, W], equal to
     ``scipy.ndimage.gaussian_filter(map, sigma)`` with its defaults (mode 'reflect', truncate 4).
 
@@ -101,7 +103,7 @@ def anomaly_map(
     student: Sequence[torch.Tensor],
     image_size: tuple[int, int] | int,
     alpha: torch.Tensor | None = None,
-    sigma: float = 4.0,
+    sigma: float = ScoringConfig.sigma,
 ) -> torch.Tensor:
     """Smoothed anomaly map [B, H, W]: Gaussian(σ) of Σ_k α_k · up(1 − cos(u_k, v_k)).
 
@@ -110,7 +112,7 @@ def anomaly_map(
     return gaussian_smooth(combine_scales(upsampled_scale_maps(teacher, student, image_size), alpha), sigma)
 
 
-def image_score(maps: torch.Tensor, reduction: Literal["mean", "max"] = "mean") -> torch.Tensor:
+def image_score(maps: torch.Tensor, reduction: Literal["mean", "max"] = ScoringConfig.score) -> torch.Tensor:
     """Image scores [B] from maps [B, H, W]: the mean (official SCRD) or the max (RD4AD, anomalib)."""
     flat = maps.reshape(maps.shape[0], -1)
     if reduction == "mean":

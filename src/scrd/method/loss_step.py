@@ -11,8 +11,14 @@ from ..model import SCRD, SCRDOutput
 from .losses import LossTerms, distillation_loss
 
 
-def scrd_loss(model: SCRD, clean: torch.Tensor, noisy: torch.Tensor | None, loss: LossConfig, *,
-              noisy_branch: Literal["full_model", "encoder_only"]) -> tuple[LossTerms, SCRDOutput]:
+def scrd_loss(
+    model: SCRD,
+    clean: torch.Tensor,
+    noisy: torch.Tensor | None,
+    loss: LossConfig,
+    *,
+    noisy_branch: Literal["full_model", "encoder_only"],
+) -> tuple[LossTerms, SCRDOutput]:
     """Loss for normalised ``clean`` images and their normalised ``noisy`` versions.
 
     The clean pass runs first, as in the released code. With ``noisy_branch="full_model"`` and

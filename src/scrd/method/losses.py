@@ -45,15 +45,22 @@ class LossTerms:
     d_zv: torch.Tensor | None  # [B, K] distances student↔noisy teacher (detached); None for rd4ad
 
 
-def _distances(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor],
-               alpha: torch.Tensor | None, inside: bool) -> torch.Tensor:
-    return torch.stack([flat_cosine_distance(t, s, alpha[:, k] if inside else None)
-                        for k, (t, s) in enumerate(zip(teacher, student))], dim=1)
+def _distances(
+    teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor], alpha: torch.Tensor | None, inside: bool
+) -> torch.Tensor:
+    return torch.stack(
+        [flat_cosine_distance(t, s, alpha[:, k] if inside else None) for k, (t, s) in enumerate(zip(teacher, student))],
+        dim=1,
+    )
 
 
-def distillation_loss(clean: Sequence[torch.Tensor], student: Sequence[torch.Tensor],
-                      alpha: torch.Tensor | None, config: LossConfig,
-                      noisy: Sequence[torch.Tensor] | None = None) -> LossTerms:
+def distillation_loss(
+    clean: Sequence[torch.Tensor],
+    student: Sequence[torch.Tensor],
+    alpha: torch.Tensor | None,
+    config: LossConfig,
+    noisy: Sequence[torch.Tensor] | None = None,
+) -> LossTerms:
     """The configured loss from clean teacher u, student v, scale weights α and noisy teacher z."""
     placement = config.alpha_placement
     if placement != "none" and alpha is None:

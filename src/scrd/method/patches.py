@@ -42,15 +42,18 @@ def _randint(rng: Rng, low: int, high: int) -> int:
     return int(rng.integers(low, high))
 
 
-def sample_patches(rng: Rng, count: int, image_size: tuple[int, int], min_size: int = 10,
-                   max_size: int = 31) -> np.ndarray:
+def sample_patches(
+    rng: Rng, count: int, image_size: tuple[int, int], min_size: int = 10, max_size: int = 31
+) -> np.ndarray:
     """Draw ``count`` patches: int64 [count, 4] rows (h, w, start_h, start_w), in the official order."""
     height, width = image_size
     if not 1 <= min_size <= max_size:
         raise ValueError(f"need 1 <= min_size <= max_size, got min_size={min_size}, max_size={max_size}")
     if height < max_size + 2 or width < max_size + 2:
-        raise ValueError(f"image {height}x{width} is too small for noise patches up to {max_size} pixels: "
-                         f"each side must be at least max_size + 2 = {max_size + 2}")
+        raise ValueError(
+            f"image {height}x{width} is too small for noise patches up to {max_size} pixels: "
+            f"each side must be at least max_size + 2 = {max_size + 2}"
+        )
     out = np.empty((count, 4), dtype=np.int64)
     for b in range(count):
         h = _randint(rng, min_size, max_size + 1)
@@ -80,8 +83,13 @@ class PatchSampler:
         """JSON-serialisable generator state, so a resumed run draws the same next patches."""
         if isinstance(self.rng, np.random.RandomState):
             name, keys, pos, has_gauss, cached = self.rng.get_state()
-            state: dict[str, Any] = {"bit_generator": name, "keys": [int(v) for v in keys], "pos": int(pos),
-                                     "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+            state: dict[str, Any] = {
+                "bit_generator": name,
+                "keys": [int(v) for v in keys],
+                "pos": int(pos),
+                "has_gauss": int(has_gauss),
+                "cached_gaussian": float(cached),
+            }
         else:
             state = self.rng.bit_generator.state
         return {"rng_mode": self.mode, "rng_state": state}

@@ -15,7 +15,7 @@ import functools
 import numpy as np
 import torch
 
-from ..config import OFFICIAL_NOISE_SEED
+from ..config import NoiseConfig
 
 
 @functools.lru_cache(maxsize=16)
@@ -36,12 +36,12 @@ def _official_field_cached(
 
 
 def official_noise_field(
-    seed: int = OFFICIAL_NOISE_SEED,
-    height: int = 31,
-    width: int = 31,
-    octaves: int = 6,
-    persistence: float = 0.6,
-    frequency: float = 32.0,
+    seed: int = NoiseConfig.field_seed,
+    height: int = NoiseConfig.max_size,
+    width: int = NoiseConfig.max_size,
+    octaves: int = NoiseConfig.octaves,
+    persistence: float = NoiseConfig.persistence,
+    frequency: float = NoiseConfig.frequency,
 ) -> np.ndarray:
     """The official simplex texture F_seed(h, w): float64 [3, h, w], bit-exact with ``models/noise.py``.
 
@@ -52,7 +52,6 @@ def official_noise_field(
     return _official_field_cached(
         int(seed), int(height), int(width), int(octaves), float(persistence), float(frequency)
     )
-
 
 
 _F3, _G3 = 1.0 / 3.0, 1.0 / 6.0
@@ -119,5 +118,3 @@ def fractal_simplex(
         f /= 2
         amp *= persistence
     return out
-
-

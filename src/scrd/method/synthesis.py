@@ -48,8 +48,8 @@ class AnomalySynthesizer:
     round-trips through ``state_dict`` so a resumed run draws the same next patches.
     """
 
-    def __init__(self, noise: NoiseConfig | None = None, seed: int = 0) -> None:
-        self.noise = noise if noise is not None else NoiseConfig()
+    def __init__(self, noise: NoiseConfig, seed: int) -> None:
+        self.noise = noise
         validate_section(self.noise, "noise")
         n = self.noise
         self.sampler = PatchSampler(n.patch_rng, seed, n.min_size, n.max_size, n.patches_per_image)

@@ -27,8 +27,9 @@ from .simplex import fractal_simplex, official_noise_field
 
 
 class TextureSource(Protocol):
-    def __call__(self, sizes: np.ndarray, channels: int, dtype: torch.dtype, device: torch.device,
-                 rng: Rng) -> torch.Tensor: ...
+    def __call__(
+        self, sizes: np.ndarray, channels: int, dtype: torch.dtype, device: torch.device, rng: Rng
+    ) -> torch.Tensor: ...
 
 
 def _max_size(sizes: np.ndarray) -> tuple[int, int]:
@@ -37,8 +38,9 @@ def _max_size(sizes: np.ndarray) -> tuple[int, int]:
 
 class FixedSimplex:
     def __init__(self, noise: NoiseConfig) -> None:
-        field = official_noise_field(noise.field_seed, noise.max_size, noise.max_size, noise.octaves,
-                                     noise.persistence, noise.frequency)
+        field = official_noise_field(
+            noise.field_seed, noise.max_size, noise.max_size, noise.octaves, noise.persistence, noise.frequency
+        )
         self.scaled = noise.strength * field  # float64, λ·F as the released code computes it
 
     def __call__(self, sizes, channels, dtype, device, rng) -> torch.Tensor:
@@ -63,8 +65,16 @@ class FreshSimplex:
         work = torch.float64 if dtype == torch.float64 else torch.float32
         # Offsets in lattice units: the permutation repeats every 256, so [0, 256) covers all noise.
         offsets = rng.uniform(0.0, 256.0, size=(len(sizes), n.octaves, 3))
-        texture = fractal_simplex(torch.as_tensor(offsets).to(device=device, dtype=work), channels, hmax, wmax,
-                                  torch.as_tensor(self.perm, device=device), n.octaves, n.persistence, n.frequency)
+        texture = fractal_simplex(
+            torch.as_tensor(offsets).to(device=device, dtype=work),
+            channels,
+            hmax,
+            wmax,
+            torch.as_tensor(self.perm, device=device),
+            n.octaves,
+            n.persistence,
+            n.frequency,
+        )
         return (n.strength * texture).to(dtype)
 
 

@@ -11,7 +11,19 @@ from .scrd import SCRD, SCRDOutput, build_model
 from .weights import find_imagenet_weights, install_weight_file, load_teacher_weights, resolve_imagenet_weights
 
 __all__ = [
-    "BACKBONES", "BackboneSpec", "SCRD", "SCRDOutput", "Teacher", "backbone_spec", "build_model",
-    "find_imagenet_weights", "from_official_state_dict", "install_weight_file", "load_official_state_dict",
-    "load_teacher_weights", "parameter_counts", "resolve_imagenet_weights", "to_official_state_dict",
+    "BACKBONES",
+    "BackboneSpec",
+    "SCRD",
+    "SCRDOutput",
+    "Teacher",
+    "backbone_spec",
+    "build_model",
+    "find_imagenet_weights",
+    "from_official_state_dict",
+    "install_weight_file",
+    "load_official_state_dict",
+    "load_teacher_weights",
+    "parameter_counts",
+    "resolve_imagenet_weights",
+    "to_official_state_dict",
 ]

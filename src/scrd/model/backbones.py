@@ -49,22 +49,38 @@ _URL = "https://download.pytorch.org/models/"
 
 BACKBONES: dict[str, BackboneSpec] = {
     "resnet18": BackboneSpec(
-        "resnet18", models.resnet18, _URL + "resnet18-f37072fd.pth", None,
-        (64, 128, 256), BasicBlock, 2, (2, 2, 2)),
+        "resnet18", models.resnet18, _URL + "resnet18-f37072fd.pth", None, (64, 128, 256), BasicBlock, 2, (2, 2, 2)
+    ),
     "resnet34": BackboneSpec(
-        "resnet34", models.resnet34, _URL + "resnet34-b627a593.pth", None,
-        (64, 128, 256), BasicBlock, 3, (3, 4, 6)),
+        "resnet34", models.resnet34, _URL + "resnet34-b627a593.pth", None, (64, 128, 256), BasicBlock, 3, (3, 4, 6)
+    ),
     "resnet50": BackboneSpec(
-        "resnet50", models.resnet50, _URL + "resnet50-0676ba61.pth", None,
-        (256, 512, 1024), Bottleneck, 3, (3, 4, 6)),
+        "resnet50", models.resnet50, _URL + "resnet50-0676ba61.pth", None, (256, 512, 1024), Bottleneck, 3, (3, 4, 6)
+    ),
     "wide_resnet50_2": BackboneSpec(
-        "wide_resnet50_2", models.wide_resnet50_2, _URL + "wide_resnet50_2-95faca4d.pth", None,
-        (256, 512, 1024), Bottleneck, 3, (3, 4, 6), width_per_group=128),
+        "wide_resnet50_2",
+        models.wide_resnet50_2,
+        _URL + "wide_resnet50_2-95faca4d.pth",
+        None,
+        (256, 512, 1024),
+        Bottleneck,
+        3,
+        (3, 4, 6),
+        width_per_group=128,
+    ),
     # Not in the released code; our own mirrored design (see docs/architecture.md).
     "mobilenet_v2": BackboneSpec(
-        "mobilenet_v2", models.mobilenet_v2, _URL + "mobilenet_v2-b0353104.pth",
+        "mobilenet_v2",
+        models.mobilenet_v2,
+        _URL + "mobilenet_v2-b0353104.pth",
         "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
-        (24, 32, 96), BasicBlock, 2, (2, 2, 2), official_layout=False, signed_features=True),
+        (24, 32, 96),
+        BasicBlock,
+        2,
+        (2, 2, 2),
+        official_layout=False,
+        signed_features=True,
+    ),
 }
 
 if tuple(BACKBONES) != ARCHITECTURES:  # the config's list of choices and this registry are one list

@@ -35,15 +35,20 @@ class OCBE(nn.Module):
     released checkpoints load with ``strict=True``.
     """
 
-    def __init__(self, block: type[nn.Module], channels: tuple[int, int, int], num_blocks: int,
-                 width_per_group: int = 64, keep_unused: bool = True) -> None:
+    def __init__(
+        self,
+        block: type[nn.Module],
+        channels: tuple[int, int, int],
+        num_blocks: int,
+        width_per_group: int = 64,
+        keep_unused: bool = True,
+    ) -> None:
         super().__init__()
         c1, c2, c3 = channels
         expansion = getattr(block, "expansion", 1)
         out_channels = 2 * c3
         # Registration order matches the released state_dict order (bn_layer first).
-        self.bn_layer = self._make_stage(block, 3 * c3, out_channels // expansion, num_blocks,
-                                         width_per_group)
+        self.bn_layer = self._make_stage(block, 3 * c3, out_channels // expansion, num_blocks, width_per_group)
         self.conv1 = conv3x3(c1, c2, stride=2)
         self.bn1 = nn.BatchNorm2d(c2)
         self.relu = nn.ReLU(inplace=True)
@@ -58,11 +63,13 @@ class OCBE(nn.Module):
         init_conv_and_norm(self)
 
     @staticmethod
-    def _make_stage(block: type[nn.Module], in_channels: int, planes: int, num_blocks: int,
-                    width_per_group: int) -> nn.Sequential:
+    def _make_stage(
+        block: type[nn.Module], in_channels: int, planes: int, num_blocks: int, width_per_group: int
+    ) -> nn.Sequential:
         expansion = getattr(block, "expansion", 1)
-        downsample = nn.Sequential(conv1x1(in_channels, planes * expansion, stride=2),
-                                   nn.BatchNorm2d(planes * expansion))
+        downsample = nn.Sequential(
+            conv1x1(in_channels, planes * expansion, stride=2), nn.BatchNorm2d(planes * expansion)
+        )
         kwargs = {"base_width": width_per_group} if block is Bottleneck else {}
         layers = [block(in_channels, planes, 2, downsample, **kwargs)]
         layers += [block(planes * expansion, planes, **kwargs) for _ in range(1, num_blocks)]

@@ -23,8 +23,14 @@ def deconv2x2(in_channels: int, out_channels: int) -> nn.ConvTranspose2d:
 class DeBasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, in_channels: int, planes: int, upsample: nn.Module | None = None,
-                 base_width: int = 64, output_relu: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        upsample: nn.Module | None = None,
+        base_width: int = 64,
+        output_relu: bool = True,
+    ) -> None:
         super().__init__()
         self.output_relu = output_relu
         self.conv1 = deconv2x2(in_channels, planes) if upsample is not None else conv3x3(in_channels, planes)
@@ -44,8 +50,14 @@ class DeBasicBlock(nn.Module):
 class DeBottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, in_channels: int, planes: int, upsample: nn.Module | None = None,
-                 base_width: int = 64, output_relu: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        upsample: nn.Module | None = None,
+        base_width: int = 64,
+        output_relu: bool = True,
+    ) -> None:
         super().__init__()
         self.output_relu = output_relu
         width = int(planes * base_width / 64)
@@ -74,9 +86,15 @@ class StudentDecoder(nn.Module):
     non-negative student could not reach a cosine of 1 with a signed teacher.
     """
 
-    def __init__(self, block: type[nn.Module], in_channels: int, channels: tuple[int, int, int],
-                 layers: tuple[int, int, int], width_per_group: int = 64,
-                 signed_targets: bool = False) -> None:
+    def __init__(
+        self,
+        block: type[nn.Module],
+        in_channels: int,
+        channels: tuple[int, int, int],
+        layers: tuple[int, int, int],
+        width_per_group: int = 64,
+        signed_targets: bool = False,
+    ) -> None:
         super().__init__()
         c1, c2, c3 = channels
         self._in = in_channels
@@ -86,8 +104,9 @@ class StudentDecoder(nn.Module):
         self.layer3 = self._make_stage(block, c1, layers[2], width_per_group)
         init_conv_and_norm(self)
 
-    def _make_stage(self, block: type[nn.Module], out_channels: int, num_blocks: int,
-                    width_per_group: int) -> nn.Sequential:
+    def _make_stage(
+        self, block: type[nn.Module], out_channels: int, num_blocks: int, width_per_group: int
+    ) -> nn.Sequential:
         planes = out_channels // block.expansion
         upsample = nn.Sequential(deconv2x2(self._in, out_channels), nn.BatchNorm2d(out_channels))
         blocks = [block(self._in, planes, upsample, base_width=width_per_group)]

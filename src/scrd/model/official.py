@@ -14,8 +14,12 @@ import torch
 from .scrd import SCRD
 
 # Released code (MedAITech/SCRD4AD `RdadAtten`) prefix -> ours.
-_OFFICIAL_PREFIXES = (("encoder.", "teacher."), ("bn.", "bottleneck."), ("decoder.", "decoder."),
-                      ("mlp.", "scale_head.linear."))
+_OFFICIAL_PREFIXES = (
+    ("encoder.", "teacher."),
+    ("bn.", "bottleneck."),
+    ("decoder.", "decoder."),
+    ("mlp.", "scale_head.linear."),
+)
 
 
 def _rename(state: Mapping[str, torch.Tensor], pairs: tuple[tuple[str, str], ...]) -> "OrderedDict[str, torch.Tensor]":
@@ -23,7 +27,7 @@ def _rename(state: Mapping[str, torch.Tensor], pairs: tuple[tuple[str, str], ...
     for key, value in state.items():
         for old, new in pairs:
             if key.startswith(old):
-                out[new + key[len(old):]] = value
+                out[new + key[len(old) :]] = value
                 break
         else:
             raise KeyError(f"state-dict key {key!r} has none of the prefixes {[p for p, _ in pairs]}")

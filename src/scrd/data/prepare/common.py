@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 
 from ...errors import PrepareError
 from ...filenames import PREPARE_REPORT as REPORT_FILE
+from ...filenames import SPLIT_FILE
 
 _SHOWN = 10
 
@@ -82,8 +83,11 @@ def copy_file(source: Path, target: Path) -> None:
     atomic_output(target, lambda tmp: shutil.copyfile(source, tmp))
 
 
-def index_by_name(root: Path, suffixes: Iterable[str], key: Callable[[Path], str] = lambda p: p.name,
-                  ) -> dict[str, Path]:
+def index_by_name(
+    root: Path,
+    suffixes: Iterable[str],
+    key: Callable[[Path], str] = lambda p: p.name,
+) -> dict[str, Path]:
     """Files under ``root`` (recursively) by ``key``; the same key twice is an error."""
     suffixes = tuple(s.lower() for s in suffixes)
     index: dict[str, Path] = {}
@@ -97,8 +101,10 @@ def index_by_name(root: Path, suffixes: Iterable[str], key: Callable[[Path], str
                 index[k] = path
     if duplicates:
         shown = "; ".join(duplicates[:_SHOWN])
-        raise PrepareError(f"{root}: the same file name appears more than once ({len(duplicates)} "
-                           f"times, e.g. {shown}); point --raw at one copy of the download")
+        raise PrepareError(
+            f"{root}: the same file name appears more than once ({len(duplicates)} "
+            f"times, e.g. {shown}); point --raw at one copy of the download"
+        )
     return index
 
 
@@ -132,13 +138,29 @@ class PrepareReport:
         return all(self.prepared.get(g, 0) == n for g, n in self.paper.items())
 
     def to_dict(self) -> dict[str, Any]:
-        groups = {g: {"listed": self.listed.get(g, 0), "prepared": self.prepared.get(g, 0),
-                      "missing": len(self.missing.get(g, [])), "paper": self.paper.get(g)}
-                  for g in dict.fromkeys([*self.listed, *self.paper])}
-        return {"dataset": self.dataset, "protocol": self.protocol, "raw": self.raw, "out": self.out,
-                "complete": self.complete, "matches_paper": self.matches_paper, "groups": groups,
-                "missing_total": self.missing_total, "missing": self.missing,
-                "extra_total": len(self.extra), "extra": self.extra, "notes": self.notes}
+        groups = {
+            g: {
+                "listed": self.listed.get(g, 0),
+                "prepared": self.prepared.get(g, 0),
+                "missing": len(self.missing.get(g, [])),
+                "paper": self.paper.get(g),
+            }
+            for g in dict.fromkeys([*self.listed, *self.paper])
+        }
+        return {
+            "dataset": self.dataset,
+            "protocol": self.protocol,
+            "raw": self.raw,
+            "out": self.out,
+            "complete": self.complete,
+            "matches_paper": self.matches_paper,
+            "groups": groups,
+            "missing_total": self.missing_total,
+            "missing": self.missing,
+            "extra_total": len(self.extra),
+            "extra": self.extra,
+            "notes": self.notes,
+        }
 
     def write(self, out_dir: Path) -> Path:
         path = Path(out_dir) / REPORT_FILE
@@ -153,20 +175,25 @@ class PrepareReport:
         for group, row in self.to_dict()["groups"].items():
             paper = "-" if row["paper"] is None else row["paper"]
             flag = "" if row["paper"] is None or row["paper"] == row["prepared"] else "  (differs from the paper)"
-            lines.append(f"  {group:<20} prepared {row['prepared']:>6} of {row['listed']:>6} listed; "
-                         f"paper {paper}{flag}")
+            lines.append(
+                f"  {group:<20} prepared {row['prepared']:>6} of {row['listed']:>6} listed; paper {paper}{flag}"
+            )
         lines.append(f"  missing: {self.missing_total} listed file(s) not found in the download")
         for group, names in self.missing.items():
             if names:
                 more = f", ... ({len(names)} in total)" if len(names) > _SHOWN else ""
                 lines.append(f"    {group}: {', '.join(names[:_SHOWN])}{more}")
         more = f", ... ({len(self.extra)} in total)" if len(self.extra) > _SHOWN else ""
-        lines.append(f"  extra: {len(self.extra)} file(s) in the download that no split uses"
-                     + (f": {', '.join(self.extra[:_SHOWN])}{more}" if self.extra else ""))
+        lines.append(
+            f"  extra: {len(self.extra)} file(s) in the download that no split uses"
+            + (f": {', '.join(self.extra[:_SHOWN])}{more}" if self.extra else "")
+        )
         lines.extend(f"  note: {n}" for n in self.notes)
         if not self.complete:
-            lines.append("  WARNING: incomplete; data.json lists only the prepared files, so results "
-                         "on it are not comparable with the paper's")
+            lines.append(
+                "  WARNING: incomplete; data.json lists only the prepared files, so results "
+                "on it are not comparable with the paper's"
+            )
         return "\n".join(lines)
 
 
@@ -174,7 +201,7 @@ def finish(report: PrepareReport, out_dir: Path, groups: dict[str, list[str]]) -
     """Write data.json (the prepared files only) and the report; callers check ``report.complete``."""
     spec = data_json_from_groups(groups)
     text = json.dumps(spec, indent=1) + "\n"
-    atomic_output(Path(out_dir) / "data.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_output(Path(out_dir) / SPLIT_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     report.write(out_dir)
     return report
 
@@ -192,9 +219,14 @@ def run_jobs(jobs: list[tuple[Any, ...]], fn: Callable[..., None], workers: int)
             future.result()
 
 
-def prepare_listed(report: PrepareReport, out_dir: Path, groups: dict[str, list[str]],
-                   sources: dict[str, Path], convert: Callable[[Path, Path], None],
-                   workers: int = 1) -> dict[str, list[str]]:
+def prepare_listed(
+    report: PrepareReport,
+    out_dir: Path,
+    groups: dict[str, list[str]],
+    sources: dict[str, Path],
+    convert: Callable[[Path, Path], None],
+    workers: int = 1,
+) -> dict[str, list[str]]:
     """Make ``out_dir/images/<name>`` for every listed name found in ``sources``; fill the report.
 
     Files already in ``images/`` are kept (a stopped run resumes); the prepared names are

@@ -23,8 +23,10 @@ from .common import PrepareError, PrepareReport, copy_file, finish, prepare_list
 CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 NORMAL = "NV"
 PROTOCOLS = {"test": "Test", "validation": "Validation"}
-PAPER_COUNTS = {"test": {"train/0": 6705, "test/0": 909, "test/1": 603},
-                "validation": {"train/0": 6705, "test/0": 123, "test/1": 70}}
+PAPER_COUNTS = {
+    "test": {"train/0": 6705, "test/0": 909, "test/1": 603},
+    "validation": {"train/0": 6705, "test/0": 123, "test/1": 70},
+}
 
 
 def _find(raw: Path, name: str, want_dir: bool) -> Path:
@@ -62,13 +64,13 @@ def read_ground_truth(path: Path) -> dict[str, str]:
             continue
         out[row["image"]] = hot[0]
     if bad:
-        raise PrepareError(f"{path}: rows that are not one image with exactly one class "
-                           f"({len(bad)}): {', '.join(bad[:10])}")
+        raise PrepareError(
+            f"{path}: rows that are not one image with exactly one class ({len(bad)}): {', '.join(bad[:10])}"
+        )
     return out
 
 
-def prepare_isic2018(raw: str | Path, out: str | Path, protocol: str = "test",
-                     workers: int = 1) -> PrepareReport:
+def prepare_isic2018(raw: str | Path, out: str | Path, protocol: str = "test", workers: int = 1) -> PrepareReport:
     """Prepare ISIC 2018 with the ``test`` (1512 images) or ``validation`` (193) test protocol."""
     raw, out = Path(raw), Path(out)
     if protocol not in PROTOCOLS:
@@ -76,30 +78,40 @@ def prepare_isic2018(raw: str | Path, out: str | Path, protocol: str = "test",
     if not raw.is_dir():
         raise PrepareError(f"{raw}: no such folder (expected the unpacked ISIC 2018 Task 3 download)")
     sets = {"train": "Training", "test": PROTOCOLS[protocol]}
-    truth = {s: read_ground_truth(_find(raw, f"ISIC2018_Task3_{n}_GroundTruth.csv", False))
-             for s, n in sets.items()}
+    truth = {s: read_ground_truth(_find(raw, f"ISIC2018_Task3_{n}_GroundTruth.csv", False)) for s, n in sets.items()}
     folders = {s: _find(raw, f"ISIC2018_Task3_{n}_Input", True) for s, n in sets.items()}
-    images = {s: {p.stem: p for p in sorted(folders[s].iterdir())
-                  if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png")} for s in sets}
+    images = {
+        s: {
+            p.stem: p
+            for p in sorted(folders[s].iterdir())
+            if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png")
+        }
+        for s in sets
+    }
     clash = sorted(set(truth["train"]) & set(truth["test"]))
     if clash:
-        raise PrepareError(f"{raw}: image ids in both the Training and the {sets['test']} CSV: "
-                           f"{', '.join(clash[:10])}")
+        raise PrepareError(f"{raw}: image ids in both the Training and the {sets['test']} CSV: {', '.join(clash[:10])}")
 
-    groups = {"train/0": [i for i, c in truth["train"].items() if c == NORMAL],
-              "test/0": [i for i, c in truth["test"].items() if c == NORMAL],
-              "test/1": [i for i, c in truth["test"].items() if c != NORMAL]}
+    groups = {
+        "train/0": [i for i, c in truth["train"].items() if c == NORMAL],
+        "test/0": [i for i, c in truth["test"].items() if c == NORMAL],
+        "test/1": [i for i, c in truth["test"].items() if c != NORMAL],
+    }
     split_of = {"train/0": "train", "test/0": "test", "test/1": "test"}
     # Output names keep the download's file names (ISIC_0024306.jpg).
-    sources = {images[split_of[g]][i].name: images[split_of[g]][i]
-               for g, ids in groups.items() for i in ids if i in images[split_of[g]]}
-    named = {g: [images[split_of[g]][i].name if i in images[split_of[g]] else f"{i}.jpg" for i in ids]
-             for g, ids in groups.items()}
-    report = PrepareReport("isic2018", str(raw), str(out), protocol=protocol,
-                           paper=dict(PAPER_COUNTS[protocol]))
+    sources = {
+        images[split_of[g]][i].name: images[split_of[g]][i]
+        for g, ids in groups.items()
+        for i in ids
+        if i in images[split_of[g]]
+    }
+    named = {
+        g: [images[split_of[g]][i].name if i in images[split_of[g]] else f"{i}.jpg" for i in ids]
+        for g, ids in groups.items()
+    }
+    report = PrepareReport("isic2018", str(raw), str(out), protocol=protocol, paper=dict(PAPER_COUNTS[protocol]))
     prepared = prepare_listed(report, out, named, sources, copy_file, workers)
     report.extra = sorted(p.name for s in sets for i, p in images[s].items() if i not in truth[s])
     excluded = sum(1 for c in truth["train"].values() if c != NORMAL)
-    report.notes.append(f"{excluded} Training images of other classes are left out: training uses "
-                        "nevus (NV) only")
+    report.notes.append(f"{excluded} Training images of other classes are left out: training uses nevus (NV) only")
     return finish(report, out, prepared)

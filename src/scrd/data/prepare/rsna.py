@@ -56,8 +56,7 @@ def ddad_png(source: Path, target: Path, size: int = SIZE) -> None:
     atomic_output(target, lambda tmp: im.save(tmp, format="PNG"))
 
 
-def prepare_rsna(raw: str | Path, out: str | Path, unlabeled: bool = False,
-                 workers: int = 1) -> PrepareReport:
+def prepare_rsna(raw: str | Path, out: str | Path, unlabeled: bool = False, workers: int = 1) -> PrepareReport:
     """Prepare RSNA from ``raw`` (a folder holding the ``.dcm`` files, searched recursively)."""
     raw, out = Path(raw), Path(out)
     if not raw.is_dir():
@@ -67,14 +66,12 @@ def prepare_rsna(raw: str | Path, out: str | Path, unlabeled: bool = False,
     sources = index_by_name(raw, (".dcm", ".dicom"), key=lambda p: p.stem + ".png")
     if not sources:
         raise PrepareError(f"{raw}: no .dcm files found (expected stage_2_train_images/<patientId>.dcm)")
-    report = PrepareReport("rsna", str(raw), str(out),
-                           paper={**PAPER_COUNTS, **(PAPER_UNLABELED if unlabeled else {})})
+    report = PrepareReport("rsna", str(raw), str(out), paper={**PAPER_COUNTS, **(PAPER_UNLABELED if unlabeled else {})})
     prepared = prepare_listed(report, out, groups, sources, ddad_png, workers)
     listed = all_listed(spec)
     report.extra = sorted(sources[k].name for k in sources if k not in listed)
     if report.extra:
-        report.notes.append("extra DICOMs are expected: the split leaves out the 'No Lung Opacity / "
-                            "Not Normal' class")
+        report.notes.append("extra DICOMs are expected: the split leaves out the 'No Lung Opacity / Not Normal' class")
     if not unlabeled:
         report.notes.append("train.unlabeled lists not prepared (use --with-unlabeled)")
     return finish(report, out, prepared)
