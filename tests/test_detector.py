@@ -58,7 +58,7 @@ def _oracle_map(detector: Detector, images01: torch.Tensor, weighted: bool) -> n
 def test_detector_maps_and_scores_match_an_independent_computation(weighting, score):
     torch.manual_seed(0)
     config = tiny_config("paper", scoring__alpha_weighting=weighting, scoring__score=score)
-    detector = Detector(SCRD("mobilenet_v2").eval(), config, torch.device("cpu"))
+    detector = Detector(SCRD("mobilenet_v2").eval(), config, torch.device("cpu"), precision="fp32")
     torch.nn.init.normal_(detector.model.scale_head.linear.weight, std=0.5)  # α far from uniform
     images = torch.rand(2, 3, 64, 64)
     scored = detector.score(images)
@@ -68,6 +68,16 @@ def test_detector_maps_and_scores_match_an_independent_computation(weighting, sc
     np.testing.assert_allclose(scored.scores.numpy(), reduce(expected, axis=(1, 2)), atol=2e-5)
     if weighting == "weighted":  # the weighting really changes the map
         assert not np.allclose(expected, _oracle_map(detector, images, weighted=False), atol=1e-3)
+
+
+def test_bf16_inference_stays_close_to_fp32():
+    torch.manual_seed(0)
+    model, images = SCRD("mobilenet_v2").eval(), torch.rand(4, 3, 64, 64)
+    fp32 = Detector(model, tiny_config(), torch.device("cpu"), precision="fp32").score(images)
+    bf16 = Detector(model, tiny_config(), torch.device("cpu"), precision="bf16").score(images)
+    assert bf16.maps.dtype == torch.float32  # maps are computed in float32 from bf16 features
+    assert not torch.equal(bf16.maps, fp32.maps)  # it really ran in bf16
+    torch.testing.assert_close(bf16.scores, fp32.scores, rtol=2e-2, atol=0)
 
 
 def test_evaluate_and_predict_agree_and_decide_at_the_threshold(tiny_run, phantom_data, tmp_path):

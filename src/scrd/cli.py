@@ -32,7 +32,7 @@ CONFIG_FLAGS = (
     ("--num-workers", "num_workers", "train.num_workers"),
     ("--on-bad-image", "on_bad_image", "data.on_bad_image"),
     ("--deterministic", "deterministic", "train.deterministic"),
-    ("--bf16", "bf16", "train.bf16"),
+    ("--precision", "precision", "train.precision"),
     ("--preset", "preset", None),
     ("--config", "config", None),
     ("--set", "set", None),
@@ -139,6 +139,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         num_workers=args.num_workers,
         on_bad_image=args.on_bad_image,
+        precision=args.precision,
     )
     o = r["oracle_threshold"]
     print(
@@ -170,6 +171,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         device=args.device,
         num_workers=args.num_workers,
         on_bad_image=args.on_bad_image,
+        precision=args.precision,
     )
     heatmaps = "" if args.no_heatmaps else f"; heat maps in {args.out}/{HEATMAP_DIR}/"
     print(f"scored {r.scored} images: {r.csv}{heatmaps}")
@@ -190,6 +192,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         device=args.device,
         num_workers=args.num_workers,
         on_bad_image=args.on_bad_image,
+        precision=args.precision,
     )
     _print_calibration(info)
     print(f"stored in {args.model}")
@@ -237,15 +240,17 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from .jobs.benchmark import run_throughput
+    from .jobs.benchmark import run_benchmark
 
-    run_throughput(
+    run_benchmark(
         args.arch,
         image_size=args.image_size,
         batch_size=args.batch_size,
         steps=args.steps,
         device=args.device,
         weights=args.weights,
+        quick=args.quick,
+        json_out=args.json,
     )
     return 0
 
@@ -285,7 +290,11 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1 …")
     p.add_argument("--num-workers", type=int, help="processes decoding images")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (exact resume)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        help="auto (default): bf16 autocast where the hardware has it natively; fp32: the strict mode",
+    )
     _add_bad_image_flag(p, default=None)
 
 
@@ -300,6 +309,12 @@ def _add_bad_image_flag(p: argparse.ArgumentParser, default: str | None = None) 
 
 
 def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="auto: bf16 autocast where the hardware has it natively (maps stay fp32); fp32: strict",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="images per batch")
     p.add_argument("--num-workers", type=int, default=0, help="processes decoding images")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
@@ -390,9 +405,11 @@ def _small_parsers(sub) -> None:
     p.add_argument("--arch", choices=ARCHITECTURES, nargs="+", default=["mobilenet_v2", "resnet18"])
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per configuration (median), after a warm-up")
     p.add_argument("--device", default="auto")
-    p.add_argument("--weights", default="none")
+    p.add_argument("--weights", default="none", help="teacher weights (speed does not depend on them)")
+    p.add_argument("--quick", action="store_true", help="fewer training configurations")
+    p.add_argument("--json", help="also write every figure to this JSON file")
     p.set_defaults(func=cmd_benchmark)
 
 

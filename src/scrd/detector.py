@@ -17,7 +17,7 @@ import torch
 from . import __version__
 from .config import Config
 from .data.transforms import normalize
-from .device import choose_device
+from .device import autocast, choose_device, memory_format, resolve_precision
 from .errors import CheckpointError
 from .filenames import CHECKPOINT_FORMAT, MODEL_FILE, MODEL_META
 from .method.anomaly_map import anomaly_map, image_score
@@ -45,10 +45,19 @@ class Scored:
 
 @dataclass
 class Detector:
+    """A model with its config and metadata. ``precision`` (auto, fp32, bf16) and ``channels_last``
+    are how this process runs it, chosen when it is loaded, not read from the training config."""
+
     model: SCRD
     config: Config
     device: torch.device
     metadata: dict[str, Any] = field(default_factory=dict)
+    precision: str = "auto"
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        self.precision = resolve_precision(self.precision, self.device)
+        self.model.to(memory_format=memory_format(self.channels_last))
 
     @property
     def image_size(self) -> int:
@@ -64,9 +73,8 @@ class Detector:
         """Scores and smoothed anomaly maps for a batch of [0, 1] images [B, 3, S, S]."""
         self.model.eval()
         x = normalize(images01.to(self.device, non_blocking=True))
-        use_bf16 = self.config.train.bf16 and self.device.type == "cuda"
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-            out = self.model(x)
+        with autocast(self.device, self.precision):
+            out = self.model(x.contiguous(memory_format=memory_format(self.channels_last)))
         teacher = [f.float() for f in out.teacher]
         student = [f.float() for f in out.student]
         scoring = self.config.scoring
@@ -102,7 +110,9 @@ class Detector:
         write_json(Path(directory) / MODEL_META, self.metadata)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> "Detector":
+    def load(
+        cls, path: str | Path, device: str = "auto", precision: str = "auto", channels_last: bool = True
+    ) -> "Detector":
         """Load from a run directory or a ``model.pt`` (with its ``model.json`` beside it)."""
         model_path = resolve_model_path(path)
         metadata = read_json(model_path.parent / MODEL_META)
@@ -116,4 +126,4 @@ class Detector:
         except (KeyError, RuntimeError) as exc:
             raise CheckpointError(f"{model_path}: does not fit a {metadata['arch']} SCRD model: {exc}") from exc
         target = choose_device(device)
-        return cls(model.to(target).eval(), config, target, metadata)
+        return cls(model.to(target).eval(), config, target, metadata, precision, channels_last)

@@ -23,3 +23,26 @@ def choose_device(name: str = "auto") -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DeviceError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} GPU(s)")
     return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` where the hardware computes bf16 natively (a CUDA GPU that supports it,
+    or a CPU with AVX512-BF16 or AMX), else ``fp32``; ``fp32`` and ``bf16`` as asked."""
+    if precision in ("fp32", "bf16"):
+        return precision
+    if precision != "auto":
+        raise DeviceError(f"unknown precision {precision!r}; use auto, fp32 or bf16")
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return "bf16" if native else "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on the device for ``precision == "bf16"``, else a no-op context. Callers keep
+    losses, distances and maps in float32 (a bf16 cosine distance rounds away small changes)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format

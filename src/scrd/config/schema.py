@@ -80,7 +80,16 @@ class TrainConfig:
     seed: int = 111
     deterministic: bool = False
     device: str = "auto"  # auto: CUDA when available
-    bf16: bool = False  # bf16 autocast on CUDA
+    # auto: bf16 autocast where the hardware computes bf16 natively (losses and maps stay fp32); fp32 is
+    # the strict mode that the golden parity tests check
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    channels_last: bool = True  # NHWC tensors for teacher and student (faster convolutions on CPU and GPU)
+    # The frozen teacher's features of the clean training images, and the decoded images, are the same
+    # at every epoch: computed once. auto: in memory within cache_memory_gb, else memory-mapped files
+    # in the run directory.
+    feature_cache: Literal["auto", "memory", "disk", "off"] = "auto"
+    image_cache: Literal["auto", "memory", "disk", "off"] = "auto"
+    cache_memory_gb: float = 4.0
     num_workers: int = 0
     checkpoint_every: int = 500
     log_every: int = 10

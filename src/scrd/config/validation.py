@@ -123,6 +123,7 @@ def validate(config) -> None:
         (t.checkpoint_every >= 1, "train.checkpoint_every must be >= 1"),
         (t.log_every >= 1, "train.log_every must be >= 1"),
         (t.num_workers >= 0, "train.num_workers must be >= 0"),
+        (t.cache_memory_gb >= 0, "train.cache_memory_gb must be >= 0"),
         (s.sigma >= 0, "scoring.sigma must be >= 0"),
         (
             loss.form != "rd4ad" or loss.alpha_placement != "inside_cosine",

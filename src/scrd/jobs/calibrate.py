@@ -19,6 +19,7 @@ from ..detector import Detector, resolve_model_path
 from ..errors import InputError
 from ..filenames import HOLDOUT_SAMPLES, TRAIN_SAMPLES
 from ..method.metrics import calibrate_threshold
+from .rundir import prepare_process
 from .training_data import read_sample_list, sample_key
 
 HOLDOUT = "holdout"  # as a calibration source: the run's held-out normal training images
@@ -101,9 +102,11 @@ def calibrate(
     device: str = "auto",
     num_workers: int = 0,
     on_bad_image: str | None = None,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Store a threshold from normal images (see :func:`calibration`) in the model's ``model.json``."""
-    detector = Detector.load(model, device)
+    prepare_process()
+    detector = Detector.load(model, device, precision)
     info = calibration(detector, model, source, split, target_specificity, batch_size, num_workers, on_bad_image)
     detector.metadata["calibration"] = info
     detector.save_metadata(resolve_model_path(model).parent)

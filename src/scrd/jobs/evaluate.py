@@ -36,6 +36,7 @@ from ..filenames import (
 from ..method.metrics import metrics_at_threshold, oracle_metrics
 from ..storage import atomic_write, read_json, write_json
 from .csv_log import CsvLog
+from .rundir import prepare_process
 
 
 @dataclass
@@ -102,6 +103,7 @@ def evaluate(
     device: str = "auto",
     num_workers: int = 0,
     on_bad_image: str | None = None,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Score the labelled ``split`` of ``source``; write metrics.json, scores.csv, roc.png, histogram.png.
 
@@ -115,7 +117,8 @@ def evaluate(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    detector = Detector.load(model, device)
+    prepare_process()
+    detector = Detector.load(model, device, precision)
     samples = load_samples(str(source), split, detector.config.data)
     unlabelled = [s for s in samples if s.label is None]
     if unlabelled:
@@ -245,7 +248,13 @@ class EvalMonitor:
 
     def evaluate(self, model, device: torch.device, iteration: int) -> float:
         assert self.log is not None, "call open() first"
-        detector = Detector(model, self.config, device)
+        detector = Detector(
+            model,
+            self.config,
+            device,
+            precision=self.config.train.precision,
+            channels_last=self.config.train.channels_last,
+        )
         scored = score_samples(detector, self.samples, self.config.train.batch_size)
         m = oracle_metrics(scored.labels, scored.scores)
         self.log.write(

@@ -17,6 +17,7 @@ from ..data.dataset import ImageDataset, SkippedImages, make_loader
 from ..data.layouts import collect_samples
 from ..detector import Detector
 from ..filenames import HEATMAP_DIR, PREDICTIONS_FILE, SKIPPED_FILE
+from .rundir import prepare_process
 
 FIELDS = ["path", "score", "decision"]
 
@@ -62,6 +63,7 @@ def predict(
     device: str = "auto",
     num_workers: int = 0,
     on_bad_image: str | None = None,
+    precision: str = "auto",
 ) -> PredictResult:
     """Score every image of ``inputs`` (files, folders, globs or a CSV manifest).
 
@@ -74,7 +76,8 @@ def predict(
     (out_dir / HEATMAP_DIR).mkdir(parents=True, exist_ok=True)
     for stale in (out_dir / HEATMAP_DIR).glob(".*.tmp"):  # left by a kill mid-write; never results
         stale.unlink()
-    detector = Detector.load(model, device)
+    prepare_process()
+    detector = Detector.load(model, device, precision)
     csv_path = out_dir / PREDICTIONS_FILE
     done = _finished_paths(csv_path)
     samples = [s for s in collect_samples(list(inputs), detector.config.data) if s.key not in done]

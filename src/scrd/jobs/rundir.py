@@ -12,6 +12,12 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..allocator import allocator_name, tune_malloc
+
+
+def prepare_process() -> None:
+    """Process-wide settings every compute job wants: the allocator tuning of scrd.allocator."""
+    tune_malloc()
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -40,6 +46,7 @@ def environment_report(device: torch.device) -> dict[str, Any]:
         "numpy": np.__version__,
         "device": str(device),
         "cpu_threads": torch.get_num_threads(),
+        "allocator": allocator_name(),
         "cpu_count": os.cpu_count(),
     }
     if device.type == "cuda":

@@ -20,7 +20,7 @@ from ..config import Config
 from ..data.dataset import ImageDataset, SkippedImages, make_loader
 from ..data.transforms import normalize
 from ..detector import Detector
-from ..device import choose_device
+from ..device import choose_device, memory_format, resolve_precision
 from ..errors import ResumeError, TrainingError
 from ..filenames import (
     CONFIG_FILE,
@@ -38,7 +38,8 @@ from ..model import build_model
 from ..storage import read_json, write_json
 from .csv_log import CsvLog
 from .evaluate import EvalMonitor, normal_map_range
-from .rundir import environment_report, seed_everything
+from .rundir import environment_report, prepare_process, seed_everything
+from .train_cache import TrainingCache, build_training_cache
 from .train_state import data_record, restore_state, save_state
 from .training_data import IterationBatches, TrainingImages, load_training_images, write_sample_list
 
@@ -139,6 +140,7 @@ def _run(
     eval_split: str,
 ) -> TrainResult:
     tc = config.train
+    prepare_process()
     seed_everything(tc.seed, tc.deterministic)
     device = choose_device(tc.device)
     model, weights_note = build_model(config.model.arch, config.model.weights)
@@ -154,22 +156,34 @@ def _run(
         monitor.open(start)
 
     dataset = ImageDataset(images.fit, config.model.image_size, data=config.data)
+    model.to(memory_format=memory_format(tc.channels_last))
+    identity = {
+        "data": data_record(images.source, images.fingerprint),
+        "teacher": weights_note,
+        "config": {k: config.to_dict()[k] for k in ("model", "data")},
+        "n": len(dataset),
+        "precision": resolve_precision(tc.precision, device),
+    }
+    cache = build_training_cache(dataset, model, config, device, run_dir, identity, progress)
     batches = IterationBatches(len(dataset), tc.batch_size, tc.seed, start, tc.iterations)
-    loader = make_loader(dataset, tc.batch_size, tc.num_workers, device.type == "cuda", batch_sampler=batches)
     log = CsvLog(run_dir / TRAIN_LOG, LOG_FIELDS, keep_through=start)
     skipped = SkippedImages(run_dir / SKIPPED_FILE)
     bar = _progress(progress, start, tc.iterations)
     data = data_record(images.source, images.fingerprint)
     clock = _Clock()
     loss = float("nan")
-    for it, batch in enumerate(loader, start=start + 1):
+    model.train()
+    for it, (images01, teacher, skipped_now) in enumerate(
+        _batches(dataset, cache, batches, config, device), start=start + 1
+    ):
         if (it - 1) % batches.per_epoch == 0:
             model.train()  # the released loop re-enters train mode only at each epoch start
-        skipped.add(batch["skipped"])
-        if batch["image"].shape[0] == 0:  # every image of this batch was unreadable and skipped
+        skipped.add(skipped_now)
+        count = len(images01) if images01 is not None else len(teacher[0]) if teacher is not None else 0
+        if count == 0:  # every image of this batch was unreadable and skipped
             continue
-        loss, terms, alpha = _train_step(model, optimizer, synth, batch["image"].to(device), config, it, run_dir)
-        clock.count(batch["image"].shape[0])
+        loss, terms, alpha = _train_step(model, optimizer, synth, images01, teacher, config, it, run_dir)
+        clock.count(count)
         _after_step(it, loss, terms, alpha, clock, config, log, bar, monitor, model, device)
         if it % tc.checkpoint_every == 0 or it == tc.iterations:
             save_state(run_dir, model, optimizer, synth, it, data)
@@ -180,14 +194,52 @@ def _run(
     return TrainResult(run_dir, tc.iterations, loss, clock.rate, skipped.count, started_at=start)
 
 
+def _batches(
+    dataset: ImageDataset, cache: TrainingCache | None, batches: IterationBatches, config: Config, device: torch.device
+):
+    """(images01 or None, clean teacher features or None, skipped images) per iteration: from the
+    training cache when it holds what a step needs, else decoded by a DataLoader."""
+    tc = config.train
+    if cache is not None and (cache.images is not None or config.loss.form == "rd4ad"):
+        for indices in batches:
+            images01, teacher = cache.batch(indices, device, tc.channels_last)
+            yield images01, teacher, []
+        return
+    loader = make_loader(dataset, tc.batch_size, tc.num_workers, device.type == "cuda", batch_sampler=batches)
+    for indices, batch in zip(batches, loader):
+        teacher = None
+        if cache is not None and batch["image"].shape[0] == len(indices):  # features cached, images not
+            teacher = cache.batch(indices, device, tc.channels_last)[1]
+        yield batch["image"].to(device, non_blocking=True), teacher, batch["skipped"]
+
+
 def _train_step(
-    model, optimizer, synth: AnomalySynthesizer, images01: torch.Tensor, config: Config, it: int, run_dir: Path
+    model,
+    optimizer,
+    synth: AnomalySynthesizer,
+    images01: torch.Tensor | None,
+    teacher: list[torch.Tensor] | None,
+    config: Config,
+    it: int,
+    run_dir: Path,
 ):
     """One optimiser step on a clean batch and its noisy twin; returns (loss, terms, α)."""
-    noisy = normalize(synth(images01)[0]) if config.loss.form != "rd4ad" else None
-    use_bf16 = config.train.bf16 and images01.device.type == "cuda"
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-        terms, out = scrd_loss(model, normalize(images01), noisy, config.loss, noisy_branch=config.train.noisy_branch)
+    tc = config.train
+    fmt = memory_format(tc.channels_last)
+    device = next(model.parameters()).device
+    noisy = None
+    if config.loss.form != "rd4ad":
+        noisy = normalize(synth(images01)[0]).contiguous(memory_format=fmt)
+    clean = normalize(images01).contiguous(memory_format=fmt) if teacher is None else None
+    terms, out = scrd_loss(
+        model,
+        clean,
+        noisy,
+        config.loss,
+        noisy_branch=tc.noisy_branch,
+        teacher=teacher,
+        precision=resolve_precision(tc.precision, device),
+    )
     loss = terms.loss.float()
     if not torch.isfinite(loss):
         raise TrainingError(
@@ -292,7 +344,7 @@ def _finish(
     """Save the final model; metadata of an earlier save is merged, except what the new weights void."""
     old = read_json(run_dir / MODEL_META) if (run_dir / MODEL_META).is_file() else {}
     old.pop("calibration", None)  # calibrated for other weights (a run extended with more iterations)
-    detector = Detector(model.eval(), config, device, old)
+    detector = Detector(model.eval(), config, device, old, config.train.precision, config.train.channels_last)
     detector.save(
         run_dir,
         {

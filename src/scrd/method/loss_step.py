@@ -1,4 +1,5 @@
-"""One SCRD loss evaluation on a clean batch and its noisy twin (shared by training and tests)."""
+"""One SCRD loss evaluation on a clean batch and its noisy twin (shared by training, the benchmark
+and the tests)."""
 
 from __future__ import annotations
 
@@ -7,34 +8,46 @@ from typing import Literal
 import torch
 
 from ..config import LossConfig
+from ..device import autocast
 from ..model import SCRD, SCRDOutput
 from .losses import LossTerms, distillation_loss
 
 
 def scrd_loss(
     model: SCRD,
-    clean: torch.Tensor,
+    clean: torch.Tensor | None,
     noisy: torch.Tensor | None,
     loss: LossConfig,
     *,
     noisy_branch: Literal["full_model", "encoder_only"],
+    teacher: list[torch.Tensor] | None = None,
+    precision: str = "fp32",
 ) -> tuple[LossTerms, SCRDOutput]:
     """Loss for normalised ``clean`` images and their normalised ``noisy`` versions.
 
-    The clean pass runs first, as in the released code. With ``noisy_branch="full_model"`` and
-    the model in train mode the noisy teacher features also go through the bottleneck and
-    decoder, as the released code does: that output is unused, but it moves the BatchNorm
-    running statistics towards noisy-batch statistics. It runs without a graph here, which
-    changes no number and halves the memory the released code spends on it.
+    ``teacher``: the clean images' teacher features when they are already known (the feature
+    cache); ``clean`` is then not needed. The clean pass runs first, as in the released code.
+    With ``noisy_branch="full_model"`` and the model in train mode the noisy teacher features also
+    go through the bottleneck and decoder, as the released code does: that output is unused, but
+    it moves the BatchNorm running statistics towards noisy-batch statistics. It runs without a
+    graph here, which changes no number and halves the memory the released code spends on it.
+    With ``precision="bf16"`` the networks run under bf16 autocast; the distances and the loss are
+    always computed in float32 (in bf16 the ratio's small changes round away).
     """
-    out = model(clean)
+    device = next(model.parameters()).device
     noisy_teacher = None
-    if loss.form != "rd4ad":
-        if noisy is None:
-            raise ValueError(f"loss form {loss.form!r} needs noisy images")
-        noisy_teacher = model.encode(noisy)
-        if noisy_branch == "full_model" and model.training:
-            with torch.no_grad():
-                model.reconstruct(noisy_teacher)
-    terms = distillation_loss(out.teacher, out.student, out.alpha, loss, noisy_teacher)
+    with autocast(device, precision):
+        out = model.forward_features(teacher if teacher is not None else model.encode(clean))
+        if loss.form != "rd4ad":
+            if noisy is None:
+                raise ValueError(f"loss form {loss.form!r} needs noisy images")
+            noisy_teacher = model.encode(noisy)
+            if noisy_branch == "full_model" and model.training:
+                with torch.no_grad():
+                    model.reconstruct(noisy_teacher)
+
+    def f32(features: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
+        return None if features is None else [f.float() for f in features]
+
+    terms = distillation_loss(f32(out.teacher), f32(out.student), out.alpha.float(), loss, f32(noisy_teacher))
     return terms, out

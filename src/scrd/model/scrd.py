@@ -62,9 +62,12 @@ class SCRD(nn.Module):
         return phi, self.decoder(phi)
 
     def forward(self, x: torch.Tensor) -> SCRDOutput:
-        u = self.encode(x)
-        phi, v = self.reconstruct(u)
-        return SCRDOutput(teacher=u, student=v, alpha=self.scale_head(phi), phi=phi)
+        return self.forward_features(self.encode(x))
+
+    def forward_features(self, teacher_features: list[torch.Tensor]) -> SCRDOutput:
+        """Everything after the teacher, from its features (e.g. cached ones)."""
+        phi, v = self.reconstruct(teacher_features)
+        return SCRDOutput(teacher=teacher_features, student=v, alpha=self.scale_head(phi), phi=phi)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Bottleneck, decoder and scale head: what the optimiser updates."""

@@ -1,0 +1,71 @@
+"""The training caches change no result: cached teacher features are the teacher's, a run trained
+from the caches ends where a run without them ends, and a disk cache is reused on resume."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import tiny_config
+
+from scrd.data.dataset import ImageDataset
+from scrd.data.layouts import load_samples
+from scrd.data.transforms import normalize
+from scrd.filenames import MODEL_FILE
+from scrd.jobs import train as training
+from scrd.jobs.train_cache import CACHE_DIR, ArrayStore, build_training_cache
+from scrd.model import SCRD
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_array_store_round_trips(tmp_path, dtype, on_disk):
+    values = torch.randn(5, 2, 3).to(dtype)
+    store = ArrayStore((5, 2, 3), dtype, tmp_path / "a.bin" if on_disk else None)
+    store.put(0, values[:3])
+    store.put(3, values[3:])
+    assert torch.equal(store.take([4, 0, 2]), values[[4, 0, 2]])
+    assert store.nbytes == 30 * (4 if dtype == torch.float32 else 2)
+
+
+@pytest.mark.parametrize("where", ["memory", "disk"])
+def test_cached_features_are_the_teachers(phantom_data, tmp_path, where):
+    config = tiny_config(train__precision="fp32", train__feature_cache=where, train__image_cache=where)
+    dataset = ImageDataset(load_samples(phantom_data, "train"), 64)
+    model = SCRD("mobilenet_v2").to(memory_format=torch.channels_last)
+    cache = build_training_cache(dataset, model, config, torch.device("cpu"), tmp_path, {"id": 1}, progress=False)
+    assert (cache.images.path is not None) == (where == "disk")
+    indices = [3, 0, 11]
+    images, features = cache.batch(indices, torch.device("cpu"), channels_last=True)
+    expected_images = torch.stack([dataset[i]["image"] for i in indices])
+    assert torch.equal(images, expected_images)
+    with torch.no_grad():
+        direct = model.encode(normalize(expected_images).contiguous(memory_format=torch.channels_last))
+    for cached, fresh in zip(features, direct):
+        torch.testing.assert_close(cached, fresh, rtol=1e-5, atol=1e-6)
+
+
+def test_training_from_the_caches_ends_where_training_without_them_ends(phantom_data, tmp_path):
+    states = {}
+    for cache in ("off", "memory"):
+        config = tiny_config(
+            train__precision="fp32",
+            train__feature_cache=cache,
+            train__image_cache=cache,
+            train__deterministic=True,
+            train__iterations=4,
+        )
+        training.train(config, phantom_data, tmp_path / cache, progress=False)
+        states[cache] = torch.load(tmp_path / cache / MODEL_FILE, weights_only=True)["state_dict"]
+    for key, value in states["off"].items():
+        torch.testing.assert_close(states["memory"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_a_disk_cache_is_reused_on_resume(phantom_data, tmp_path):
+    run = tmp_path / "run"
+    config = tiny_config(train__feature_cache="disk", train__image_cache="disk", train__iterations=4)
+    training.train(config, phantom_data, run, progress=False)
+    files = sorted((run / CACHE_DIR).glob("*.bin"))
+    assert [f.name for f in files] == ["features_1.bin", "features_2.bin", "features_3.bin", "images.bin"]
+    written = {f: f.stat().st_mtime_ns for f in files}
+    training.resume(run, phantom_data, iterations=6, progress=False)
+    assert {f: f.stat().st_mtime_ns for f in files} == written  # read, not built again
