@@ -79,10 +79,10 @@ def test_logs_are_cut_back_to_the_checkpoint_after_a_kill(phantom_data, tmp_path
     config = tiny_config(train__eval_every=2, train__checkpoint_every=4, train__log_every=1)
     real_save = training.save_state
 
-    def killed_after_iteration_6(run_dir, model, optimizer, synth, it, data):
+    def killed_after_iteration_6(run_dir, model, optimizer, synth, it, *rest):
         if it == 6:  # the process dies after iteration 6 was logged and evaluated, before its checkpoint
             raise KeyboardInterrupt
-        real_save(run_dir, model, optimizer, synth, it, data)
+        real_save(run_dir, model, optimizer, synth, it, *rest)
 
     monkeypatch.setattr(training, "save_state", killed_after_iteration_6)
     with pytest.raises(KeyboardInterrupt):

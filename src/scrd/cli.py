@@ -255,6 +255,23 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .jobs.experiment import load_grid, report, run_grid
+
+    grid = load_grid(args.grid)
+    if args.experiment_command == "run":
+        summaries = run_grid(grid, args.out, only=args.only, progress=not args.no_progress)
+        for s in summaries:
+            print(f"{s['variant']} seed {s['seed']}: AUROC {s['auroc']:.4f}  AP {s['ap']:.4f}")
+    if args.report:
+        command = f"scrd experiment run {args.grid} --out {args.out} --report {args.report}"
+        Path(args.report).write_text(report(grid, args.out, command) + "\n")
+        print(f"report: {args.report}")
+    return 0
+
+
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from .data.prepare import REPORT_FILE, prepare
 
@@ -413,6 +430,23 @@ def _small_parsers(sub) -> None:
     p.set_defaults(func=cmd_benchmark)
 
 
+def _experiment_parser(sub) -> None:
+    p = sub.add_parser("experiment", help="a grid of variants x seeds from a YAML file, and its report")
+    ex_sub = p.add_subparsers(dest="experiment_command", required=True)
+    for name, about in (
+        ("run", "train, calibrate and evaluate every run not yet done (resumable)"),
+        ("report", "write the markdown report of the finished runs"),
+    ):
+        q = ex_sub.add_parser(name, help=about)
+        q.add_argument("grid", help="grid YAML file (see scrd.jobs.experiment)")
+        q.add_argument("--out", required=True, help="folder of the runs")
+        q.add_argument("--report", help="markdown file to write the tables to")
+        if name == "run":
+            q.add_argument("--only", nargs="+", help="run these variants only")
+            q.add_argument("--no-progress", action="store_true", help="no progress bars")
+        q.set_defaults(func=cmd_experiment)
+
+
 def _data_parser(sub) -> None:
     p = sub.add_parser("data", help="dataset tools (prepare the paper's datasets)")
     data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -453,7 +487,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"scrd {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of every error")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_train_parser, _evaluate_parser, _predict_parser, _calibrate_parser, _small_parsers, _data_parser):
+    for add in (
+        _train_parser,
+        _evaluate_parser,
+        _predict_parser,
+        _calibrate_parser,
+        _small_parsers,
+        _experiment_parser,
+        _data_parser,
+    ):
         add(sub)
     return parser
 
@@ -464,7 +506,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = " ".join(c for c in (args.command, getattr(args, "data_command", None)) if c)
+    command = " ".join(
+        c for c in (args.command, getattr(args, "data_command", None), getattr(args, "experiment_command", None)) if c
+    )
     warnings.showwarning = _show_warning
     try:
         return args.func(args)

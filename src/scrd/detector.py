@@ -1,28 +1,34 @@
-"""A trained SCRD model ready to score images, and its saved format.
+"""A trained detector ready to score images, and its saved format.
 
 A saved model is two files in one folder: ``model.pt``, a state dict loaded with
 ``weights_only=True`` (it cannot run code), and ``model.json``, its config, teacher weights,
-calibration and provenance.
+calibration, normal-image statistics and provenance. The model is SCRD (``model.method = scrd``)
+or the memory-bank reference (``knn``); both give a map per image and a score from it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+import torch.nn.functional as F
 
 from . import __version__
-from .config import Config
+from .config import Config, ScoringConfig
 from .data.transforms import normalize
 from .device import autocast, choose_device, memory_format, resolve_precision
 from .errors import CheckpointError
 from .filenames import CHECKPOINT_FORMAT, MODEL_FILE, MODEL_META
-from .method.anomaly_map import anomaly_map, image_score
+from .method.anomaly_map import combine_scales, gaussian_smooth, image_score, standardize_scales, upsampled_scale_maps
+from .method.knn import PatchMemoryBank
 from .model import SCRD
 from .storage import load_tensors, read_json, save_tensors, write_json
+
+REDUCTIONS = ("mean", "max", "top_k")
 
 
 def resolve_model_path(path: str | Path) -> Path:
@@ -35,12 +41,20 @@ def resolve_model_path(path: str | Path) -> Path:
     return path
 
 
+def build_detector_model(config: Config, metadata: dict[str, Any] | None = None) -> torch.nn.Module:
+    """An empty network of the config's method (weights come from a state dict or training)."""
+    if config.model.method == "knn":
+        bank = (metadata or {}).get("bank_shape", [0, 0])
+        return PatchMemoryBank(config.model.arch, config.knn.scales, config.knn.pool, bank[0], bank[1])
+    return SCRD(config.model.arch)
+
+
 @dataclass
 class Scored:
-    scores: torch.Tensor  # [B] float64, on CPU
-    maps: torch.Tensor  # [B, H, W] float32, on CPU
-    alpha: torch.Tensor  # [B, 3] scale weights, on CPU
-    by_reduction: dict[str, torch.Tensor]  # both image scores ("mean", "max") of the same maps
+    scores: torch.Tensor  # [B] float64, on CPU: the configured image score
+    maps: torch.Tensor  # [B, H, W] float32, on CPU: the smoothed anomaly maps
+    alpha: torch.Tensor  # [B, 3] scale weights, on CPU (NaN for the knn method)
+    by_reduction: dict[str, torch.Tensor]  # the same maps reduced by mean, max and top_k
 
 
 @dataclass
@@ -48,7 +62,7 @@ class Detector:
     """A model with its config and metadata. ``precision`` (auto, fp32, bf16) and ``channels_last``
     are how this process runs it, chosen when it is loaded, not read from the training config."""
 
-    model: SCRD
+    model: torch.nn.Module
     config: Config
     device: torch.device
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -58,6 +72,13 @@ class Detector:
     def __post_init__(self) -> None:
         self.precision = resolve_precision(self.precision, self.device)
         self.model.to(memory_format=memory_format(self.channels_last))
+
+    @classmethod
+    def for_training(
+        cls, model: torch.nn.Module, config: Config, device: torch.device, metadata: dict[str, Any] | None = None
+    ) -> Detector:
+        """A detector over a model being trained: it runs as training does (precision, memory format)."""
+        return cls(model, config, device, metadata or {}, config.train.precision, config.train.channels_last)
 
     @property
     def image_size(self) -> int:
@@ -69,24 +90,78 @@ class Detector:
         return None if calibration is None else float(calibration["threshold"])
 
     @torch.no_grad()
-    def score(self, images01: torch.Tensor) -> Scored:
-        """Scores and smoothed anomaly maps for a batch of [0, 1] images [B, 3, S, S]."""
+    def scale_stack(self, images01: torch.Tensor, scoring: ScoringConfig | None = None):
+        """(unsmoothed per-scale maps [B, K, S, S] at image size, α [B, 3]) of [0, 1] images."""
+        scoring = scoring or self.config.scoring
         self.model.eval()
         x = normalize(images01.to(self.device, non_blocking=True))
+        x = x.contiguous(memory_format=memory_format(self.channels_last))
+        size = (self.image_size, self.image_size)
         with autocast(self.device, self.precision):
-            out = self.model(x.contiguous(memory_format=memory_format(self.channels_last)))
-        teacher = [f.float() for f in out.teacher]
-        student = [f.float() for f in out.student]
+            if isinstance(self.model, PatchMemoryBank):
+                distances = self.model.distances(x)
+                stack = F.interpolate(distances[:, None], size=size, mode="bilinear", align_corners=False)
+                return stack, torch.full((len(x), 3), float("nan"), device=self.device)
+            out = self.model(x)
+        alpha = out.alpha.float()
+        inside = alpha if scoring.alpha_weighting == "inside_cosine" else None
+        teacher, student = [f.float() for f in out.teacher], [f.float() for f in out.student]
+        return upsampled_scale_maps(teacher, student, size, inside, scoring.feature_pool), alpha
+
+    def combine(self, stack: torch.Tensor, alpha: torch.Tensor, scoring: ScoringConfig | None = None) -> torch.Tensor:
+        """Smoothed anomaly maps [B, S, S] from a scale stack, as ``scoring`` says."""
+        scoring = scoring or self.config.scoring
+        if scoring.normalize == "scale" and stack.shape[1] > 1:
+            stats = self.metadata.get("normal_statistics")
+            if stats is None:
+                raise CheckpointError(
+                    "scoring.normalize = scale needs the normal-image statistics that training "
+                    "stores in model.json (normal_statistics); this model has none"
+                )
+            stack = standardize_scales(stack, stats["scale_mean"], stats["scale_std"])
+        weights = alpha if scoring.alpha_weighting == "weighted" else None
+        return gaussian_smooth(combine_scales(stack, weights), scoring.sigma)
+
+    @torch.no_grad()
+    def score(self, images01: torch.Tensor) -> Scored:
+        """Scores and smoothed anomaly maps for a batch of [0, 1] images [B, 3, S, S]."""
         scoring = self.config.scoring
-        alpha = out.alpha.float() if scoring.alpha_weighting == "weighted" else None
-        maps = anomaly_map(teacher, student, self.image_size, alpha=alpha, sigma=scoring.sigma)
-        by_reduction = {r: image_score(maps, r).double().cpu() for r in ("mean", "max")}
-        return Scored(by_reduction[scoring.score], maps.float().cpu(), out.alpha.float().cpu(), by_reduction)
+        stack, alpha = self.scale_stack(images01)
+        maps = self.combine(stack, alpha)
+        by_reduction = {r: image_score(maps, r, scoring.top_k_percent).double().cpu() for r in REDUCTIONS}
+        return Scored(by_reduction[scoring.score], maps.float().cpu(), alpha.cpu(), by_reduction)
+
+    @torch.no_grad()
+    def score_variants(self, images01: torch.Tensor, variants: dict[str, dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Image scores under other scoring options ({name: {option: value}}), one network pass."""
+        cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        out = {}
+        for name, options in variants.items():
+            scoring = dataclasses.replace(self.config.scoring, **options)
+            key = f"{scoring.alpha_weighting == 'inside_cosine'}-{scoring.feature_pool}"
+            if key not in cache:
+                cache[key] = self.scale_stack(images01, scoring)
+            maps = self.combine(*cache[key], scoring)
+            out[name] = image_score(maps, scoring.score, scoring.top_k_percent).double().cpu()
+        return out
 
     def iterate(self, loader: Any) -> Iterator[tuple[dict[str, Any], Scored | None]]:
         """(batch, scores) per batch; None when every image of the batch was skipped."""
         for batch in loader:
             yield batch, self.score(batch["image"]) if len(batch["image"]) else None
+
+    @torch.no_grad()
+    def normal_statistics(self, batches: Iterator[torch.Tensor]) -> dict[str, list[float]]:
+        """Mean and std of each unsmoothed scale map over normal images (for scoring.normalize)."""
+        total, total_sq, count = 0.0, 0.0, 0
+        for images01 in batches:
+            stack = self.scale_stack(images01)[0].double()
+            total = total + stack.sum((0, 2, 3))
+            total_sq = total_sq + (stack * stack).sum((0, 2, 3))
+            count += stack.shape[0] * stack.shape[2] * stack.shape[3]
+        mean = total / count
+        std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
+        return {"scale_mean": mean.tolist(), "scale_std": std.tolist()}
 
     # ---------------------------------------------------------------------- persistence
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -94,10 +169,13 @@ class Detector:
         path = directory / MODEL_FILE
         save_tensors(path, {"state_dict": self.model.state_dict()})
         self.metadata.update(extra or {})
+        if isinstance(self.model, PatchMemoryBank):
+            self.metadata["bank_shape"] = list(self.model.bank.shape)
         self.metadata.update(
             {
                 "format": CHECKPOINT_FORMAT,
-                "arch": self.model.arch,
+                "method": self.config.model.method,
+                "arch": self.config.model.arch,
                 "scrd_version": __version__,
                 "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "config": self.config.to_dict(),
@@ -112,18 +190,20 @@ class Detector:
     @classmethod
     def load(
         cls, path: str | Path, device: str = "auto", precision: str = "auto", channels_last: bool = True
-    ) -> "Detector":
+    ) -> Detector:
         """Load from a run directory or a ``model.pt`` (with its ``model.json`` beside it)."""
         model_path = resolve_model_path(path)
         metadata = read_json(model_path.parent / MODEL_META)
         if metadata.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{model_path.parent / MODEL_META}: not a {CHECKPOINT_FORMAT} file")
         config = Config.from_dict(metadata["config"])
-        model = SCRD(metadata["arch"])
+        model = build_detector_model(config, metadata)
         state = load_tensors(model_path)
         try:
             model.load_state_dict(state["state_dict"], strict=True)
         except (KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"{model_path}: does not fit a {metadata['arch']} SCRD model: {exc}") from exc
+            raise CheckpointError(
+                f"{model_path}: does not fit a {config.model.method} {config.model.arch} model: {exc}"
+            ) from exc
         target = choose_device(device)
         return cls(model.to(target).eval(), config, target, metadata, precision, channels_last)

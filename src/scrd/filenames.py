@@ -16,6 +16,8 @@ MODEL_META = "model.json"  # its config, teacher weights, calibration and proven
 TRAIN_SAMPLES = "train_samples.csv"  # the images trained on
 HOLDOUT_SAMPLES = "holdout_samples.csv"  # normal training images kept out (train.holdout_fraction)
 BEST_ON_TEST_DIR = "best_on_test"  # train.selection = best_on_test: a model selected on test labels
+SELECTION_LOG = "selection_log.csv"  # the label-free criterion during training (train.select_every)
+LABEL_FREE_DIR = "label_free_best"  # the model with the best label-free criterion so far
 
 # written by train, evaluate and predict alike
 SKIPPED_FILE = "skipped_images.csv"  # unreadable images left out (data.on_bad_image = skip), with reasons

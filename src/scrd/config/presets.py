@@ -48,6 +48,15 @@ _PRESETS = (
     ),
 )
 
+_PRESETS += (
+    Preset(
+        "knn",
+        "the training-free reference: a memory bank of 3x3-averaged teacher patches (scales 2 and 3, "
+        "10 % random subset), nearest-neighbour distance maps, image score = largest value (PatchCore)",
+        {"model.method": "knn", "scoring.score": "max"},
+    ),
+)
+
 PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
 DEFAULT_PRESET = "official"

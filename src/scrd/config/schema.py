@@ -31,9 +31,21 @@ SIMPLEX_FRACTAL_STD = 0.4
 
 @dataclass
 class ModelConfig:
+    # scrd: the distillation model; knn: the training-free memory-bank reference on the same teacher
+    method: Literal["scrd", "knn"] = "scrd"
     arch: Arch = "wide_resnet50_2"
     weights: str = "imagenet"  # 'imagenet' (torchvision IMAGENET1K_V1), 'none' or a file path
     image_size: int = 256
+
+
+@dataclass
+class KnnConfig:
+    """The memory-bank reference detector (model.method = knn), PatchCore-style."""
+
+    scales: tuple[int, int] = (2, 3)  # teacher scales whose 3x3-averaged features make a patch vector
+    pool: int = 3  # local averaging window (1: none)
+    sampling: Literal["random", "coreset"] = "random"
+    fraction: float = 0.1  # of all normal training patches kept in the bank
 
 
 @dataclass
@@ -62,6 +74,13 @@ class LossConfig:
     batch_reduction: Literal["ratio_of_means", "mean_of_ratios"] = "ratio_of_means"
     eps: float = 0.0
     alpha_grad: Literal["train", "detach"] = "train"
+    # What trains the scale head. 'loss': the loss that α weights (the paper; it collapses α to the scale
+    # with the smallest ratio). 'separation': α of a noisy image is trained to weight the scales whose
+    # maps best separate its synthetic anomaly from the rest of the image (the maps are detached, so
+    # only the head learns from it); the distillation loss then uses α without training it.
+    alpha_objective: Literal["loss", "separation"] = "loss"
+    # β of an entropy bonus −β·H(α) on the head's objective: keeps α soft instead of one-hot
+    alpha_entropy: float = 0.0
 
 
 @dataclass
@@ -73,7 +92,13 @@ class TrainConfig:
     noisy_branch: Literal["full_model", "encoder_only"] = "full_model"
     bn_eval_after_validation: bool = False  # replicate the released code's BatchNorm-mode slip
     eval_every: int = 0  # 0: no evaluation during training
-    selection: Literal["final", "best_on_test"] = "final"
+    # final: the last iteration's model; best_on_test: the best AUROC on the labelled --eval-data (labelled
+    # as selected on test labels); label_free: the best label-free criterion (see select_every)
+    selection: Literal["final", "best_on_test", "label_free"] = "final"
+    # every select_every iterations, the AUROC of held-out normals vs synthetic anomalies of other kinds
+    # (cut-paste, intensity blobs) is logged: label-free model selection and early stopping
+    select_every: int = 0
+    early_stop_patience: int = 0  # stop after this many label-free evaluations without a better one (0: never)
     # Normal training images kept out of training (chosen by seed, listed in the run directory),
     # so a threshold calibrated on them is not calibrated on images the model has learnt.
     holdout_fraction: float = 0.0
@@ -98,8 +123,20 @@ class TrainConfig:
 @dataclass
 class ScoringConfig:
     sigma: float = 4.0  # Gaussian smoothing of the map (scipy 'reflect' boundary)
-    score: Literal["mean", "max"] = "mean"
-    alpha_weighting: Literal["none", "weighted"] = "none"  # weight scale maps by α at test time
+    # the image score from the smoothed map: its mean (SCRD), its max (RD4AD, PatchCore), or the mean
+    # of its top_k_percent highest values (small lesions without the max's single-pixel noise)
+    score: Literal["mean", "max", "top_k"] = "mean"
+    top_k_percent: float = 1.0
+    # how the scale maps are combined: 'none' their sum; 'weighted' each times α_k (paper §2.4);
+    # 'inside_cosine' the released code's expression, 1 − cos(α_k·u, α_k·v), whose norm floor makes
+    # a scale with a vanishing α_k read 1 everywhere instead of cancelling
+    alpha_weighting: Literal["none", "weighted", "inside_cosine"] = "none"
+    # 'scale': each scale map standardised by its mean and std over normal images (held-out ones when
+    # the run has them) before they are combined, so no scale dominates by its range
+    normalize: Literal["none", "scale"] = "none"
+    # teacher and student features averaged over a feature_pool x feature_pool neighbourhood before the
+    # per-pixel cosine (1: none, the released code); compares local context rather than single positions
+    feature_pool: int = 1
 
 
 @dataclass
@@ -120,6 +157,7 @@ class DataConfig:
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
+    knn: KnnConfig = field(default_factory=KnnConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -104,6 +104,7 @@ def validate(config) -> None:
     for name in SECTIONS:
         validate_section(getattr(config, name), name)
     m, n, loss, t, s, d = config.model, config.noise, config.loss, config.train, config.scoring, config.data
+    knn = config.knn
     checks = [
         (m.image_size >= 32, "model.image_size must be at least 32"),
         (m.image_size % 16 == 0, "model.image_size must be a multiple of 16"),
@@ -115,6 +116,11 @@ def validate(config) -> None:
         (n.frequency > 0, "noise.frequency must be > 0"),
         (n.gaussian_std >= 0, "noise.gaussian_std must be >= 0"),
         (loss.eps >= 0, "loss.eps must be >= 0"),
+        (loss.alpha_entropy >= 0, "loss.alpha_entropy must be >= 0"),
+        (
+            loss.alpha_objective == "loss" or loss.form != "rd4ad",
+            "loss.alpha_objective 'separation' needs synthetic anomalies (a form other than rd4ad)",
+        ),
         (t.iterations >= 1, "train.iterations must be >= 1"),
         (t.batch_size >= 1, "train.batch_size must be >= 1"),
         (t.lr > 0, "train.lr must be > 0"),
@@ -125,11 +131,32 @@ def validate(config) -> None:
         (t.num_workers >= 0, "train.num_workers must be >= 0"),
         (t.cache_memory_gb >= 0, "train.cache_memory_gb must be >= 0"),
         (s.sigma >= 0, "scoring.sigma must be >= 0"),
+        (0 < s.top_k_percent <= 100, "scoring.top_k_percent must be in (0, 100]"),
+        (s.feature_pool >= 1 and s.feature_pool % 2 == 1, "scoring.feature_pool must be an odd number >= 1"),
+        (
+            all(k in (1, 2, 3) for k in knn.scales) and knn.scales[0] < knn.scales[1],
+            "knn.scales must be two increasing teacher scales out of 1, 2, 3",
+        ),
+        (knn.pool >= 1 and knn.pool % 2 == 1, "knn.pool must be an odd number >= 1"),
+        (0 < knn.fraction <= 1, "knn.fraction must be in (0, 1]"),
         (
             loss.form != "rd4ad" or loss.alpha_placement != "inside_cosine",
             "loss: alpha_placement 'inside_cosine' has no meaning for the rd4ad form",
         ),
-        (t.selection == "final" or t.eval_every > 0, "train.selection 'best_on_test' needs train.eval_every > 0"),
+        (
+            t.selection != "best_on_test" or t.eval_every > 0,
+            "train.selection 'best_on_test' needs train.eval_every > 0",
+        ),
+        (t.select_every >= 0 and t.early_stop_patience >= 0, "train.select_every and early_stop_patience must be >= 0"),
+        (
+            t.selection != "label_free" or t.select_every > 0,
+            "train.selection 'label_free' needs train.select_every > 0",
+        ),
+        (t.early_stop_patience == 0 or t.select_every > 0, "train.early_stop_patience needs train.select_every > 0"),
+        (
+            (t.select_every == 0) or t.holdout_fraction > 0,
+            "train.select_every needs held-out normal images (train.holdout_fraction > 0)",
+        ),
         (0 <= d.percentiles[0] < d.percentiles[1] <= 100, "data.percentiles must satisfy 0 <= low < high <= 100"),
         (d.window[0] < d.window[1], "data.window must satisfy low < high"),
         (d.nifti_axis in (0, 1, 2), "data.nifti_axis must be 0, 1 or 2"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import itertools
 import shutil
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -55,13 +56,16 @@ def score_samples(
     batch_size: int = 16,
     num_workers: int = 0,
     on_bad_image: str | None = None,
+    variants: dict[str, dict[str, Any]] | None = None,
 ) -> ScoredSet:
+    """Score every sample in batches; ``variants`` ({name: scoring options}) adds the image scores
+    of other scoring options (``ScoredSet.by_reduction[name]``)."""
     dataset = ImageDataset(list(samples), detector.image_size, data=detector.config.data, on_bad_image=on_bad_image)
     loader = make_loader(dataset, batch_size, num_workers, detector.device.type == "cuda")
     paths: list[str] = []
     skipped: list[tuple[str, str]] = []
     labels, scores, alphas = [np.zeros(0, int)], [np.zeros(0)], [np.zeros((0, 3))]
-    by_reduction: dict[str, list[np.ndarray]] = {"mean": [np.zeros(0)], "max": [np.zeros(0)]}
+    by_reduction: dict[str, list[np.ndarray]] = defaultdict(list)
     for batch, scored in detector.iterate(loader):
         skipped.extend(batch["skipped"])
         if scored is None:
@@ -70,7 +74,9 @@ def score_samples(
         labels.append(batch["label"].numpy())
         scores.append(scored.scores.numpy())
         alphas.append(scored.alpha.numpy())
-        for name, values in scored.by_reduction.items():
+        batch_scores = dict(scored.by_reduction)
+        batch_scores.update(detector.score_variants(batch["image"], variants) if variants else {})
+        for name, values in batch_scores.items():
             by_reduction[name].append(values.numpy())
     return ScoredSet(
         paths,
@@ -82,12 +88,18 @@ def score_samples(
     )
 
 
-def alpha_statistics(alpha: np.ndarray) -> dict[str, Any]:
-    """Mean and std of α per scale, and the mean largest weight (1.0 = collapsed to one scale)."""
+def alpha_statistics(alpha: np.ndarray) -> dict[str, Any] | None:
+    """How α behaves over a set of images: its mean and spread (std over images) per scale, the
+    mean largest weight (1.0 = collapsed to one scale) and how often each scale has the largest
+    weight. None for a model without α (the knn method)."""
+    if len(alpha) == 0 or np.isnan(alpha).all():
+        return None
+    largest = np.bincount(alpha.argmax(1), minlength=alpha.shape[1]) / len(alpha)
     return {
         "mean": [round(float(v), 4) for v in alpha.mean(0)],
         "std": [round(float(v), 4) for v in alpha.std(0)],
         "mean_max_weight": round(float(alpha.max(1).mean()), 4),
+        "largest_weight_share": [round(float(v), 4) for v in largest],
     }
 
 
@@ -104,6 +116,7 @@ def evaluate(
     num_workers: int = 0,
     on_bad_image: str | None = None,
     precision: str = "auto",
+    scoring_variants: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Score the labelled ``split`` of ``source``; write metrics.json, scores.csv, roc.png, histogram.png.
 
@@ -125,7 +138,7 @@ def evaluate(
         raise InputError(
             f"{source}: evaluation needs labels; {len(unlabelled)} images have none, e.g. {unlabelled[0].path}"
         )
-    scored = score_samples(detector, samples, batch_size, num_workers, on_bad_image)
+    scored = score_samples(detector, samples, batch_size, num_workers, on_bad_image, scoring_variants)
     if scored.skipped:
         SkippedImages(out_dir / SKIPPED_FILE).add(scored.skipped)
     if len(scored.labels) == 0:
@@ -152,8 +165,8 @@ def evaluate(
         "score": detector.config.scoring.score,
         "alpha_weighting": detector.config.scoring.alpha_weighting,
         "auroc_by_image_score": {
-            "note": "the same maps reduced to an image score by their mean (SCRD) or max (RD4AD, anomalib); "
-            "'auroc' above uses the configured score",
+            "note": "the same maps reduced to an image score by their mean (SCRD), max (RD4AD, anomalib) or the "
+            "mean of their top k %, and any scoring variants asked for; 'auroc' above uses the configured score",
             **{name: float(roc_auc_score(labels, values)) for name, values in scored.by_reduction.items()},
         },
         "alpha": alpha_statistics(scored.alpha),
@@ -213,6 +226,14 @@ def normal_map_range(detector: Detector, dataset: ImageDataset, count: int = 32)
     return [float(maps.min()), float(torch.quantile(maps.flatten()[::7], 0.999))]
 
 
+def normal_statistics(detector: Detector, samples: list, count: int = 200) -> dict[str, Any]:
+    """Per-scale map statistics over normal images (``scoring.normalize = scale``): the run's held-out
+    images when it has them, else its first ``count`` training images."""
+    dataset = ImageDataset(list(samples)[:count], detector.image_size, data=detector.config.data)
+    batches = (b["image"] for b in make_loader(dataset, 16) if len(b["image"]))
+    return detector.normal_statistics(batches)
+
+
 class EvalMonitor:
     """Scores a labelled set during training (``eval_log.csv``); keeps the best-AUROC model when
     ``train.selection = best_on_test``, labelled as selected on test labels."""
@@ -248,13 +269,7 @@ class EvalMonitor:
 
     def evaluate(self, model, device: torch.device, iteration: int) -> float:
         assert self.log is not None, "call open() first"
-        detector = Detector(
-            model,
-            self.config,
-            device,
-            precision=self.config.train.precision,
-            channels_last=self.config.train.channels_last,
-        )
+        detector = Detector.for_training(model, self.config, device)
         scored = score_samples(detector, self.samples, self.config.train.batch_size)
         m = oracle_metrics(scored.labels, scored.scores)
         self.log.write(

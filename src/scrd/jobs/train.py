@@ -37,8 +37,9 @@ from ..method.synthesis import AnomalySynthesizer
 from ..model import build_model
 from ..storage import read_json, write_json
 from .csv_log import CsvLog
-from .evaluate import EvalMonitor, normal_map_range
+from .evaluate import EvalMonitor, normal_map_range, normal_statistics
 from .rundir import environment_report, prepare_process, seed_everything
+from .selection import LabelFreeMonitor
 from .train_cache import TrainingCache, build_training_cache
 from .train_state import data_record, restore_state, save_state
 from .training_data import IterationBatches, TrainingImages, load_training_images, write_sample_list
@@ -93,7 +94,34 @@ def train(
             f"{run_dir}: run directory is not empty; pass --resume to continue it or choose a new directory"
         )
     images = load_training_images(train_source, config)
+    if config.model.method == "knn":
+        return _fit_knn(config, images, run_dir, progress)
     return _run(config, images, run_dir, False, progress, eval_source, eval_split)
+
+
+def _fit_knn(config: Config, images: TrainingImages, run_dir: Path, progress: bool) -> TrainResult:
+    """model.method = knn: no iterations; the memory bank is fitted and saved like a trained model."""
+    from .fit_memory_bank import fit_memory_bank
+
+    prepare_process()
+    seed_everything(config.train.seed, config.train.deterministic)
+    clock = _Clock()
+    model, weights_note, device = fit_memory_bank(config, images.fit, progress)
+    _write_run_files(run_dir, config, images, device)
+    dataset = ImageDataset(images.fit, config.model.image_size, data=config.data)
+    _finish(
+        run_dir,
+        model,
+        config,
+        device,
+        weights_note,
+        images,
+        dataset,
+        0,
+        "no selection: nothing is trained",
+        clock.elapsed,
+    )
+    return TrainResult(run_dir, 0, float("nan"), 0.0)
 
 
 def resume(
@@ -115,6 +143,10 @@ def resume(
     config = Config.load(run_dir / CONFIG_FILE)
     if iterations is not None:
         config = config.with_overrides({"train.iterations": iterations})
+    if config.model.method == "knn":  # fitted in one go: finished, or fitted again
+        if (run_dir / MODEL_META).is_file():
+            return TrainResult(run_dir, 0, float("nan"), 0.0)
+        return _fit_knn(config, load_training_images(train_source, config), run_dir, progress)
     done = read_json(run_dir / MODEL_META)["iterations"] if (run_dir / MODEL_META).is_file() else None
     if done is not None and done >= config.train.iterations:
         return TrainResult(run_dir, done, float("nan"), 0.0, started_at=done)  # finished: nothing to do
@@ -144,38 +176,29 @@ def _run(
     seed_everything(tc.seed, tc.deterministic)
     device = choose_device(tc.device)
     model, weights_note = build_model(config.model.arch, config.model.weights)
-    model.to(device)
+    model.to(device).to(memory_format=memory_format(tc.channels_last))
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=tc.lr, betas=tc.betas)
     synth = AnomalySynthesizer(config.noise, seed=tc.seed)
-    monitor = EvalMonitor.create(config, eval_source, eval_split, run_dir) if tc.eval_every else None
-    start = 0
+    monitors = _Monitors.create(config, images, run_dir, eval_source, eval_split)
+    start, seconds = 0, 0.0
     if resuming and (run_dir / STATE_FILE).is_file():
-        start = restore_state(run_dir, model, optimizer, synth, images.source, images.fingerprint)
+        start, seconds = restore_state(run_dir, model, optimizer, synth, images.source, images.fingerprint)
     _write_run_files(run_dir, config, images, device)
-    if monitor is not None:
-        monitor.open(start)
-
+    monitors.open(start, model)
     dataset = ImageDataset(images.fit, config.model.image_size, data=config.data)
-    model.to(memory_format=memory_format(tc.channels_last))
-    identity = {
-        "data": data_record(images.source, images.fingerprint),
-        "teacher": weights_note,
-        "config": {k: config.to_dict()[k] for k in ("model", "data")},
-        "n": len(dataset),
-        "precision": resolve_precision(tc.precision, device),
-    }
-    cache = build_training_cache(dataset, model, config, device, run_dir, identity, progress)
+    cache = build_training_cache(
+        dataset, model, config, device, run_dir, _cache_identity(config, images, weights_note, device), progress
+    )
     batches = IterationBatches(len(dataset), tc.batch_size, tc.seed, start, tc.iterations)
-    log = CsvLog(run_dir / TRAIN_LOG, LOG_FIELDS, keep_through=start)
-    skipped = SkippedImages(run_dir / SKIPPED_FILE)
-    bar = _progress(progress, start, tc.iterations)
-    data = data_record(images.source, images.fingerprint)
-    clock = _Clock()
-    loss = float("nan")
+    log, skipped = CsvLog(run_dir / TRAIN_LOG, LOG_FIELDS, keep_through=start), SkippedImages(run_dir / SKIPPED_FILE)
+    bar, clock, data = (
+        _progress(progress, start, tc.iterations),
+        _Clock(seconds),
+        data_record(images.source, images.fingerprint),
+    )
+    loss, it = float("nan"), start
     model.train()
-    for it, (images01, teacher, skipped_now) in enumerate(
-        _batches(dataset, cache, batches, config, device), start=start + 1
-    ):
+    for it, (images01, teacher, skipped_now) in enumerate(_batches(dataset, cache, batches, config, device), start + 1):
         if (it - 1) % batches.per_epoch == 0:
             model.train()  # the released loop re-enters train mode only at each epoch start
         skipped.add(skipped_now)
@@ -184,14 +207,70 @@ def _run(
             continue
         loss, terms, alpha = _train_step(model, optimizer, synth, images01, teacher, config, it, run_dir)
         clock.count(count)
-        _after_step(it, loss, terms, alpha, clock, config, log, bar, monitor, model, device)
-        if it % tc.checkpoint_every == 0 or it == tc.iterations:
-            save_state(run_dir, model, optimizer, synth, it, data)
-    for closing in (bar, log, monitor):
+        stop = _after_step(it, loss, terms, alpha, clock, config, log, bar, monitors, model, device)
+        if it % tc.checkpoint_every == 0 or it == tc.iterations or stop:
+            save_state(run_dir, model, optimizer, synth, it, data, clock.total)
+        if stop:
+            break
+    for closing in (bar, log, monitors):
         if closing is not None:
             closing.close()
-    _finish(run_dir, model, config, device, weights_note, images, dataset)
-    return TrainResult(run_dir, tc.iterations, loss, clock.rate, skipped.count, started_at=start)
+    selection = monitors.select(model)
+    _finish(run_dir, model, config, device, weights_note, images, dataset, it, selection, clock.total)
+    return TrainResult(run_dir, it, loss, clock.rate, skipped.count, started_at=start)
+
+
+def _cache_identity(config: Config, images: TrainingImages, weights_note: str, device: torch.device) -> dict:
+    """What a disk cache was built for: it is reused only when all of this is the same."""
+    return {
+        "data": data_record(images.source, images.fingerprint),
+        "teacher": weights_note,
+        "config": {k: config.to_dict()[k] for k in ("model", "data")},
+        "n": len(images.fit),
+        "precision": resolve_precision(config.train.precision, device),
+    }
+
+
+class _Monitors:
+    """What watches training: evaluation on a labelled set (eval_every) and the label-free criterion
+    (select_every), and which model the run keeps."""
+
+    def __init__(self, config: Config, evaluation: EvalMonitor | None, label_free: LabelFreeMonitor | None) -> None:
+        self.config, self.evaluation, self.label_free = config, evaluation, label_free
+
+    @classmethod
+    def create(cls, config: Config, images: TrainingImages, run_dir: Path, eval_source, eval_split: str) -> _Monitors:
+        tc = config.train
+        evaluation = EvalMonitor.create(config, eval_source, eval_split, run_dir) if tc.eval_every else None
+        label_free = LabelFreeMonitor(config, images.holdout, run_dir) if tc.select_every else None
+        return cls(config, evaluation, label_free)
+
+    def open(self, start: int, model) -> None:
+        if self.evaluation is not None:
+            self.evaluation.open(start)
+        if self.label_free is not None:
+            self.label_free.open(start, model)
+
+    def after(self, it: int, model, device: torch.device) -> bool:
+        """Evaluate what is due at iteration ``it``; True when training should stop early."""
+        tc, stop = self.config.train, False
+        if self.label_free is not None and it % tc.select_every == 0:
+            stop = self.label_free.evaluate(model, device, it)
+        if self.evaluation is not None and it % tc.eval_every == 0:
+            self.evaluation.evaluate(model, device, it)
+        return stop
+
+    def select(self, model) -> str:
+        """Load the selected weights into ``model`` (train.selection = label_free); returns the note."""
+        if self.config.train.selection == "label_free" and self.label_free.best_state is not None:
+            model.load_state_dict(self.label_free.best_state)
+            return self.label_free.selection_note()
+        return "final checkpoint (never selected on test labels)"
+
+    def close(self) -> None:
+        for monitor in (self.evaluation, self.label_free):
+            if monitor is not None:
+                monitor.close()
 
 
 def _batches(
@@ -227,9 +306,10 @@ def _train_step(
     tc = config.train
     fmt = memory_format(tc.channels_last)
     device = next(model.parameters()).device
-    noisy = None
+    noisy = patches = None
     if config.loss.form != "rd4ad":
-        noisy = normalize(synth(images01)[0]).contiguous(memory_format=fmt)
+        noisy01, patches = synth(images01)
+        noisy = normalize(noisy01).contiguous(memory_format=fmt)
     clean = normalize(images01).contiguous(memory_format=fmt) if teacher is None else None
     terms, out = scrd_loss(
         model,
@@ -239,6 +319,7 @@ def _train_step(
         noisy_branch=tc.noisy_branch,
         teacher=teacher,
         precision=resolve_precision(tc.precision, device),
+        patches=patches,
     )
     loss = terms.loss.float()
     if not torch.isfinite(loss):
@@ -261,11 +342,11 @@ def _after_step(
     config: Config,
     log: CsvLog,
     bar,
-    monitor: EvalMonitor | None,
+    monitors: _Monitors,
     model,
     device: torch.device,
-) -> None:
-    """Log, progress bar and evaluation after iteration ``it``."""
+) -> bool:
+    """Log, progress bar and evaluations after iteration ``it``; True when training should stop."""
     tc = config.train
     if it % tc.log_every == 0 or it == tc.iterations:
         log.write(_log_row(it, loss, terms, alpha, clock))
@@ -274,15 +355,22 @@ def _after_step(
             loss=f"{loss:.4f}", alpha="/".join(f"{v:.2f}" for v in alpha.mean(0).tolist()), img_s=f"{clock.rate:.1f}"
         )
         bar.update(1)
-    if monitor is not None and it % tc.eval_every == 0:
-        monitor.evaluate(model, device, it)
-        if not tc.bn_eval_after_validation:
-            model.train()  # else: the released code's slip, eval-mode BatchNorm until the epoch ends
+    stop = monitors.after(it, model, device)
+    evaluated = (tc.eval_every and it % tc.eval_every == 0) or (tc.select_every and it % tc.select_every == 0)
+    if evaluated and not (tc.bn_eval_after_validation and tc.eval_every and it % tc.eval_every == 0):
+        model.train()  # else: the released code's slip, eval-mode BatchNorm until the epoch ends
+    return stop
 
 
 class _Clock:
-    def __init__(self) -> None:
-        self.t0, self.seen = time.perf_counter(), 0
+    """Images/s of this session, and the training time of the whole run (resumed sessions added)."""
+
+    def __init__(self, earlier_seconds: float = 0.0) -> None:
+        self.t0, self.seen, self.earlier = time.perf_counter(), 0, earlier_seconds
+
+    @property
+    def total(self) -> float:
+        return self.earlier + self.elapsed
 
     def count(self, images: int) -> None:
         self.seen += images
@@ -340,22 +428,30 @@ def _finish(
     weights_note: str,
     images: TrainingImages,
     dataset: ImageDataset,
+    iterations: int,
+    selection: str,
+    train_seconds: float,
 ) -> None:
     """Save the final model; metadata of an earlier save is merged, except what the new weights void."""
     old = read_json(run_dir / MODEL_META) if (run_dir / MODEL_META).is_file() else {}
     old.pop("calibration", None)  # calibrated for other weights (a run extended with more iterations)
-    detector = Detector(model.eval(), config, device, old, config.train.precision, config.train.channels_last)
+    detector = Detector.for_training(model.eval(), config, device, old)
     detector.save(
         run_dir,
         {
-            "iterations": config.train.iterations,
+            "iterations": iterations,
+            "train_seconds": round(train_seconds, 1),
             "teacher_weights": weights_note,
-            "selection": "final checkpoint (never selected on test labels)",
+            "selection": selection,
             "data": {
                 **data_record(images.source, images.fingerprint),
                 "n_train": len(images.fit),
                 "n_holdout": len(images.holdout),
             },
             "display_range": normal_map_range(detector, dataset),
+            "normal_statistics": {
+                **normal_statistics(detector, images.holdout or images.fit),
+                "images": "held-out normal training images" if images.holdout else "normal training images",
+            },
         },
     )

@@ -22,6 +22,7 @@ def save_state(
     synth: AnomalySynthesizer,
     iteration: int,
     data: dict[str, str],
+    train_seconds: float = 0.0,
 ) -> None:
     state = {
         "model": model.state_dict(),
@@ -30,6 +31,7 @@ def save_state(
         "torch_rng": torch.get_rng_state(),
         "noise_rng": json.dumps(synth.state_dict()),
         "data": json.dumps(data),  # {"source", "fingerprint"}
+        "train_seconds": float(train_seconds),
     }
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -53,8 +55,8 @@ def restore_state(
     synth: AnomalySynthesizer,
     source: str,
     fingerprint: str,
-) -> int:
-    """Load the checkpoint into the given objects; returns its iteration."""
+) -> tuple[int, float]:
+    """Load the checkpoint into the given objects; returns its iteration and the training seconds so far."""
     state = load_tensors(run_dir / STATE_FILE)
     check_same_data(json.loads(state.get("data", "{}")), source, fingerprint, run_dir / STATE_FILE)
     try:
@@ -66,7 +68,7 @@ def restore_state(
             torch.cuda.set_rng_state_all(state["cuda_rng"])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{run_dir / STATE_FILE}: cannot resume from it: {exc}") from exc
-    return int(state["iteration"])
+    return int(state["iteration"]), float(state.get("train_seconds", 0.0))
 
 
 def data_record(source: str, fingerprint: str) -> dict[str, Any]:

@@ -4,8 +4,10 @@ Map = Σ_k up(1 − cos_c(u_k, v_k)) over scales k = 1..K (per-pixel cosine over
 upsampling with ``align_corners=True``), optionally weighted by α_k, then Gaussian-smoothed (σ = 4)
 with scipy's default 'reflect' boundary. The official image score is the map's mean.
 
-α inside the cosine (the official code) cancels, so the official map is the unweighted sum
-(``alpha=None``); ``alpha`` here weights the distances, the paper's reading.
+``alpha`` weights the distances (the paper's reading); ``inside_alpha`` multiplies both feature
+vectors inside the cosine, as the released code does. A positive scalar cancels in a cosine, except
+that the cosine's norm floor (1e-8) turns a scale whose α_k has vanished into a constant 1.
+The image score is the map's mean (SCRD), its max (RD4AD) or the mean of its top k %.
 """
 
 from __future__ import annotations
@@ -25,10 +27,18 @@ def _as_size(image_size: tuple[int, int] | int) -> tuple[int, int]:
     return int(image_size[0]), int(image_size[1])
 
 
-def scale_maps(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+def scale_maps(
+    teacher: Sequence[torch.Tensor],
+    student: Sequence[torch.Tensor],
+    inside_alpha: torch.Tensor | None = None,
+    feature_pool: int = 1,
+) -> list[torch.Tensor]:
     """Per-scale maps m_k = 1 − cos(u_k, v_k) over channels: list of [B, H_k, W_k].
 
-    ``F.cosine_similarity`` clamps the norm product at eps = 1e-8, so zero features give m = 1, not NaN.
+    With ``inside_alpha`` [B, K]: m_k = 1 − cos(α_k·u_k, α_k·v_k), the released code's expression.
+    With ``feature_pool`` p > 1 both features are first averaged over p×p neighbourhoods (stride 1;
+    the zero padding at the border scales a sum, which a cosine ignores).
+    ``F.cosine_similarity`` clamps the norms at eps = 1e-8, so zero features give m = 1, not NaN.
     """
     if len(teacher) != len(student) or not teacher:
         raise ValueError(f"need the same non-zero number of scales, got {len(teacher)} and {len(student)}")
@@ -37,18 +47,27 @@ def scale_maps(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor])
         if u.shape != v.shape or u.dim() != 4:
             shapes = f"{tuple(u.shape)} and {tuple(v.shape)}"
             raise ValueError(f"teacher/student features must be matching [B, C, H, W], got {shapes}")
+        if feature_pool > 1:
+            u, v = (F.avg_pool2d(f, feature_pool, stride=1, padding=feature_pool // 2) for f in (u, v))
+        if inside_alpha is not None:
+            w = inside_alpha[:, len(maps)].to(u.dtype).view(-1, 1, 1, 1)
+            u, v = u * w, v * w
         maps.append(1.0 - F.cosine_similarity(u, v, dim=1, eps=1e-8))
     return maps
 
 
 def upsampled_scale_maps(
-    teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor], image_size: tuple[int, int] | int
+    teacher: Sequence[torch.Tensor],
+    student: Sequence[torch.Tensor],
+    image_size: tuple[int, int] | int,
+    inside_alpha: torch.Tensor | None = None,
+    feature_pool: int = 1,
 ) -> torch.Tensor:
     """Scale maps resized to the image (bilinear, ``align_corners=True``): [B, K, H, W], axis 1 = k − 1."""
     size = _as_size(image_size)
     ups = [
         F.interpolate(m.unsqueeze(1), size=size, mode="bilinear", align_corners=True)
-        for m in scale_maps(teacher, student)
+        for m in scale_maps(teacher, student, inside_alpha, feature_pool)
     ]
     return torch.cat(ups, dim=1)
 
@@ -112,11 +131,26 @@ def anomaly_map(
     return gaussian_smooth(combine_scales(upsampled_scale_maps(teacher, student, image_size), alpha), sigma)
 
 
-def image_score(maps: torch.Tensor, reduction: Literal["mean", "max"] = ScoringConfig.score) -> torch.Tensor:
-    """Image scores [B] from maps [B, H, W]: the mean (official SCRD) or the max (RD4AD, anomalib)."""
+def standardize_scales(stack: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """(m_k − mean_k) / std_k for each scale of a [B, K, H, W] stack (statistics of normal images)."""
+    m = torch.as_tensor(mean, dtype=stack.dtype, device=stack.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=stack.dtype, device=stack.device).view(1, -1, 1, 1)
+    return (stack - m) / s.clamp_min(1e-12)
+
+
+def image_score(
+    maps: torch.Tensor,
+    reduction: Literal["mean", "max", "top_k"] = ScoringConfig.score,
+    top_k_percent: float = ScoringConfig.top_k_percent,
+) -> torch.Tensor:
+    """Image scores [B] from maps [B, H, W]: the mean (official SCRD), the max (RD4AD, anomalib) or
+    the mean of the ``top_k_percent`` % highest values (at least one value)."""
     flat = maps.reshape(maps.shape[0], -1)
     if reduction == "mean":
         return flat.mean(dim=1)
     if reduction == "max":
         return flat.amax(dim=1)
-    raise ValueError(f"reduction must be 'mean' or 'max', got {reduction!r}")
+    if reduction == "top_k":
+        k = max(1, int(flat.shape[1] * top_k_percent / 100.0))
+        return flat.topk(k, dim=1).values.mean(dim=1)
+    raise ValueError(f"reduction must be 'mean', 'max' or 'top_k', got {reduction!r}")

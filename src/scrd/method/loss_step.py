@@ -11,6 +11,7 @@ from ..config import LossConfig
 from ..device import autocast
 from ..model import SCRD, SCRDOutput
 from .losses import LossTerms, distillation_loss
+from .scale_objective import patch_mask, patch_separation, separation_objective
 
 
 def scrd_loss(
@@ -22,6 +23,7 @@ def scrd_loss(
     noisy_branch: Literal["full_model", "encoder_only"],
     teacher: list[torch.Tensor] | None = None,
     precision: str = "fp32",
+    patches: torch.Tensor | None = None,
 ) -> tuple[LossTerms, SCRDOutput]:
     """Loss for normalised ``clean`` images and their normalised ``noisy`` versions.
 
@@ -33,6 +35,8 @@ def scrd_loss(
     graph here, which changes no number and halves the memory the released code spends on it.
     With ``precision="bf16"`` the networks run under bf16 autocast; the distances and the loss are
     always computed in float32 (in bf16 the ratio's small changes round away).
+    With ``loss.alpha_objective = separation`` the scale head's own objective is added
+    (:mod:`.scale_objective`); it needs the noise ``patches`` ([B, K, 4]).
     """
     device = next(model.parameters()).device
     noisy_teacher = None
@@ -50,4 +54,28 @@ def scrd_loss(
         return None if features is None else [f.float() for f in features]
 
     terms = distillation_loss(f32(out.teacher), f32(out.student), out.alpha.float(), loss, f32(noisy_teacher))
+    if loss.alpha_objective == "separation":
+        terms.loss = terms.loss + _head_objective(model, noisy_teacher, noisy, patches, loss, device, precision)
     return terms, out
+
+
+def _head_objective(
+    model: SCRD,
+    noisy_teacher,
+    noisy: torch.Tensor,
+    patches: torch.Tensor | None,
+    loss: LossConfig,
+    device: torch.device,
+    precision: str,
+) -> torch.Tensor:
+    """The separation objective of the scale head on the noisy batch (maps in eval mode, detached)."""
+    if patches is None:
+        raise ValueError("loss.alpha_objective 'separation' needs the noise patches")
+    training = model.training
+    model.eval()  # test-time BatchNorm for the maps, and no statistics moved by this extra pass
+    with torch.no_grad(), autocast(device, precision):
+        phi, student = model.reconstruct(noisy_teacher)
+    model.train(training)
+    mask = patch_mask(patches, noisy.shape[-2], noisy.shape[-1])
+    separation = patch_separation([f.float() for f in noisy_teacher], [f.float() for f in student], mask)
+    return separation_objective(model.scale_head(phi.float()), separation, loss.alpha_entropy)

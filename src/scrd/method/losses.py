@@ -16,7 +16,10 @@ Options (all in ``LossConfig``):
 * ``batch_reduction``: ``ratio_of_means`` averages numerator and denominator over the batch
   before dividing (released code); ``mean_of_ratios`` averages per-sample losses.
 * ``eps`` is added to every denominator (Eq. 4's ε; 0 in the released code).
-* ``alpha_grad``: ``detach`` stops the loss from training the scale head.
+* ``alpha_grad``: ``detach`` stops the loss from training the scale head; so does
+  ``alpha_objective = separation``, whose head objective is in :mod:`.scale_objective`.
+* ``alpha_entropy`` β: with α trained by this loss, −β·H(α) is added (H the entropy of each
+  sample's α, averaged), which keeps α from collapsing to one scale.
 """
 
 from __future__ import annotations
@@ -65,14 +68,17 @@ def distillation_loss(
     placement = config.alpha_placement
     if placement != "none" and alpha is None:
         raise ValueError(f"alpha_placement={placement!r} needs the scale weights alpha")
-    if alpha is not None and config.alpha_grad == "detach":
+    if alpha is not None and (config.alpha_grad == "detach" or config.alpha_objective == "separation"):
         alpha = alpha.detach()
     inside = placement == "inside_cosine"
     d_uv = _distances(clean, student, alpha, inside)
     weight = alpha if placement == "outside" else torch.ones_like(d_uv)
 
+    bonus = 0.0
+    if config.alpha_entropy > 0 and placement == "outside" and alpha.requires_grad:
+        bonus = config.alpha_entropy * alpha_entropy(alpha)
     if config.form == "rd4ad":
-        loss = (weight * d_uv).mean(0).sum()
+        loss = (weight * d_uv).mean(0).sum() - bonus
         return LossTerms(loss, d_uv.detach(), None)
     if noisy is None:
         raise ValueError(f"loss form {config.form!r} needs the noisy teacher features")
@@ -89,4 +95,9 @@ def distillation_loss(
             loss = (weight * d_uv / (d_zv + eps)).sum(1).mean()
     else:
         raise ValueError(f"unknown loss form {config.form!r}")
-    return LossTerms(loss, d_uv.detach(), d_zv.detach())
+    return LossTerms(loss - bonus, d_uv.detach(), d_zv.detach())
+
+
+def alpha_entropy(alpha: torch.Tensor) -> torch.Tensor:
+    """Mean over samples of H(α) = −Σ_k α_k log α_k (log 3 for uniform weights, 0 for one-hot)."""
+    return -(alpha * alpha.clamp_min(1e-12).log()).sum(1).mean()

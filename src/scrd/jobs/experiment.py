@@ -1,0 +1,282 @@
+"""``scrd experiment``: a grid of variants × seeds from a small YAML file, resumable, one report.
+
+A grid file names the data, the seeds, a base config and the variants (each a preset plus dotted
+overrides), and optionally extra scoring options to evaluate on every trained model::
+
+    data: ../shared/data/brain_tumor       # relative to the directory the command runs in
+    eval_split: test
+    seeds: [111, 112, 113]
+    base: {model.arch: mobilenet_v2, train.iterations: 2000}
+    variants:
+      - {name: knn, preset: knn, group: baselines, about: "memory bank, no training"}
+      - {name: rd4ad, preset: rd4ad, group: baselines}
+    scorings:
+      max: {score: max}
+
+Each (variant, seed) trains into ``OUT/<variant>/seed-<seed>/`` (resumed when it was
+interrupted), is calibrated on its held-out normal images (in-sample, labelled so, when it has
+none) and evaluated on the labelled split; its summary goes to ``experiment.json`` there, so a
+finished run is never repeated. ``report`` turns the summaries into markdown tables: mean ± std over
+the seeds and each seed's value, AUROC, AP, the calibrated threshold's sensitivity and
+specificity, α statistics, training time, every extra scoring, and the rank correlation of the
+label-free criterion with the real AUROC over the checkpoints of runs that logged both.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..config import Config, preset
+from ..errors import ConfigError
+from ..filenames import CONFIG_FILE, EVAL_LOG, MODEL_META, SELECTION_LOG
+from ..storage import read_json, write_json
+
+SUMMARY = "experiment.json"
+
+
+@dataclass
+class Variant:
+    name: str
+    preset: str
+    overrides: dict[str, Any]
+    group: str = ""
+    about: str = ""
+
+
+@dataclass
+class Grid:
+    data: str
+    seeds: list[int]
+    variants: list[Variant]
+    base: dict[str, Any] = field(default_factory=dict)
+    eval_split: str = "test"
+    scorings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    title: str = "Experiment"
+
+    def config(self, variant: Variant, seed: int) -> Config:
+        return preset(variant.preset).with_overrides({**self.base, **variant.overrides, "train.seed": seed})
+
+
+def load_grid(path: str | Path) -> Grid:
+    try:
+        spec = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the grid file ({exc})") from exc
+    unknown = set(spec) - {"data", "seeds", "variants", "base", "eval_split", "scorings", "title"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}")
+    variants = []
+    for item in spec.get("variants", []):
+        extra = set(item) - {"name", "preset", "set", "group", "about"}
+        if extra or "name" not in item:
+            raise ConfigError(f"{path}: a variant needs a name and may have preset, set, group, about; got {item}")
+        variants.append(
+            Variant(
+                item["name"],
+                item.get("preset", "official"),
+                dict(item.get("set") or {}),
+                item.get("group", ""),
+                item.get("about", ""),
+            )
+        )
+    names = [v.name for v in variants]
+    if not variants or len(set(names)) != len(names):
+        raise ConfigError(f"{path}: variants must be present and have distinct names")
+    grid = Grid(
+        str(spec["data"]),
+        [int(s) for s in spec.get("seeds", [111])],
+        variants,
+        dict(spec.get("base") or {}),
+        spec.get("eval_split", "test"),
+        dict(spec.get("scorings") or {}),
+        spec.get("title", "Experiment"),
+    )
+    for variant in grid.variants:  # every config must be valid before anything runs
+        grid.config(variant, grid.seeds[0])
+    return grid
+
+
+def run_grid(grid: Grid, out: str | Path, only: list[str] | None = None, progress: bool = False) -> list[dict]:
+    """Train, calibrate and evaluate every (variant, seed) that has no summary yet."""
+    out = Path(out)
+    summaries = []
+    for variant in grid.variants:
+        if only and variant.name not in only:
+            continue
+        for seed in grid.seeds:
+            summaries.append(run_one(grid, variant, seed, out / variant.name / f"seed-{seed}", progress))
+    return summaries
+
+
+def run_one(grid: Grid, variant: Variant, seed: int, run_dir: Path, progress: bool = False) -> dict:
+    from .calibrate import calibrate
+    from .evaluate import evaluate
+    from .train import resume, train
+
+    if (run_dir / SUMMARY).is_file():
+        return read_json(run_dir / SUMMARY)
+    config = grid.config(variant, seed)
+    started = time.perf_counter()
+    eval_source = grid.data if config.train.eval_every else None
+    if (run_dir / CONFIG_FILE).is_file():
+        resume(run_dir, grid.data, progress=progress, eval_source=eval_source, eval_split=grid.eval_split)
+    else:
+        train(config, grid.data, run_dir, progress=progress, eval_source=eval_source, eval_split=grid.eval_split)
+    calibrate(run_dir, None if config.train.holdout_fraction > 0 else grid.data, "train")
+    metrics = evaluate(
+        run_dir, grid.data, run_dir / "evaluation", split=grid.eval_split, scoring_variants=grid.scorings
+    )
+    meta = read_json(run_dir / MODEL_META)
+    calibrated = metrics.get("calibrated_threshold", {})
+    summary = {
+        "variant": variant.name,
+        "seed": seed,
+        "auroc": metrics["auroc"],
+        "ap": metrics["ap"],
+        "sensitivity": calibrated.get("sensitivity"),
+        "specificity": calibrated.get("specificity"),
+        "calibration_in_sample": calibrated.get("in_sample"),
+        "alpha": metrics["alpha"],
+        "auroc_by_scoring": metrics["auroc_by_image_score"],
+        "iterations": meta["iterations"],
+        "train_seconds": meta.get("train_seconds"),
+        "selection": meta.get("selection"),
+        "wall_seconds_this_call": round(time.perf_counter() - started, 1),
+    }
+    write_json(run_dir / SUMMARY, summary)
+    return summary
+
+
+# ------------------------------------------------------------------------------------ report
+def _mean_std(values: list[float]) -> str:
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+
+def _alpha_text(rows: list[dict]) -> str:
+    alpha = [x["alpha"] for x in rows if x["alpha"]]
+    if not alpha:
+        return "–"
+    spread = ", ".join(f"{s:.3f}" for s in np.mean([a["std"] for a in alpha], 0))
+    return f"{np.mean([a['mean_max_weight'] for a in alpha]):.3f} ({spread})"
+
+
+def _seeds(values: list[float]) -> str:
+    return " / ".join("–" if v is None else f"{v:.4f}" for v in values)
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties)."""
+
+    def ranks(v: list[float]) -> np.ndarray:
+        v = np.asarray(v, float)
+        order = v.argsort(kind="mergesort")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v))
+        for value in np.unique(v):  # ties share their mean rank
+            r[v == value] = r[v == value].mean()
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    if len(rx) < 3 or rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _checkpoint_pairs(run_dir: Path) -> list[tuple[int, float, float]]:
+    """(iteration, label-free criterion, real AUROC) of every checkpoint that logged both."""
+    if not ((run_dir / SELECTION_LOG).is_file() and (run_dir / EVAL_LOG).is_file()):
+        return []
+    with open(run_dir / SELECTION_LOG) as f:
+        label_free = {int(r["iteration"]): float(r["label_free_auroc"]) for r in csv.DictReader(f)}
+    with open(run_dir / EVAL_LOG) as f:
+        real = {int(r["iteration"]): float(r["auroc"]) for r in csv.DictReader(f)}
+    return [(i, label_free[i], real[i]) for i in sorted(set(label_free) & set(real))]
+
+
+def report(grid: Grid, out: str | Path, command: str) -> str:
+    """Markdown tables of every finished run of the grid."""
+    out = Path(out)
+    rows: dict[str, list[dict]] = {}
+    for variant in grid.variants:
+        found = [read_json(p) for seed in grid.seeds if (p := out / variant.name / f"seed-{seed}" / SUMMARY).is_file()]
+        if found:
+            rows[variant.name] = found
+    lines = [
+        f"# {grid.title}",
+        "",
+        "Produced by the experiment runner; every figure below was printed by:",
+        "",
+        f"    {command}",
+        "",
+        f"Data: `{grid.data}`, evaluated on its `{grid.eval_split}` split; seeds {grid.seeds}. Values are "
+        "mean ± std over the seeds, then each seed's value. Thresholds are calibrated on normal images only "
+        "(95 % target specificity); no run is selected on the labels of the evaluated split.",
+        "",
+    ]
+    groups: dict[str, list[Variant]] = {}
+    for variant in grid.variants:
+        if variant.name in rows:
+            groups.setdefault(variant.group or "Results", []).append(variant)
+    for group, variants in groups.items():
+        lines += [
+            f"## {group}",
+            "",
+            "| variant | AUROC | AUROC per seed | AP | sens. / spec. at calibrated thr. "
+            "| α: mean largest weight (std over images per scale) | training min | what it is |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for v in variants:
+            r = rows[v.name]
+            sens = _mean_std([x["sensitivity"] for x in r])
+            spec = _mean_std([x["specificity"] for x in r])
+            minutes = f"{np.mean([(x['train_seconds'] or 0) / 60 for x in r]):.1f}"
+            aurocs = [x["auroc"] for x in r]
+            lines.append(
+                f"| {v.name} | {_mean_std(aurocs)} | {_seeds(aurocs)} | {_mean_std([x['ap'] for x in r])} "
+                f"| {sens} / {spec} | {_alpha_text(r)} | {minutes} | {v.about} |"
+            )
+        lines.append("")
+    scoring_names = sorted({k for r in rows.values() for x in r for k in x["auroc_by_scoring"] if k != "note"})
+    if scoring_names:
+        lines += [
+            "## AUROC of each scoring option on the same trained models",
+            "",
+            "| variant | " + " | ".join(scoring_names) + " |",
+            "|---|" + "---|" * len(scoring_names),
+        ]
+        for name, r in rows.items():
+            cells = [_mean_std([x["auroc_by_scoring"].get(s) for x in r]) for s in scoring_names]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    pairs = {f"{v}/seed-{s}": _checkpoint_pairs(out / v / f"seed-{s}") for v in rows for s in grid.seeds}
+    pairs = {k: p for k, p in pairs.items() if len(p) >= 3}
+    if pairs:
+        pooled = [q for p in pairs.values() for q in p]
+        lines += [
+            "## Label-free selection criterion against the real AUROC",
+            "",
+            "Over the checkpoints of runs that logged both (the criterion never sees a real label; the real "
+            "AUROC is logged only to measure it):",
+            "",
+            "| run | checkpoints | Spearman ρ |",
+            "|---|---|---|",
+        ]
+        for key, p in pairs.items():
+            lines.append(f"| {key} | {len(p)} | {spearman([q[1] for q in p], [q[2] for q in p]):.3f} |")
+        lines += [
+            f"| all, pooled | {len(pooled)} | {spearman([q[1] for q in pooled], [q[2] for q in pooled]):.3f} |",
+            "",
+        ]
+    return "\n".join(lines)

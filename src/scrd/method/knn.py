@@ -1,0 +1,111 @@
+"""A training-free reference detector: nearest neighbours in a memory bank of teacher patches.
+
+PatchCore-style (Roth et al., CVPR 2022), on the same frozen teacher SCRD distils: the features
+of two teacher scales are averaged over a 3×3 neighbourhood (local context), the coarser scale is
+upsampled to the finer one and the two are concatenated, so every position of the finer grid is a
+patch vector. A random (or greedy-coreset) subset of the normal training patches is the memory
+bank; a test patch's anomaly value is its Euclidean distance to the nearest bank patch, and an
+image's score is the largest of them. It needs no training, which makes it the bar SCRD must
+clear on equal features.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model import Teacher
+
+
+class PatchMemoryBank(nn.Module):
+    def __init__(
+        self, arch: str, scales: tuple[int, int] = (2, 3), pool: int = 3, bank_size: int = 0, channels: int = 0
+    ) -> None:
+        super().__init__()
+        self.arch, self.scales, self.pool = arch, tuple(scales), int(pool)
+        self.teacher = Teacher(arch)
+        # The bank is a buffer, so it is saved and loaded with the state dict.
+        self.register_buffer("bank", torch.zeros(bank_size, channels))
+
+    def train(self, mode: bool = True) -> PatchMemoryBank:
+        super().train(mode)
+        self.teacher.train(False)
+        return self
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch vectors [B, C, H, W] of normalised images at the finer selected scale."""
+        features = self.teacher(x)
+        picked = [features[k - 1].float() for k in self.scales]
+        if self.pool > 1:
+            picked = [F.avg_pool2d(f, self.pool, stride=1, padding=self.pool // 2) for f in picked]
+        size = picked[0].shape[-2:]
+        picked = [
+            f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+            for f in picked
+        ]
+        return torch.cat(picked, dim=1)
+
+    def fit(
+        self,
+        embeddings: Iterable[torch.Tensor],
+        fraction: float,
+        sampling: Literal["random", "coreset"],
+        seed: int,
+        presample: int = 10,
+    ) -> None:
+        """Fill the bank with a ``fraction`` of all normal patches: a random subset, or a greedy
+        coreset chosen among a random ``presample`` × larger subset. Patches are subsampled batch by
+        batch, so memory holds the bank (or the pre-sample), never all patches."""
+        generator = torch.Generator().manual_seed(seed)
+        keep = min(1.0, fraction * (presample if sampling == "coreset" else 1))
+        kept, total = [], 0
+        for e in embeddings:
+            patches = e.float().permute(0, 2, 3, 1).reshape(-1, e.shape[1])
+            total += len(patches)
+            count = max(1, int(round(len(patches) * keep)))
+            kept.append(patches[torch.randperm(len(patches), generator=generator)[:count]])
+        pool = torch.cat(kept)
+        if sampling == "coreset":
+            pool = pool[greedy_coreset(pool, max(1, int(round(total * fraction))), generator)]
+        self.bank = pool.contiguous()
+
+    @torch.no_grad()
+    def distances(self, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        """Nearest-bank-patch distance of every patch: [B, H, W] (float32)."""
+        e = self.embed(x)
+        b, c, h, w = e.shape
+        queries = e.permute(0, 2, 3, 1).reshape(-1, c)
+        with torch.autocast(x.device.type, enabled=False):  # distances in float32: ‖q‖² − 2q·b + ‖b‖² cancels
+            return nearest_distance(queries, self.bank, chunk).view(b, h, w)
+
+
+def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """Euclidean distance of each query row to its nearest bank row, in float32 chunks
+    (‖q‖² − 2 q·b + ‖b‖², clamped at 0 against rounding)."""
+    bank = bank.float()
+    bank_sq = (bank * bank).sum(1)
+    out = []
+    for start in range(0, len(queries), chunk):
+        q = queries[start : start + chunk].float()
+        d2 = torch.addmm(bank_sq[None], q, bank.T, alpha=-2.0).add_((q * q).sum(1, keepdim=True))
+        out.append(d2.amin(1).clamp_min_(0).sqrt_())
+    return torch.cat(out) if out else queries.new_zeros(0)
+
+
+def greedy_coreset(patches: torch.Tensor, count: int, generator: torch.Generator, dim: int = 128) -> torch.Tensor:
+    """Indices of a greedy k-center coreset (PatchCore) of ``patches``: each new centre is the patch
+    farthest from all chosen ones, distances taken in a random projection to ``dim`` dimensions."""
+    x = patches.float()
+    if x.shape[1] > dim:
+        x = x @ (torch.randn(x.shape[1], dim, generator=generator) / dim**0.5)
+    chosen = [int(torch.randint(len(x), (1,), generator=generator))]
+    nearest = ((x - x[chosen[0]]) ** 2).sum(1)
+    for _ in range(1, min(count, len(x))):
+        index = int(nearest.argmax())
+        chosen.append(index)
+        nearest = torch.minimum(nearest, ((x - x[index]) ** 2).sum(1))
+    return torch.tensor(chosen)

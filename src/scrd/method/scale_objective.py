@@ -1,0 +1,53 @@
+"""A scale adaptation that adapts: the scale head trained to separate synthetic anomalies.
+
+With ``loss.alpha_objective = separation`` the head does not learn from the distillation loss
+(which, being linear in α, collapses α onto the scale with the smallest distance ratio). Instead,
+for each noisy training image x' the student's per-scale maps m_k(x') = 1 − cos(z_k, v_k(x')) are
+compared inside and outside its synthetic patches, s_k = mean_inside(m_k) − mean_outside(m_k), and
+α(x') = head(φ(x')) is trained to put weight where the separation is relatively largest:
+
+    L_head = −mean_b Σ_k α_bk · ŝ_bk − β · H(α)
+
+with ŝ the separation standardised per scale over the batch (so that no scale wins by its range)
+and β the entropy bonus that keeps α soft. The maps are detached: only the head learns from it.
+At test time α(x) of the test image weights its scale maps.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .anomaly_map import upsampled_scale_maps
+from .losses import alpha_entropy
+
+
+def patch_mask(patches: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Boolean [B, H, W]: True inside any of each image's patches ([B, K, 4] rows h, w, start_h, start_w)."""
+    p = patches.view(patches.shape[0], -1, 4).to(torch.long)
+    rows = torch.arange(height, device=p.device)[None, None, :]
+    cols = torch.arange(width, device=p.device)[None, None, :]
+    h, w, sh, sw = p.unbind(-1)
+    in_rows = (rows >= sh[..., None]) & (rows < (sh + h)[..., None])  # [B, K, H]
+    in_cols = (cols >= sw[..., None]) & (cols < (sw + w)[..., None])  # [B, K, W]
+    return (in_rows[..., :, None] & in_cols[..., None, :]).any(1)
+
+
+def patch_separation(
+    teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor], mask: torch.Tensor
+) -> torch.Tensor:
+    """[B, K]: mean of each scale map inside the mask minus its mean outside (maps at mask size)."""
+    stack = upsampled_scale_maps(teacher, student, tuple(mask.shape[-2:]))
+    inside = mask[:, None].to(stack.dtype)
+    mean_in = (stack * inside).sum((2, 3)) / inside.sum((2, 3)).clamp_min(1)
+    mean_out = (stack * (1 - inside)).sum((2, 3)) / (1 - inside).sum((2, 3)).clamp_min(1)
+    return mean_in - mean_out
+
+
+def separation_objective(alpha: torch.Tensor, separation: torch.Tensor, entropy_weight: float) -> torch.Tensor:
+    """L_head for α [B, K] and the (detached) separations [B, K], standardised per scale."""
+    s = separation.detach()
+    if s.shape[0] > 1:
+        s = (s - s.mean(0)) / s.std(0).clamp_min(1e-6)
+    return -(alpha * s).sum(1).mean() - entropy_weight * alpha_entropy(alpha)

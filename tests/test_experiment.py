@@ -1,0 +1,84 @@
+"""The experiment runner end to end on a tiny grid: every (variant, seed) trained, calibrated and
+evaluated once, a second call repeats nothing, and the report has the tables and the commands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scrd.cli import main
+from scrd.errors import ConfigError
+from scrd.jobs.experiment import SUMMARY, load_grid, spearman
+
+TINY_BASE = {
+    "model.arch": "mobilenet_v2",
+    "model.weights": "none",
+    "model.image_size": 64,
+    "train.batch_size": 4,
+    "train.iterations": 4,
+    "noise.max_size": 24,
+    "train.holdout_fraction": 0.25,
+}
+
+
+def _grid(tmp_path, data, **extra):
+    spec = {
+        "title": "Tiny grid",
+        "data": str(data),
+        "seeds": [1, 2],
+        "base": TINY_BASE,
+        "variants": [
+            {"name": "knn", "preset": "knn", "group": "Baselines", "about": "memory bank"},
+            {
+                "name": "crd",
+                "preset": "paper",
+                "group": "SCRD",
+                "set": {"train.select_every": 2, "train.eval_every": 2, "train.iterations": 6},
+            },
+        ],
+        "scorings": {"max": {"score": "max"}, "top1_pool3": {"score": "top_k", "feature_pool": 3}},
+        **extra,
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(json.dumps(spec))  # JSON is YAML
+    return path
+
+
+def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys):
+    grid, out, md = _grid(tmp_path, phantom_data), tmp_path / "runs", tmp_path / "results.md"
+    assert main(["experiment", "run", str(grid), "--out", str(out), "--report", str(md), "--no-progress"]) == 0
+    summaries = sorted(out.glob(f"*/seed-*/{SUMMARY}"))
+    assert [p.parent.parent.name + "/" + p.parent.name for p in summaries] == [
+        "crd/seed-1",
+        "crd/seed-2",
+        "knn/seed-1",
+        "knn/seed-2",
+    ]
+    stamps = {p: p.stat().st_mtime_ns for p in summaries}
+    assert main(["experiment", "run", str(grid), "--out", str(out), "--no-progress"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in summaries} == stamps  # nothing was run again
+    text = md.read_text()
+    assert f"scrd experiment run {grid} --out {out} --report {md}" in text
+    for heading in ("## Baselines", "## SCRD", "## AUROC of each scoring option", "## Label-free selection"):
+        assert heading in text, heading
+    crd = json.loads((out / "crd" / "seed-1" / SUMMARY).read_text())
+    assert crd["calibration_in_sample"] is False and set(crd["auroc_by_scoring"]) >= {"max", "top1_pool3", "mean"}
+    row = next(line for line in text.splitlines() if line.startswith("| knn |"))
+    assert row.count(" / ") >= 2 and "memory bank" in row  # per-seed values and the description
+
+
+def test_grid_errors_name_the_problem(tmp_path, phantom_data):
+    path = _grid(tmp_path, phantom_data, extra_key=1)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['extra_key'\]"):
+        load_grid(path)
+    path.write_text(json.dumps({"data": "x", "variants": [{"name": "a", "set": {"train.nope": 1}}]}))
+    with pytest.raises(ConfigError, match="unknown config key 'train.nope'"):
+        load_grid(path)
+
+
+def test_spearman_on_hand_computed_ranks():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ranks (1, 2, 3, 4) against (2, 1, 4, 3): 1 − 6·Σd²/(n(n²−1)) = 1 − 6·4/60 = 0.6
+    assert spearman([1, 2, 3, 4], [2, 1, 4, 3]) == pytest.approx(0.6)
