@@ -166,3 +166,21 @@ def test_label_free_selection_keeps_the_best_checkpoint(phantom_data, tmp_path):
     assert sorted(values) == [2, 4, 6]
     assert f"at iteration {best}; no real labels used" in meta["selection"]
     assert np.isclose(float(meta["selection"].split("AUROC ")[1].split(" ")[0]), values[best], atol=1e-4)
+
+
+def test_a_noisy_student_input_reconstructs_the_clean_features_from_the_noisy_ones():
+    from scrd.method.loss_step import scrd_loss
+    from scrd.method.losses import flat_cosine_distance
+
+    torch.manual_seed(0)
+    model = SCRD("mobilenet_v2").eval()
+    clean, noisy = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
+    config = LossConfig(form="ratio_of_sums", alpha_placement="none", student_input="noisy")
+    terms, out = scrd_loss(model, clean, noisy, config, noisy_branch="encoder_only")
+    with torch.no_grad():
+        u, z = model.encode(clean), model.encode(noisy)
+        v = model.reconstruct(z)[1]
+    for k in range(3):
+        torch.testing.assert_close(out.student[k], v[k])
+        torch.testing.assert_close(terms.d_uv[:, k], flat_cosine_distance(u[k], v[k]))  # pulled to the clean u
+        torch.testing.assert_close(terms.d_zv[:, k], flat_cosine_distance(z[k], v[k]))  # pushed from z

@@ -13,6 +13,7 @@ from scrd.data.phantom import make_phantom_dataset
 from scrd.errors import ResumeError
 from scrd.filenames import EVAL_LOG, MODEL_FILE, MODEL_META, STATE_META, TRAIN_LOG
 from scrd.jobs import train as training
+from scrd.jobs import train_loop
 from scrd.storage import read_json
 
 
@@ -104,17 +105,17 @@ def test_resume_without_a_run_is_an_error(phantom_data, tmp_path, capsys):
 
 def test_a_resume_that_restarts_from_zero_says_so(phantom_data, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    real_after = training._after_step
+    real_after = train_loop.after_step
 
     def killed_at_3(it, *args):
         if it == 3:
             raise KeyboardInterrupt
         real_after(it, *args)
 
-    monkeypatch.setattr(training, "_after_step", killed_at_3)
+    monkeypatch.setattr(train_loop, "after_step", killed_at_3)
     with pytest.raises(KeyboardInterrupt):
         training.train(tiny_config(), phantom_data, run, progress=False)
-    monkeypatch.setattr(training, "_after_step", real_after)
+    monkeypatch.setattr(train_loop, "after_step", real_after)
     with pytest.warns(
         UserWarning,
         match=r"no checkpoint was written.*checkpoint_every = 500\); training starts "

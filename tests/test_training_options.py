@@ -11,7 +11,7 @@ import torch
 
 from scrd.config import preset
 from scrd.data.phantom import make_phantom_dataset
-from scrd.jobs import train as training
+from scrd.jobs import train_loop
 from scrd.jobs.train import TrainingError, train
 
 
@@ -87,7 +87,7 @@ def test_abnormal_images_in_the_training_split_are_refused(tmp_path):
 
 
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
-    real = training.scrd_loss
+    real = train_loop.scrd_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -97,7 +97,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(dat
             terms.loss = terms.loss * float("nan")
         return terms, out
 
-    monkeypatch.setattr(training, "scrd_loss", poisoned)
+    monkeypatch.setattr(train_loop, "scrd_loss", poisoned)
     run = tmp_path / "run"
     with pytest.raises(TrainingError, match="iteration 5: the loss is nan"):
         train(_config(**{"train.checkpoint_every": 2}), dataset, run, progress=False)

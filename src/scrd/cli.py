@@ -146,9 +146,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"AUROC {r['auroc']:.4f}  AP {r['ap']:.4f}  "
         f"F1 {o['f1']:.4f} / ACC {o['acc']:.4f} at the ORACLE threshold (best F1 on this set)"
     )
+    if o["labels_almost_everything_abnormal"]:
+        print(
+            f"  that threshold calls {o['flagged_fraction']:.0%} of the images abnormal: labelling every image "
+            f"abnormal gives F1 {o['all_abnormal_f1']:.4f}, so this F1 says little about the detector"
+        )
     if "calibrated_threshold" in r:
         c = r["calibrated_threshold"]
         label = " (IN-SAMPLE calibration)" if c.get("in_sample") else ""
+        if "reused" in c:
+            label += ", the model's stored calibration of these images" if c["reused"] else ", stored in model.json"
         print(
             f"calibrated threshold {c['threshold']:.6g}{label}: sensitivity {c['sensitivity']:.4f}, "
             f"specificity {c['specificity']:.4f}, F1 {c['f1']:.4f}, ACC {c['acc']:.4f}"
@@ -168,6 +175,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.out,
         batch_size=args.batch_size,
         heatmaps=not args.no_heatmaps,
+        fresh=args.fresh,
         device=args.device,
         num_workers=args.num_workers,
         on_bad_image=args.on_bad_image,
@@ -290,7 +298,39 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------------- parsers
+EXAMPLES = {
+    "train": "scrd train --data DATA --out runs/r1 --arch mobilenet_v2 --calibration\n"
+    "  scrd train --data DATA --out runs/r1 --resume --iterations 8000",
+    "evaluate": "scrd evaluate --model runs/r1 --data DATA --out runs/r1/eval",
+    "predict": "scrd predict scans/ more/*.dcm --model runs/r1 --out runs/r1/predictions",
+    "calibrate": "scrd calibrate --model runs/r1              # on the run's held-out normals\n"
+    "  scrd calibrate --model runs/r1 --data NORMALS --specificity 0.98",
+    "demo": "scrd demo --out scrd-demo",
+    "params": "scrd params --arch wide_resnet50_2",
+    "weights": "scrd weights install wide_resnet50_2 ~/Downloads/wide_resnet50_2-95faca4d.pth\n  scrd weights status",
+    "config": "scrd config --preset paper > my.yaml        # edit it, then: scrd train --config my.yaml ...",
+    "benchmark": "scrd benchmark --arch mobilenet_v2 resnet18 --quick",
+    "experiment": "scrd experiment run docs/experiments/brain_tumor.yaml --out runs/bt --report docs/results.md",
+    "data": "scrd data prepare brain-tumor --raw ~/kaggle/brain-tumor --out data/brain_tumor",
+}
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown beside each flag (not for flags whose default is the preset's); examples kept
+    as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def _example(command: str) -> str:
+    return "example:\n  " + EXAMPLES[command]
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """Flags that set config values; without them the preset's (or --config's) values hold."""
     p.add_argument(
         "--preset", choices=PRESET_NAMES, help=f"named set of options (default: {DEFAULT_PRESET}); see `scrd config`"
     )
@@ -352,23 +392,25 @@ def _add_calibration_flags(p: argparse.ArgumentParser, flag: str) -> None:
 
 
 def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train on normal images")
+    p = sub.add_parser("train", formatter_class=HelpFormatter, epilog=_example("train"), help="train on normal images")
     p.add_argument("--data", required=True, help="dataset folder (data.json or train/normal layout) or CSV")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     _add_calibration_flags(p, "--calibration")
     p.add_argument("--eval-data", help="labelled set scored every train.eval_every iterations")
-    p.add_argument("--eval-split", default="test")
+    p.add_argument("--eval-split", default="test", help="split of --eval-data")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
 
 def _evaluate_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="metrics on a labelled set")
+    p = sub.add_parser(
+        "evaluate", formatter_class=HelpFormatter, epilog=_example("evaluate"), help="metrics on a labelled set"
+    )
     p.add_argument("--model", required=True, help="run directory or model.pt")
     p.add_argument("--data", required=True, help="labelled dataset")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="labelled split to evaluate")
     p.add_argument("--out", required=True, help="output folder")
     _add_calibration_flags(p, "--calibration")
     _add_scoring_flags(p)
@@ -376,54 +418,88 @@ def _evaluate_parser(sub) -> None:
 
 
 def _predict_parser(sub) -> None:
-    p = sub.add_parser("predict", help="score images and write heat maps")
+    p = sub.add_parser(
+        "predict", formatter_class=HelpFormatter, epilog=_example("predict"), help="score images and write heat maps"
+    )
     p.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or a CSV manifest")
     p.add_argument("--model", required=True, help="run directory or model.pt")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-heatmaps", action="store_true", help="write scores only")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start the output folder afresh (needed when another model or other settings wrote it)",
+    )
     _add_scoring_flags(p)
     p.set_defaults(func=cmd_predict)
 
 
 def _calibrate_parser(sub) -> None:
-    p = sub.add_parser("calibrate", help="store a decision threshold from normal images")
+    p = sub.add_parser(
+        "calibrate",
+        formatter_class=HelpFormatter,
+        epilog=_example("calibrate"),
+        help="store a decision threshold from normal images",
+    )
     p.add_argument("--model", required=True, help="run directory or model.pt")
     p.add_argument("--data", help="normal images (default: the run's held-out training images)")
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", default="train", help="split of --data")
     p.add_argument("--specificity", type=float, default=0.95, help="target specificity of the threshold")
     _add_scoring_flags(p)
     p.set_defaults(func=cmd_calibrate)
 
 
 def _small_parsers(sub) -> None:
-    p = sub.add_parser("demo", help="train and evaluate on a generated phantom dataset (offline)")
+    p = sub.add_parser(
+        "demo",
+        formatter_class=HelpFormatter,
+        epilog=_example("demo"),
+        help="train and evaluate on a generated phantom dataset (offline)",
+    )
     p.add_argument("--out", default="scrd-demo", help="output folder")
-    p.add_argument("--iterations", type=int, default=150)
-    p.add_argument("--arch", choices=ARCHITECTURES, default="mobilenet_v2")
+    p.add_argument("--iterations", type=int, default=150, help="training iterations")
+    p.add_argument("--arch", choices=ARCHITECTURES, default="mobilenet_v2", help="teacher architecture")
     p.add_argument("--n-train", type=int, default=160, help="phantom training images")
     p.add_argument("--n-test", type=int, default=40, help="phantom test images per class")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("params", help="parameter counts by part")
-    p.add_argument("--arch", choices=ARCHITECTURES, default="wide_resnet50_2")
+    p = sub.add_parser(
+        "params", formatter_class=HelpFormatter, epilog=_example("params"), help="parameter counts by part"
+    )
+    p.add_argument("--arch", choices=ARCHITECTURES, default="wide_resnet50_2", help="teacher architecture")
     p.set_defaults(func=cmd_params)
 
-    p = sub.add_parser("weights", help="offline ImageNet weight files")
+    p = sub.add_parser(
+        "weights", formatter_class=HelpFormatter, epilog=_example("weights"), help="offline ImageNet weight files"
+    )
     p.add_argument("action", choices=("install", "status"))
     p.add_argument("arch", nargs="?", choices=ARCHITECTURES)
     p.add_argument("file", nargs="?")
     p.set_defaults(func=cmd_weights)
 
-    p = sub.add_parser("config", help="print a preset as YAML")
-    p.add_argument("--preset", choices=PRESET_NAMES, default=DEFAULT_PRESET)
+    p = sub.add_parser(
+        "config", formatter_class=HelpFormatter, epilog=_example("config"), help="print a preset as YAML"
+    )
+    p.add_argument("--preset", choices=PRESET_NAMES, default=DEFAULT_PRESET, help="preset to print")
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("benchmark", help="training and inference throughput (images/s)")
-    p.add_argument("--arch", choices=ARCHITECTURES, nargs="+", default=["mobilenet_v2", "resnet18"])
-    p.add_argument("--image-size", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=16)
+    p = sub.add_parser(
+        "benchmark",
+        formatter_class=HelpFormatter,
+        epilog=_example("benchmark"),
+        help="training and inference throughput (images/s)",
+    )
+    p.add_argument(
+        "--arch",
+        choices=ARCHITECTURES,
+        nargs="+",
+        default=["mobilenet_v2", "resnet18"],
+        help="architectures to measure",
+    )
+    p.add_argument("--image-size", type=int, default=256, help="image side in pixels")
+    p.add_argument("--batch-size", type=int, default=16, help="images per step")
     p.add_argument("--steps", type=int, default=3, help="timed steps per configuration (median), after a warm-up")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
     p.add_argument("--weights", default="none", help="teacher weights (speed does not depend on them)")
     p.add_argument("--quick", action="store_true", help="fewer training configurations")
     p.add_argument("--json", help="also write every figure to this JSON file")
@@ -431,13 +507,18 @@ def _small_parsers(sub) -> None:
 
 
 def _experiment_parser(sub) -> None:
-    p = sub.add_parser("experiment", help="a grid of variants x seeds from a YAML file, and its report")
+    p = sub.add_parser(
+        "experiment",
+        formatter_class=HelpFormatter,
+        epilog=_example("experiment"),
+        help="a grid of variants x seeds from a YAML file, and its report",
+    )
     ex_sub = p.add_subparsers(dest="experiment_command", required=True)
     for name, about in (
         ("run", "train, calibrate and evaluate every run not yet done (resumable)"),
         ("report", "write the markdown report of the finished runs"),
     ):
-        q = ex_sub.add_parser(name, help=about)
+        q = ex_sub.add_parser(name, help=about, description=about, formatter_class=HelpFormatter)
         q.add_argument("grid", help="grid YAML file (see scrd.jobs.experiment)")
         q.add_argument("--out", required=True, help="folder of the runs")
         q.add_argument("--report", help="markdown file to write the tables to")
@@ -448,10 +529,16 @@ def _experiment_parser(sub) -> None:
 
 
 def _data_parser(sub) -> None:
-    p = sub.add_parser("data", help="dataset tools (prepare the paper's datasets)")
+    p = sub.add_parser(
+        "data",
+        formatter_class=HelpFormatter,
+        epilog=_example("data"),
+        help="dataset tools (prepare the paper's datasets)",
+    )
     data_sub = p.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser(
         "prepare",
+        formatter_class=HelpFormatter,
         help="raw public download -> images/ + data.json with the paper's split",
         description="Prepare RSNA (stage_2_train_images/ DICOMs), Brain Tumor (Kaggle Training/ and "
         "Testing/ folders) or ISIC 2018 (Task 3 inputs and ground-truth CSVs). Writes "
@@ -480,6 +567,10 @@ def _data_parser(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        formatter_class=HelpFormatter,
+        epilog="examples:\n  scrd demo                  # the whole workflow on generated data, offline\n"
+        "  scrd train --data DATA --out runs/r1 --calibration\n"
+        "  scrd predict scans/ --model runs/r1 --out predictions",
         prog="scrd",
         description="Scale-aware Contrastive Reverse Distillation: unsupervised anomaly "
         "detection for medical images (train on normal images only).",
@@ -512,8 +603,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a training run's message says where its checkpoint is
+        print(f"scrd {command}: {exc or 'interrupted'}", file=sys.stderr)
         return 130
     except ScrdError as exc:
         if args.debug:

@@ -19,10 +19,13 @@ import torch.nn.functional as F
 
 from . import __version__
 from .config import Config, ScoringConfig
+from .data.dataset import ImageDataset, load_image, make_loader
+from .data.layouts import collect_samples
+from .data.readers import is_image_file
 from .data.transforms import normalize
 from .device import autocast, choose_device, memory_format, resolve_precision
 from .errors import CheckpointError
-from .filenames import CHECKPOINT_FORMAT, MODEL_FILE, MODEL_META
+from .filenames import CHECKPOINT_FORMAT, MODEL_FILE, MODEL_META, STATE_FILE
 from .method.anomaly_map import combine_scales, gaussian_smooth, image_score, standardize_scales, upsampled_scale_maps
 from .method.knn import PatchMemoryBank
 from .model import SCRD
@@ -32,12 +35,30 @@ REDUCTIONS = ("mean", "max", "top_k")
 
 
 def resolve_model_path(path: str | Path) -> Path:
-    """A run directory or a ``model.pt`` file -> the model's state-dict file."""
+    """A run directory or a ``model.pt`` file -> the model's state-dict file (with its model.json)."""
     path = Path(path)
     if path.is_dir():
+        if not (path / MODEL_FILE).is_file() and (path / STATE_FILE).is_file():
+            raise CheckpointError(
+                f"{path}: the run has not finished (no {MODEL_FILE}, only {STATE_FILE}); "
+                f"finish it with scrd train --resume --out {path} --data DATA"
+            )
         path = path / MODEL_FILE
+    elif path.is_file() and path.name != MODEL_FILE:
+        if path.parent.name == Path(STATE_FILE).parent.name:
+            raise CheckpointError(
+                f"{path}: is a training checkpoint, not a model; pass the run directory "
+                f"{path.parent.parent} (resume the run first if it has not finished)"
+            )
+        if is_image_file(path):
+            raise CheckpointError(f"{path}: is an image; --model expects a run directory or its {MODEL_FILE}")
     if not path.is_file():
         raise CheckpointError(f"{path}: no trained model here (expected a run directory or a {MODEL_FILE} file)")
+    if not (path.parent / MODEL_META).is_file():
+        raise CheckpointError(
+            f"{path}: its {MODEL_META} is not beside it in {path.parent}; a model is the two "
+            f"files {MODEL_FILE} and {MODEL_META} of one folder"
+        )
     return path
 
 
@@ -55,6 +76,14 @@ class Scored:
     maps: torch.Tensor  # [B, H, W] float32, on CPU: the smoothed anomaly maps
     alpha: torch.Tensor  # [B, 3] scale weights, on CPU (NaN for the knn method)
     by_reduction: dict[str, torch.Tensor]  # the same maps reduced by mean, max and top_k
+
+
+@dataclass
+class FileScore:
+    path: str  # the file (plus #slice=K for one slice of a volume)
+    score: float
+    decision: str | None  # "abnormal" / "normal" at the model's threshold, None without one
+    map: torch.Tensor  # [S, S] smoothed anomaly map
 
 
 @dataclass
@@ -145,6 +174,23 @@ class Detector:
             out[name] = image_score(maps, scoring.score, scoring.top_k_percent).double().cpu()
         return out
 
+    def load_image(self, path: str | Path, frame: int | None = None) -> torch.Tensor:
+        """An image file read exactly as ``scrd predict`` reads it for this model: [3, S, S] in [0, 1]."""
+        return load_image(path, self.image_size, self.config.data, frame)
+
+    def score_files(self, inputs: list[str | Path], batch_size: int = 16) -> list[FileScore]:
+        """Score image files, folders, globs or a CSV manifest as ``scrd predict`` does (same reading,
+        same scores, same decisions); volumes give one row per slice."""
+        samples = collect_samples([str(i) for i in inputs], self.config.data)
+        loader = make_loader(ImageDataset(samples, self.image_size, data=self.config.data), batch_size)
+        rows = []
+        for batch, scored in self.iterate(loader):
+            for i, path in enumerate(batch["path"]):
+                score = float(scored.scores[i])
+                decision = None if self.threshold is None else ("abnormal" if score >= self.threshold else "normal")
+                rows.append(FileScore(path, score, decision, scored.maps[i]))
+        return rows
+
     def iterate(self, loader: Any) -> Iterator[tuple[dict[str, Any], Scored | None]]:
         """(batch, scores) per batch; None when every image of the batch was skipped."""
         for batch in loader:
@@ -167,7 +213,10 @@ class Detector:
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
         directory = Path(directory)
         path = directory / MODEL_FILE
-        save_tensors(path, {"state_dict": self.model.state_dict()})
+        save_tensors(
+            path,
+            {"state_dict": self.model.state_dict(), "method": self.config.model.method, "arch": self.config.model.arch},
+        )
         self.metadata.update(extra or {})
         if isinstance(self.model, PatchMemoryBank):
             self.metadata["bank_shape"] = list(self.model.bank.shape)
@@ -199,11 +248,19 @@ class Detector:
         config = Config.from_dict(metadata["config"])
         model = build_detector_model(config, metadata)
         state = load_tensors(model_path)
+        held = (state.get("method", config.model.method), state.get("arch", config.model.arch))
+        if held != (config.model.method, config.model.arch):
+            raise CheckpointError(
+                f"{model_path}: holds a {held[0]} {held[1]} model, but {MODEL_META} says "
+                f"{config.model.method} {config.model.arch}: the two files come from different "
+                "runs; keep a run's model.pt and model.json together"
+            )
         try:
             model.load_state_dict(state["state_dict"], strict=True)
         except (KeyError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0][:300]
             raise CheckpointError(
-                f"{model_path}: does not fit a {config.model.method} {config.model.arch} model: {exc}"
+                f"{model_path}: does not fit a {config.model.method} {config.model.arch} model ({first})"
             ) from exc
         target = choose_device(device)
         return cls(model.to(target).eval(), config, target, metadata, precision, channels_last)

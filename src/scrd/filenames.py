@@ -29,7 +29,8 @@ ROC_FILE = "roc.png"
 HISTOGRAM_FILE = "histogram.png"
 
 # predict's output folder
-PREDICTIONS_FILE = "predictions.csv"
+PREDICTIONS_FILE = "predictions.csv"  # path, score, decision, heatmap (the file in HEATMAP_DIR)
+PREDICT_INFO = "predict_info.json"  # which model (sha256) and settings wrote the folder
 HEATMAP_DIR = "heatmaps"
 
 # a dataset folder in the MedIAnomaly/DDAD layout (read by every job; written by `scrd data prepare`

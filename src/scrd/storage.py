@@ -16,17 +16,28 @@ import torch
 
 from .errors import CheckpointError
 
+TMP_SUFFIX = ".tmp"  # temporary files of atomic writes: ".<name>.<random>.tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None], durable: bool = True) -> None:
     """Write via ``write(tmp)`` to a temporary file in the same folder, then rename over ``path``.
 
-    A killed process leaves either the old file or the new one, never a partial file.
-    ``durable`` also fsyncs before the rename, so the same holds after a power loss.
+    A killed process leaves either the old file or the new one, never a partial file (its
+    temporary file is removed by :func:`remove_stale_temporaries` when a job starts again).
+    ``durable`` also fsyncs before the rename, so the same holds after a power loss. The file gets
+    the permissions of a normally created one (0666 less the umask), not mkstemp's private 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         write(Path(tmp))
         if durable:
@@ -36,6 +47,16 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], durable: bool 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_stale_temporaries(folder: str | Path) -> int:
+    """Delete what killed atomic writes left in ``folder`` and its subfolders; returns how many."""
+    removed = 0
+    for stale in Path(folder).rglob(f".*{TMP_SUFFIX}"):
+        if stale.is_file():
+            stale.unlink()
+            removed += 1
+    return removed
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

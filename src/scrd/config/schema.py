@@ -81,6 +81,11 @@ class LossConfig:
     alpha_objective: Literal["loss", "separation"] = "loss"
     # β of an entropy bonus −β·H(α) on the head's objective: keeps α soft instead of one-hot
     alpha_entropy: float = 0.0
+    # What the student reconstructs from. 'clean' (the paper): v from the clean image, pulled towards its
+    # teacher features u and pushed away from the noisy image's z. 'noisy' (a denoising reading): v from
+    # the noisy image's features, pulled towards the clean u and pushed away from z, so the student
+    # learns to repair anomalies instead of copying them.
+    student_input: Literal["clean", "noisy"] = "clean"
 
 
 @dataclass
@@ -152,6 +157,8 @@ class DataConfig:
     nifti_tissue_level: float = 0.1  # a voxel is tissue above this normalised value
     nifti_min_tissue: float = 0.05  # keep slices with at least this tissue fraction (0 keeps all)
     on_bad_image: Literal["error", "skip"] = "error"  # skip: listed in the run/output folder, counted
+    # larger images are refused before decoding (Pillow's decompression-bomb limit); raise it for big scans
+    max_image_pixels: int = 178_956_970
 
 
 @dataclass

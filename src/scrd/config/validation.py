@@ -166,6 +166,7 @@ def validate(config) -> None:
         ),
         (0 <= d.nifti_tissue_level <= 1, "data.nifti_tissue_level must be in [0, 1]"),
         (0 <= d.nifti_min_tissue <= 1, "data.nifti_min_tissue must be in [0, 1]"),
+        (d.max_image_pixels >= 1, "data.max_image_pixels must be >= 1"),
     ]
     for ok, message in checks:
         if not ok:

@@ -25,6 +25,22 @@ UNKNOWN_LABEL = -1
 MIN_IMAGE_SIDE = 8
 
 
+def load_image(
+    path: str | Path, size: int, data: DataConfig | None = None, frame: int | None = None, channels: int = 3
+) -> torch.Tensor:
+    """One image file as every job reads it: decoded with the ``data`` options, checked, resized to
+    ``size`` × ``size`` -> float32 [channels, size, size] in [0, 1] (not normalised)."""
+    array = read_image(path, frame, data)
+    if min(array.shape[:2]) < MIN_IMAGE_SIDE:
+        key = f"{path}" if frame is None else f"{path} (frame {frame})"
+        raise ImageReadError(
+            f"{key}: image is {array.shape[1]}x{array.shape[0]} pixels; at least "
+            f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} are needed",
+            path,
+        )
+    return to_model_tensor(array, size, channels)
+
+
 class ImageDataset(Dataset):
     """Images in [0, 1] space (not normalised: noise is added first, then the loop normalises).
 
@@ -64,18 +80,11 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
         try:
-            array = read_image(sample.path, sample.frame, self.data)
-            if min(array.shape[:2]) < MIN_IMAGE_SIDE:
-                raise ImageReadError(
-                    f"{sample.key}: image is {array.shape[1]}x{array.shape[0]} pixels; "
-                    f"at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} are needed",
-                    sample.path,
-                )
+            image = load_image(sample.path, self.size, self.data, sample.frame, self.channels)
         except ImageReadError as exc:
             if self.on_bad_image == "error":
                 raise
             return {"skipped": True, "path": sample.key, "reason": str(exc), "index": int(index)}
-        image = to_model_tensor(array, self.size, self.channels)
         label = UNKNOWN_LABEL if sample.label is None else int(sample.label)
         return {"image": image, "label": label, "index": int(index), "path": sample.key}
 

@@ -262,6 +262,7 @@ def collect_images(inputs: Sequence[str] | Iterable[str]) -> list[Path]:
     """
     found: set[Path] = set()
     unmatched: list[str] = []
+    missing: list[str] = []
     not_images: list[str] = []
     for item in inputs:
         p = Path(item).expanduser()
@@ -281,8 +282,12 @@ def collect_images(inputs: Sequence[str] | Iterable[str]) -> list[Path]:
                 files += [f for h in hits if h.is_dir() for f in _image_files(h)]
             if files:
                 found.update(files)
+            elif not p.exists() and not glob.has_magic(str(item)):
+                missing.append(str(item))
             else:
                 unmatched.append(str(item))
+    if missing:
+        raise _problem("inputs", "do not exist (no such file or folder)", missing)
     if not_images:
         raise _problem("inputs", f"not image files (supported: {', '.join(supported_suffixes())})", not_images)
     if unmatched:

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 # A truncated file must fail loudly, not come back with a grey bottom half.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# The size limit is data.max_image_pixels, checked before decoding (with a message naming the
+# option); Pillow's own global limit would refuse large scans with no way to allow them.
+Image.MAX_IMAGE_PIXELS = None
 
 Reader = Callable[..., np.ndarray]
 # frames(path, options) -> the indices of the frames/slices to use as images, or None for a file
@@ -228,6 +231,14 @@ def _read_pil(path: Path, frame: int | None = None, options: "DataConfig | None"
     if frame is not None:
         raise _error(path, f"frame {frame} requested, but this file type holds one image")
     with Image.open(path) as im:
+        limit = _options(options).max_image_pixels
+        if im.width * im.height > limit:
+            raise _error(
+                path,
+                f"image is {im.width}x{im.height} = {im.width * im.height:,} pixels, more than "
+                f"data.max_image_pixels ({limit:,}), a guard against decompression bombs; if the "
+                f"file is trusted, raise it, e.g. --set data.max_image_pixels={im.width * im.height}",
+            )
         frames = getattr(im, "n_frames", 1)
         if frames > 1:
             raise _error(path, f"has {frames} frames/pages; only single 2-D images are supported")

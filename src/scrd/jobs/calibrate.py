@@ -84,6 +84,7 @@ def calibration(
         "threshold": float(threshold),
         "target_specificity": target_specificity,
         "source": where,
+        "requested": {"source": None if source is None else str(source), "split": split},
         "split": split,
         "n_images": int(len(scored.scores)),
         "in_sample": in_sample,
@@ -111,3 +112,26 @@ def calibrate(
     detector.metadata["calibration"] = info
     detector.save_metadata(resolve_model_path(model).parent)
     return info
+
+
+def stored_calibration(
+    detector: Detector,
+    model: str | Path,
+    source: str | Path | None,
+    split: str,
+    target_specificity: float,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    on_bad_image: str | None = None,
+) -> dict[str, Any]:
+    """The model's stored calibration when it was made from the same images and target (nothing is
+    scored again), else a new one, which is stored in the model's ``model.json``. The result says
+    which (``reused``)."""
+    stored = detector.metadata.get("calibration")
+    wanted = {"source": None if source is None else str(source), "split": split}
+    if stored and stored.get("requested") == wanted and stored.get("target_specificity") == target_specificity:
+        return {**stored, "reused": True}
+    info = calibration(detector, model, source, split, target_specificity, batch_size, num_workers, on_bad_image)
+    detector.metadata["calibration"] = info
+    detector.save_metadata(resolve_model_path(model).parent)
+    return {**info, "reused": False}

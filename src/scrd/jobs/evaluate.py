@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import itertools
 import shutil
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +35,8 @@ from ..filenames import (
     SCORES_FILE,
     SKIPPED_FILE,
 )
-from ..method.metrics import metrics_at_threshold, oracle_metrics
-from ..storage import atomic_write, read_json, write_json
+from ..method.metrics import metrics_at_threshold, oracle_metrics, trivial_rule_check
+from ..storage import atomic_write, read_json, remove_stale_temporaries, write_json
 from .csv_log import CsvLog
 from .rundir import prepare_process
 
@@ -125,11 +126,14 @@ def evaluate(
     """
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    from .calibrate import calibration
+    from .calibrate import stored_calibration
     from .plots import histogram_png, roc_png
 
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: --out is a file; give a folder for the evaluation results")
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
     prepare_process()
     detector = Detector.load(model, device, precision)
     samples = load_samples(str(source), split, detector.config.data)
@@ -161,6 +165,7 @@ def evaluate(
             "threshold": oracle["threshold"],
             "f1": oracle["f1"],
             "acc": oracle["acc"],
+            **trivial_rule_check(labels, scores, oracle["threshold"]),
         },
         "score": detector.config.scoring.score,
         "alpha_weighting": detector.config.scoring.alpha_weighting,
@@ -174,7 +179,7 @@ def evaluate(
     }
     threshold_info = None
     if calibration_source is not None:
-        threshold_info = calibration(
+        threshold_info = stored_calibration(
             detector,
             model,
             calibration_source,
@@ -195,6 +200,12 @@ def evaluate(
             "list": str(out_dir / SKIPPED_FILE),
             "note": "unreadable images left out of every metric above",
         }
+    if result["auroc"] < 0.5:
+        warnings.warn(
+            f"AUROC {result['auroc']:.4f} is below 0.5 (chance): the scores rank abnormal images "
+            "lower than normal ones, so they are inverted or the model has not learnt this data",
+            stacklevel=2,
+        )
     write_json(out_dir / METRICS_FILE, result)
     _write_scores(out_dir / SCORES_FILE, scored)
     fpr, tpr, _ = roc_curve(labels, scores)

@@ -9,17 +9,21 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from ..data.dataset import ImageDataset, SkippedImages, make_loader
 from ..data.layouts import collect_samples
-from ..detector import Detector
-from ..filenames import HEATMAP_DIR, PREDICTIONS_FILE, SKIPPED_FILE
+from ..detector import Detector, resolve_model_path
+from ..errors import InputError
+from ..filenames import HEATMAP_DIR, PREDICT_INFO, PREDICTIONS_FILE, SKIPPED_FILE
+from ..model.weights import sha256_of
+from ..storage import read_json, remove_stale_temporaries, write_json
 from .rundir import prepare_process
 
-FIELDS = ["path", "score", "decision"]
+FIELDS = ["path", "score", "decision", "heatmap"]
 
 
 def _finished_paths(csv_path: Path) -> set[str]:
@@ -64,20 +68,26 @@ def predict(
     num_workers: int = 0,
     on_bad_image: str | None = None,
     precision: str = "auto",
+    fresh: bool = False,
 ) -> PredictResult:
     """Score every image of ``inputs`` (files, folders, globs or a CSV manifest).
 
     Volumes are scored slice by slice (rows ``vol.nii.gz#slice=K``), with the model's own
-    ``data`` options, so prediction reads files exactly as training did.
+    ``data`` options, so prediction reads files exactly as training did. An output folder holds
+    the results of one model: ``predict_info.json`` records which (the sha256 of its model.pt) and
+    how; a folder written by another model or with other settings is refused unless ``fresh``,
+    which starts it afresh.
     """
     from .plots import overlay_png
 
     out_dir = Path(out_dir)
-    (out_dir / HEATMAP_DIR).mkdir(parents=True, exist_ok=True)
-    for stale in (out_dir / HEATMAP_DIR).glob(".*.tmp"):  # left by a kill mid-write; never results
-        stale.unlink()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: --out is a file; give a folder for the predictions")
     prepare_process()
     detector = Detector.load(model, device, precision)
+    _claim_output_folder(out_dir, model, detector, heatmaps, fresh)
+    (out_dir / HEATMAP_DIR).mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)  # left by a kill in the middle of a write; never results
     csv_path = out_dir / PREDICTIONS_FILE
     done = _finished_paths(csv_path)
     samples = [s for s in collect_samples(list(inputs), detector.config.data) if s.key not in done]
@@ -101,19 +111,46 @@ def predict(
             count += len(batch["path"])
             for i, path in enumerate(batch["path"]):
                 score = float(scored.scores[i])
+                heatmap = ""
                 if heatmaps:
                     amap = scored.maps[i].numpy()
                     lo = vmin if vmin is not None else float(amap.min())
                     hi = vmax if vmax is not None else float(amap.max())
-                    overlay_png(
-                        out_dir / HEATMAP_DIR / heatmap_name(path),
-                        batch["image"][i].permute(1, 2, 0).numpy(),
-                        amap,
-                        lo,
-                        hi,
-                    )
+                    heatmap = f"{HEATMAP_DIR}/{heatmap_name(path)}"
+                    overlay_png(out_dir / heatmap, batch["image"][i].permute(1, 2, 0).numpy(), amap, lo, hi)
                 decision = "" if threshold is None else ("abnormal" if score >= threshold else "normal")
-                writer.writerow([path, repr(score), decision])
+                writer.writerow([path, repr(score), decision, heatmap])
             f.flush()
             os.fsync(f.fileno())
     return PredictResult(csv_path, count, skipped.count)
+
+
+def _claim_output_folder(out_dir: Path, model: str | Path, detector: Detector, heatmaps: bool, fresh: bool) -> None:
+    """Record which model and settings write ``out_dir``; refuse a folder another one wrote."""
+    info = {
+        "model": str(resolve_model_path(model)),
+        "model_sha256": sha256_of(resolve_model_path(model)),
+        "threshold": detector.threshold,
+        "scoring": detector.config.to_dict()["scoring"],
+        "precision": detector.precision,
+        "heatmaps": heatmaps,
+    }
+    path = out_dir / PREDICT_INFO
+    previous = read_json(path) if path.is_file() else None
+    results = [out_dir / PREDICTIONS_FILE, out_dir / HEATMAP_DIR, out_dir / SKIPPED_FILE, path]
+    if fresh:
+        for old in results:
+            shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+    elif previous is None and (out_dir / PREDICTIONS_FILE).is_file():
+        raise InputError(
+            f"{out_dir}: holds predictions of an unknown model (no {PREDICT_INFO}); pass --fresh to "
+            "start the folder afresh, or choose another --out"
+        )
+    elif previous is not None and previous != info:
+        what = [k for k in info if previous.get(k) != info[k]]
+        raise InputError(
+            f"{out_dir}: was written by {previous['model']} (sha256 {previous['model_sha256'][:12]}) "
+            f"with other {', '.join(what)}; pass --fresh to start the folder afresh, or choose "
+            "another --out"
+        )
+    write_json(path, info)

@@ -7,21 +7,18 @@ generator's state is checkpointed, so a resumed run continues exactly where it s
 
 from __future__ import annotations
 
-import math
-import time
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from ..config import Config
-from ..data.dataset import ImageDataset, SkippedImages, make_loader
-from ..data.transforms import normalize
+from ..data.dataset import ImageDataset, SkippedImages
 from ..detector import Detector
 from ..device import choose_device, memory_format, resolve_precision
-from ..errors import ResumeError, TrainingError
+from ..errors import ConfigError, ResumeError, TrainingError
 from ..filenames import (
     CONFIG_FILE,
     ENV_FILE,
@@ -29,37 +26,19 @@ from ..filenames import (
     MODEL_META,
     SKIPPED_FILE,
     STATE_FILE,
-    TRAIN_LOG,
     TRAIN_SAMPLES,
 )
-from ..method.loss_step import scrd_loss
 from ..method.synthesis import AnomalySynthesizer
 from ..model import build_model
-from ..storage import read_json, write_json
-from .csv_log import CsvLog
-from .evaluate import EvalMonitor, normal_map_range, normal_statistics
+from ..storage import read_json, remove_stale_temporaries, write_json
+from .evaluate import normal_map_range, normal_statistics
+from .interrupt import StopRequest, TrainingInterrupted
+from .monitors import Monitors
 from .rundir import environment_report, prepare_process, seed_everything
-from .selection import LabelFreeMonitor
-from .train_cache import TrainingCache, build_training_cache
+from .train_cache import build_training_cache
+from .train_loop import Clock, TrainingLoop
 from .train_state import data_record, restore_state, save_state
-from .training_data import IterationBatches, TrainingImages, load_training_images, write_sample_list
-
-LOG_FIELDS = [
-    "iteration",
-    "loss",
-    "d_uv_1",
-    "d_uv_2",
-    "d_uv_3",
-    "d_zv_1",
-    "d_zv_2",
-    "d_zv_3",
-    "alpha_1",
-    "alpha_2",
-    "alpha_3",
-    "alpha_max",
-    "images_per_s",
-    "elapsed_s",
-]
+from .training_data import TrainingImages, load_training_images, write_sample_list
 
 
 @dataclass
@@ -85,18 +64,45 @@ def train(
     With ``train.eval_every > 0`` the labelled ``eval_split`` of ``eval_source`` is scored during
     training and logged (``eval_log.csv``); with ``train.selection = best_on_test`` the best-AUROC
     model is also kept, marked as selected on test labels. The final model is always the last
-    iteration's. Nothing is written before the data, the teacher weights and the evaluation set
-    have been checked, so a failed start leaves the directory as it was.
+    iteration's. A run that fails before its first iteration leaves the directory as it was, so
+    the same command can simply be run again once the problem is fixed.
     """
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TrainingError(f"{run_dir}: --out is a file; give the run directory to create")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise TrainingError(
             f"{run_dir}: run directory is not empty; pass --resume to continue it or choose a new directory"
         )
+    _check_eval_source(config, eval_source)
+    existed = run_dir.exists()
     images = load_training_images(train_source, config)
-    if config.model.method == "knn":
-        return _fit_knn(config, images, run_dir, progress)
-    return _run(config, images, run_dir, False, progress, eval_source, eval_split)
+    started: list[int] = []  # _run records the iterations done here
+    try:
+        if config.model.method == "knn":
+            return _fit_knn(config, images, run_dir, progress)
+        return _run(config, images, run_dir, False, progress, eval_source, eval_split, started)
+    except BaseException:
+        if not started and not (run_dir / MODEL_META).is_file():
+            _clear_failed_start(run_dir, existed)  # nothing was trained: leave no half-made run behind
+        raise
+
+
+def _check_eval_source(config: Config, eval_source) -> None:
+    if eval_source is not None and not config.train.eval_every:
+        raise ConfigError(
+            "--eval-data is scored every train.eval_every iterations, which is 0 (never): "
+            "add e.g. --set train.eval_every=250, or drop --eval-data"
+        )
+
+
+def _clear_failed_start(run_dir: Path, existed: bool) -> None:
+    if not run_dir.is_dir():
+        return
+    for child in run_dir.iterdir():
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    if not existed:
+        run_dir.rmdir()
 
 
 def _fit_knn(config: Config, images: TrainingImages, run_dir: Path, progress: bool) -> TrainResult:
@@ -105,7 +111,7 @@ def _fit_knn(config: Config, images: TrainingImages, run_dir: Path, progress: bo
 
     prepare_process()
     seed_everything(config.train.seed, config.train.deterministic)
-    clock = _Clock()
+    clock = Clock()
     model, weights_note, device = fit_memory_bank(config, images.fit, progress)
     _write_run_files(run_dir, config, images, device)
     dataset = ImageDataset(images.fit, config.model.image_size, data=config.data)
@@ -140,7 +146,9 @@ def resume(
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise ResumeError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}); start it without --resume")
+    remove_stale_temporaries(run_dir)  # what a kill in the middle of an atomic write left
     config = Config.load(run_dir / CONFIG_FILE)
+    _check_eval_source(config, eval_source)
     if iterations is not None:
         config = config.with_overrides({"train.iterations": iterations})
     if config.model.method == "knn":  # fitted in one go: finished, or fitted again
@@ -170,7 +178,10 @@ def _run(
     progress: bool,
     eval_source: str | Path | None,
     eval_split: str,
+    started: list[int] | None = None,
 ) -> TrainResult:
+    """Train (or continue) the run: build, restore, cache, iterate with checkpoints, select, save.
+    Each finished iteration is appended to ``started``."""
     tc = config.train
     prepare_process()
     seed_everything(tc.seed, tc.deterministic)
@@ -179,45 +190,37 @@ def _run(
     model.to(device).to(memory_format=memory_format(tc.channels_last))
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=tc.lr, betas=tc.betas)
     synth = AnomalySynthesizer(config.noise, seed=tc.seed)
-    monitors = _Monitors.create(config, images, run_dir, eval_source, eval_split)
+    monitors = Monitors.create(config, images, run_dir, eval_source, eval_split)
     start, seconds = 0, 0.0
     if resuming and (run_dir / STATE_FILE).is_file():
         start, seconds = restore_state(run_dir, model, optimizer, synth, images.source, images.fingerprint)
     _write_run_files(run_dir, config, images, device)
     monitors.open(start, model)
     dataset = ImageDataset(images.fit, config.model.image_size, data=config.data)
-    cache = build_training_cache(
-        dataset, model, config, device, run_dir, _cache_identity(config, images, weights_note, device), progress
+    identity = _cache_identity(config, images, weights_note, device)
+    cache = build_training_cache(dataset, model, config, device, run_dir, identity, progress)
+    loop = TrainingLoop(
+        config, model, optimizer, synth, monitors, dataset, cache, run_dir, device, start, seconds, progress
     )
-    batches = IterationBatches(len(dataset), tc.batch_size, tc.seed, start, tc.iterations)
-    log, skipped = CsvLog(run_dir / TRAIN_LOG, LOG_FIELDS, keep_through=start), SkippedImages(run_dir / SKIPPED_FILE)
-    bar, clock, data = (
-        _progress(progress, start, tc.iterations),
-        _Clock(seconds),
-        data_record(images.source, images.fingerprint),
-    )
-    loss, it = float("nan"), start
-    model.train()
-    for it, (images01, teacher, skipped_now) in enumerate(_batches(dataset, cache, batches, config, device), start + 1):
-        if (it - 1) % batches.per_epoch == 0:
-            model.train()  # the released loop re-enters train mode only at each epoch start
-        skipped.add(skipped_now)
-        count = len(images01) if images01 is not None else len(teacher[0]) if teacher is not None else 0
-        if count == 0:  # every image of this batch was unreadable and skipped
-            continue
-        loss, terms, alpha = _train_step(model, optimizer, synth, images01, teacher, config, it, run_dir)
-        clock.count(count)
-        stop = _after_step(it, loss, terms, alpha, clock, config, log, bar, monitors, model, device)
-        if it % tc.checkpoint_every == 0 or it == tc.iterations or stop:
-            save_state(run_dir, model, optimizer, synth, it, data, clock.total)
-        if stop:
-            break
-    for closing in (bar, log, monitors):
-        if closing is not None:
-            closing.close()
+    data, it = data_record(images.source, images.fingerprint), start
+    with StopRequest() as stop_request:
+        for it, stop in loop:
+            if started is not None:
+                started.append(it)
+            if it % tc.checkpoint_every == 0 or it == tc.iterations or stop or stop_request.signum:
+                save_state(run_dir, model, optimizer, synth, it, data, loop.clock.total)
+            if stop_request.signum:
+                raise TrainingInterrupted(
+                    f"interrupted at iteration {it}; a checkpoint was written: continue with "
+                    f"scrd train --resume --out {run_dir} --data {images.source}"
+                )
+            if stop:
+                break
+    loop.close()
+    monitors.close()
     selection = monitors.select(model)
-    _finish(run_dir, model, config, device, weights_note, images, dataset, it, selection, clock.total)
-    return TrainResult(run_dir, it, loss, clock.rate, skipped.count, started_at=start)
+    _finish(run_dir, model, config, device, weights_note, images, dataset, it, selection, loop.clock.total)
+    return TrainResult(run_dir, it, loop.clock.loss, loop.clock.rate, loop.skipped.count, started_at=start)
 
 
 def _cache_identity(config: Config, images: TrainingImages, weights_note: str, device: torch.device) -> dict:
@@ -229,184 +232,6 @@ def _cache_identity(config: Config, images: TrainingImages, weights_note: str, d
         "n": len(images.fit),
         "precision": resolve_precision(config.train.precision, device),
     }
-
-
-class _Monitors:
-    """What watches training: evaluation on a labelled set (eval_every) and the label-free criterion
-    (select_every), and which model the run keeps."""
-
-    def __init__(self, config: Config, evaluation: EvalMonitor | None, label_free: LabelFreeMonitor | None) -> None:
-        self.config, self.evaluation, self.label_free = config, evaluation, label_free
-
-    @classmethod
-    def create(cls, config: Config, images: TrainingImages, run_dir: Path, eval_source, eval_split: str) -> _Monitors:
-        tc = config.train
-        evaluation = EvalMonitor.create(config, eval_source, eval_split, run_dir) if tc.eval_every else None
-        label_free = LabelFreeMonitor(config, images.holdout, run_dir) if tc.select_every else None
-        return cls(config, evaluation, label_free)
-
-    def open(self, start: int, model) -> None:
-        if self.evaluation is not None:
-            self.evaluation.open(start)
-        if self.label_free is not None:
-            self.label_free.open(start, model)
-
-    def after(self, it: int, model, device: torch.device) -> bool:
-        """Evaluate what is due at iteration ``it``; True when training should stop early."""
-        tc, stop = self.config.train, False
-        if self.label_free is not None and it % tc.select_every == 0:
-            stop = self.label_free.evaluate(model, device, it)
-        if self.evaluation is not None and it % tc.eval_every == 0:
-            self.evaluation.evaluate(model, device, it)
-        return stop
-
-    def select(self, model) -> str:
-        """Load the selected weights into ``model`` (train.selection = label_free); returns the note."""
-        if self.config.train.selection == "label_free" and self.label_free.best_state is not None:
-            model.load_state_dict(self.label_free.best_state)
-            return self.label_free.selection_note()
-        return "final checkpoint (never selected on test labels)"
-
-    def close(self) -> None:
-        for monitor in (self.evaluation, self.label_free):
-            if monitor is not None:
-                monitor.close()
-
-
-def _batches(
-    dataset: ImageDataset, cache: TrainingCache | None, batches: IterationBatches, config: Config, device: torch.device
-):
-    """(images01 or None, clean teacher features or None, skipped images) per iteration: from the
-    training cache when it holds what a step needs, else decoded by a DataLoader."""
-    tc = config.train
-    if cache is not None and (cache.images is not None or config.loss.form == "rd4ad"):
-        for indices in batches:
-            images01, teacher = cache.batch(indices, device, tc.channels_last)
-            yield images01, teacher, []
-        return
-    loader = make_loader(dataset, tc.batch_size, tc.num_workers, device.type == "cuda", batch_sampler=batches)
-    for indices, batch in zip(batches, loader):
-        teacher = None
-        if cache is not None and batch["image"].shape[0] == len(indices):  # features cached, images not
-            teacher = cache.batch(indices, device, tc.channels_last)[1]
-        yield batch["image"].to(device, non_blocking=True), teacher, batch["skipped"]
-
-
-def _train_step(
-    model,
-    optimizer,
-    synth: AnomalySynthesizer,
-    images01: torch.Tensor | None,
-    teacher: list[torch.Tensor] | None,
-    config: Config,
-    it: int,
-    run_dir: Path,
-):
-    """One optimiser step on a clean batch and its noisy twin; returns (loss, terms, α)."""
-    tc = config.train
-    fmt = memory_format(tc.channels_last)
-    device = next(model.parameters()).device
-    noisy = patches = None
-    if config.loss.form != "rd4ad":
-        noisy01, patches = synth(images01)
-        noisy = normalize(noisy01).contiguous(memory_format=fmt)
-    clean = normalize(images01).contiguous(memory_format=fmt) if teacher is None else None
-    terms, out = scrd_loss(
-        model,
-        clean,
-        noisy,
-        config.loss,
-        noisy_branch=tc.noisy_branch,
-        teacher=teacher,
-        precision=resolve_precision(tc.precision, device),
-        patches=patches,
-    )
-    loss = terms.loss.float()
-    if not torch.isfinite(loss):
-        raise TrainingError(
-            f"iteration {it}: the loss is {loss.item()}; training stopped. The last good "
-            f"checkpoint is {run_dir / STATE_FILE} (if one was written)"
-        )
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.item(), terms, out.alpha.detach().float()
-
-
-def _after_step(
-    it: int,
-    loss: float,
-    terms,
-    alpha: torch.Tensor,
-    clock: _Clock,
-    config: Config,
-    log: CsvLog,
-    bar,
-    monitors: _Monitors,
-    model,
-    device: torch.device,
-) -> bool:
-    """Log, progress bar and evaluations after iteration ``it``; True when training should stop."""
-    tc = config.train
-    if it % tc.log_every == 0 or it == tc.iterations:
-        log.write(_log_row(it, loss, terms, alpha, clock))
-    if bar is not None:
-        bar.set_postfix(
-            loss=f"{loss:.4f}", alpha="/".join(f"{v:.2f}" for v in alpha.mean(0).tolist()), img_s=f"{clock.rate:.1f}"
-        )
-        bar.update(1)
-    stop = monitors.after(it, model, device)
-    evaluated = (tc.eval_every and it % tc.eval_every == 0) or (tc.select_every and it % tc.select_every == 0)
-    if evaluated and not (tc.bn_eval_after_validation and tc.eval_every and it % tc.eval_every == 0):
-        model.train()  # else: the released code's slip, eval-mode BatchNorm until the epoch ends
-    return stop
-
-
-class _Clock:
-    """Images/s of this session, and the training time of the whole run (resumed sessions added)."""
-
-    def __init__(self, earlier_seconds: float = 0.0) -> None:
-        self.t0, self.seen, self.earlier = time.perf_counter(), 0, earlier_seconds
-
-    @property
-    def total(self) -> float:
-        return self.earlier + self.elapsed
-
-    def count(self, images: int) -> None:
-        self.seen += images
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.t0
-
-    @property
-    def rate(self) -> float:
-        return self.seen / max(self.elapsed, 1e-9)
-
-
-def _log_row(it: int, loss: float, terms, alpha: torch.Tensor, clock: _Clock) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "iteration": it,
-        "loss": f"{loss:.6g}",
-        "images_per_s": f"{clock.rate:.2f}",
-        "elapsed_s": f"{clock.elapsed:.1f}",
-    }
-    d_uv = terms.d_uv.float().mean(0).tolist()
-    d_zv = terms.d_zv.float().mean(0).tolist() if terms.d_zv is not None else [math.nan] * 3
-    for k in range(3):
-        row[f"d_uv_{k + 1}"] = f"{d_uv[k]:.6g}"
-        row[f"d_zv_{k + 1}"] = f"{d_zv[k]:.6g}"
-        row[f"alpha_{k + 1}"] = f"{alpha[:, k].mean().item():.4f}"
-    row["alpha_max"] = f"{alpha.max(1).values.mean().item():.4f}"  # 1.0 means α has collapsed to one scale
-    return row
-
-
-def _progress(enabled: bool, start: int, total: int):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=start, desc="train", unit="it", dynamic_ncols=True)
 
 
 def _write_run_files(run_dir: Path, config: Config, images: TrainingImages, device: torch.device) -> None:
@@ -448,6 +273,7 @@ def _finish(
                 "n_train": len(images.fit),
                 "n_holdout": len(images.holdout),
             },
+            "provenance": environment_report(device),
             "display_range": normal_map_range(detector, dataset),
             "normal_statistics": {
                 **normal_statistics(detector, images.holdout or images.fit),

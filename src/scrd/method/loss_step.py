@@ -35,18 +35,25 @@ def scrd_loss(
     graph here, which changes no number and halves the memory the released code spends on it.
     With ``precision="bf16"`` the networks run under bf16 autocast; the distances and the loss are
     always computed in float32 (in bf16 the ratio's small changes round away).
+    With ``loss.student_input = noisy`` the student reconstructs from the noisy features instead (the
+    released code's extra noisy pass is then the student pass itself).
     With ``loss.alpha_objective = separation`` the scale head's own objective is added
     (:mod:`.scale_objective`); it needs the noise ``patches`` ([B, K, 4]).
     """
     device = next(model.parameters()).device
     noisy_teacher = None
     with autocast(device, precision):
-        out = model.forward_features(teacher if teacher is not None else model.encode(clean))
+        clean_teacher = teacher if teacher is not None else model.encode(clean)
         if loss.form != "rd4ad":
             if noisy is None:
                 raise ValueError(f"loss form {loss.form!r} needs noisy images")
             noisy_teacher = model.encode(noisy)
-            if noisy_branch == "full_model" and model.training:
+        if loss.student_input == "noisy":  # the student repairs: from z towards u, away from z
+            out = model.forward_features(noisy_teacher)
+            out = SCRDOutput(teacher=clean_teacher, student=out.student, alpha=out.alpha, phi=out.phi)
+        else:
+            out = model.forward_features(clean_teacher)
+            if noisy_teacher is not None and noisy_branch == "full_model" and model.training:
                 with torch.no_grad():
                     model.reconstruct(noisy_teacher)
 

@@ -71,6 +71,20 @@ def oracle_metrics(labels: Any, scores: Any) -> dict[str, float]:
     }
 
 
+def trivial_rule_check(labels: Any, scores: Any, threshold: float, share: float = 0.95) -> dict[str, Any]:
+    """Whether ``threshold`` calls (almost) every image abnormal, and the F1 of the trivial rule that
+    does exactly that (2p / (1 + p) for a fraction p of abnormal images): an oracle F1 close to it
+    says nothing about the detector."""
+    y, s = _validate(labels, scores, both_classes=False)
+    flagged = float(np.mean(s >= threshold))
+    p = float(np.mean(y == 1))
+    return {
+        "flagged_fraction": flagged,
+        "labels_almost_everything_abnormal": flagged >= share,
+        "all_abnormal_f1": 2 * p / (1 + p) if p > 0 else 0.0,
+    }
+
+
 def official_metrics(labels: Any, scores: Any) -> dict[str, float]:
     """The official report: AUROC, F1 and ACC at the oracle best-F1 threshold, rounded to 4 decimals."""
     m = oracle_metrics(labels, scores)
