@@ -184,3 +184,25 @@ def test_a_noisy_student_input_reconstructs_the_clean_features_from_the_noisy_on
         torch.testing.assert_close(out.student[k], v[k])
         torch.testing.assert_close(terms.d_uv[:, k], flat_cosine_distance(u[k], v[k]))  # pulled to the clean u
         torch.testing.assert_close(terms.d_zv[:, k], flat_cosine_distance(z[k], v[k]))  # pushed from z
+
+
+def test_the_rd4ad_loss_with_a_noisy_student_is_a_denoising_distillation(phantom_data, tmp_path):
+    from scrd.config import uses_synthetic_anomalies
+    from scrd.jobs.train import train
+    from scrd.method.loss_step import scrd_loss
+    from scrd.method.losses import flat_cosine_distance
+
+    config = LossConfig(form="rd4ad", alpha_placement="none", student_input="noisy")
+    assert uses_synthetic_anomalies(config) and not uses_synthetic_anomalies(LossConfig(form="rd4ad"))
+    torch.manual_seed(0)
+    model = SCRD("mobilenet_v2").eval()
+    clean, noisy = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
+    terms, _ = scrd_loss(model, clean, noisy, config, noisy_branch="encoder_only")
+    with torch.no_grad():
+        u, v = model.encode(clean), model.reconstruct(model.encode(noisy))[1]
+    expected = sum(flat_cosine_distance(a, b).mean() for a, b in zip(u, v))
+    assert terms.d_zv is None and terms.loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    # and a run trains with it: the noise is made although the rd4ad form needs none
+    run = tmp_path / "denoise"
+    train(tiny_config("rd4ad", loss__student_input="noisy", train__iterations=2), phantom_data, run, progress=False)
+    assert (run / "model.pt").is_file()

@@ -15,6 +15,7 @@ from .schema import (
     NoiseConfig,
     ScoringConfig,
     TrainConfig,
+    uses_synthetic_anomalies,
 )
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "SIMPLEX_FRACTAL_STD",
     "ScoringConfig",
     "TrainConfig",
+    "uses_synthetic_anomalies",
     "preset",
     "preset_overrides",
 ]

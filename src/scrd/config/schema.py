@@ -229,6 +229,12 @@ class Config:
 SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config))
 
 
+def uses_synthetic_anomalies(loss: LossConfig) -> bool:
+    """Whether training makes noisy images: for the contrastive forms, a noisy student input or the
+    scale head's separation objective (plain RD4AD needs none)."""
+    return loss.form != "rd4ad" or loss.student_input == "noisy" or loss.alpha_objective == "separation"
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}

@@ -117,10 +117,6 @@ def validate(config) -> None:
         (n.gaussian_std >= 0, "noise.gaussian_std must be >= 0"),
         (loss.eps >= 0, "loss.eps must be >= 0"),
         (loss.alpha_entropy >= 0, "loss.alpha_entropy must be >= 0"),
-        (
-            loss.alpha_objective == "loss" or loss.form != "rd4ad",
-            "loss.alpha_objective 'separation' needs synthetic anomalies (a form other than rd4ad)",
-        ),
         (t.iterations >= 1, "train.iterations must be >= 1"),
         (t.batch_size >= 1, "train.batch_size must be >= 1"),
         (t.lr > 0, "train.lr must be > 0"),

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import Config
+from ..config import Config, uses_synthetic_anomalies
 from ..data.dataset import ImageDataset, make_loader
 from ..data.transforms import normalize
 from ..device import autocast, memory_format
@@ -112,7 +112,7 @@ def build_training_cache(
     """The caches ``train.feature_cache`` / ``train.image_cache`` ask for, filled (or reused from disk)."""
     tc, n = config.train, len(dataset)
     want_features = tc.feature_cache != "off"
-    want_images = tc.image_cache != "off" and (config.loss.form != "rd4ad" or not want_features)
+    want_images = tc.image_cache != "off" and (uses_synthetic_anomalies(config.loss) or not want_features)
     if not (want_features or want_images):
         return None
     size = config.model.image_size

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..config import Config
+from ..config import Config, uses_synthetic_anomalies
 from ..data.dataset import ImageDataset, SkippedImages, make_loader
 from ..data.transforms import normalize
 from ..device import memory_format, resolve_precision
@@ -47,7 +47,7 @@ def batches_of(
     """(images01 or None, clean teacher features or None, skipped images) per iteration: from the
     training cache when it holds what a step needs, else decoded by a DataLoader."""
     tc = config.train
-    if cache is not None and (cache.images is not None or config.loss.form == "rd4ad"):
+    if cache is not None and (cache.images is not None or not uses_synthetic_anomalies(config.loss)):
         for indices in batches:
             images01, teacher = cache.batch(indices, device, tc.channels_last)
             yield images01, teacher, []
@@ -75,7 +75,7 @@ def train_step(
     fmt = memory_format(tc.channels_last)
     device = next(model.parameters()).device
     noisy = patches = None
-    if config.loss.form != "rd4ad":
+    if uses_synthetic_anomalies(config.loss):
         noisy01, patches = synth(images01)
         noisy = normalize(noisy01).contiguous(memory_format=fmt)
     clean = normalize(images01).contiguous(memory_format=fmt) if teacher is None else None

@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 
-from ..config import LossConfig
+from ..config import LossConfig, uses_synthetic_anomalies
 from ..device import autocast
 from ..model import SCRD, SCRDOutput
 from .losses import LossTerms, distillation_loss
@@ -44,9 +44,9 @@ def scrd_loss(
     noisy_teacher = None
     with autocast(device, precision):
         clean_teacher = teacher if teacher is not None else model.encode(clean)
-        if loss.form != "rd4ad":
+        if uses_synthetic_anomalies(loss):
             if noisy is None:
-                raise ValueError(f"loss form {loss.form!r} needs noisy images")
+                raise ValueError(f"loss form {loss.form!r} (student input {loss.student_input}) needs noisy images")
             noisy_teacher = model.encode(noisy)
         if loss.student_input == "noisy":  # the student repairs: from z towards u, away from z
             out = model.forward_features(noisy_teacher)
