@@ -29,7 +29,7 @@ def _grid(tmp_path, data, **extra):
         "seeds": [1, 2],
         "base": TINY_BASE,
         "variants": [
-            {"name": "knn", "preset": "knn", "group": "Baselines", "about": "memory bank"},
+            {"name": "knn", "preset": "knn", "group": "Baselines", "about": "memory bank", "seeds": [2]},
             {
                 "name": "crd",
                 "preset": "paper",
@@ -37,7 +37,11 @@ def _grid(tmp_path, data, **extra):
                 "set": {"train.select_every": 2, "train.eval_every": 2, "train.iterations": 6},
             },
         ],
-        "scorings": {"max": {"score": "max"}, "top1_pool3": {"score": "top_k", "feature_pool": 3}},
+        "scorings": {
+            "max": {"score": "max"},
+            "top1_pool3": {"score": "top_k", "feature_pool": 3},
+            "normalised": {"score": "top_k", "normalize": "scale"},
+        },
         **extra,
     }
     path = tmp_path / "grid.yaml"
@@ -52,20 +56,22 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
     assert [p.parent.parent.name + "/" + p.parent.name for p in summaries] == [
         "crd/seed-1",
         "crd/seed-2",
-        "knn/seed-1",
-        "knn/seed-2",
+        "knn/seed-2",  # a variant's own seeds replace the grid's
     ]
     stamps = {p: p.stat().st_mtime_ns for p in summaries}
     assert main(["experiment", "run", str(grid), "--out", str(out), "--no-progress"]) == 0
     assert {p: p.stat().st_mtime_ns for p in summaries} == stamps  # nothing was run again
     text = md.read_text()
     assert f"scrd experiment run {grid} --out {out} --report {md}" in text
+    assert "Ran on: cpu, " in text and "(3 runs)" in text  # the device and machine of every run
     for heading in ("## Baselines", "## SCRD", "## AUROC of each scoring option", "## Label-free selection"):
         assert heading in text, heading
     crd = json.loads((out / "crd" / "seed-1" / SUMMARY).read_text())
     assert crd["calibration_in_sample"] is False and set(crd["auroc_by_scoring"]) >= {"max", "top1_pool3", "mean"}
-    row = next(line for line in text.splitlines() if line.startswith("| knn |"))
-    assert row.count(" / ") >= 2 and "memory bank" in row  # per-seed values and the description
+    knn_row = next(line for line in text.splitlines() if line.startswith("| knn |"))
+    assert knn_row.startswith("| knn | 1 |") and "memory bank" in knn_row  # its seed count and description
+    crd_row = next(line for line in text.splitlines() if line.startswith("| crd |"))
+    assert crd_row.startswith("| crd | 2 |") and crd_row.count(" / ") >= 2  # per-seed values
 
 
 def test_grid_errors_name_the_problem(tmp_path, phantom_data):

@@ -102,6 +102,25 @@ def test_feature_pooling_compares_neighbourhood_means():
     assert pooled[0, 1, 1].item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_a_scoring_variant_scores_as_a_detector_configured_with_it():
+    """The experiment runner's extra scorings share one network pass per pooling size; each must
+    give exactly the score of a model whose config has those options."""
+    torch.manual_seed(0)
+    model = SCRD("mobilenet_v2").eval()
+    images = torch.rand(3, 3, 64, 64)
+    variants = {
+        "pool3_top5": {"score": "top_k", "top_k_percent": 5.0, "feature_pool": 3},
+        "max": {"score": "max"},
+        "pool3_mean": {"score": "mean", "feature_pool": 3},
+    }
+    scored = Detector(model, tiny_config(), torch.device("cpu"), precision="fp32").score(images, variants)
+    for name, options in variants.items():
+        own = tiny_config(**{f"scoring__{k}": v for k, v in options.items()})
+        expected = Detector(model, own, torch.device("cpu"), precision="fp32").score(images).scores
+        torch.testing.assert_close(scored.by_reduction[name], expected, rtol=0, atol=0)
+    assert not torch.equal(scored.by_reduction["pool3_mean"], scored.by_reduction["mean"])  # pooling changed it
+
+
 def test_the_released_codes_alpha_inside_the_cosine_with_a_saturated_alpha():
     """Golden-style: the released code's expression F.cosine_similarity(α·u, α·v, eps=1e-8) per pixel.
     With α = (1e-22, 1e-11, 1) the first two scales read 1 everywhere (the norm floor), so their

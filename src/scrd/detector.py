@@ -114,6 +114,10 @@ class Detector:
         return self.config.model.image_size
 
     @property
+    def is_memory_bank(self) -> bool:
+        return isinstance(self.model, PatchMemoryBank)
+
+    @property
     def threshold(self) -> float | None:
         calibration = self.metadata.get("calibration")
         return None if calibration is None else float(calibration["threshold"])
@@ -127,7 +131,7 @@ class Detector:
         x = x.contiguous(memory_format=memory_format(self.channels_last))
         size = (self.image_size, self.image_size)
         with autocast(self.device, self.precision):
-            if isinstance(self.model, PatchMemoryBank):
+            if self.is_memory_bank:
                 distances = self.model.distances(x)
                 stack = F.interpolate(distances[:, None], size=size, mode="bilinear", align_corners=False)
                 return stack, torch.full((len(x), 3), float("nan"), device=self.device)
@@ -152,25 +156,33 @@ class Detector:
         return gaussian_smooth(combine_scales(stack, weights), scoring.sigma)
 
     @torch.no_grad()
-    def score(self, images01: torch.Tensor) -> Scored:
-        """Scores and smoothed anomaly maps for a batch of [0, 1] images [B, 3, S, S]."""
+    def score(self, images01: torch.Tensor, variants: dict[str, dict[str, Any]] | None = None) -> Scored:
+        """Scores and smoothed anomaly maps for a batch of [0, 1] images [B, 3, S, S]; ``variants``
+        ({name: scoring options}) adds the image scores of other scoring options to ``by_reduction``,
+        sharing the network pass wherever the options allow."""
         scoring = self.config.scoring
         stack, alpha = self.scale_stack(images01)
         maps = self.combine(stack, alpha)
         by_reduction = {r: image_score(maps, r, scoring.top_k_percent).double().cpu() for r in REDUCTIONS}
+        if variants:
+            passes = {self._pass_key(scoring): (stack, alpha)}
+            by_reduction.update(self._variant_scores(images01, variants, passes))
         return Scored(by_reduction[scoring.score], maps.float().cpu(), alpha.cpu(), by_reduction)
 
-    @torch.no_grad()
-    def score_variants(self, images01: torch.Tensor, variants: dict[str, dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """Image scores under other scoring options ({name: {option: value}}), one network pass."""
-        cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    def _pass_key(self, scoring: ScoringConfig) -> str:
+        """What of ``scoring`` changes the network pass (the memory bank's distances depend on none of it)."""
+        return "" if self.is_memory_bank else f"{scoring.alpha_weighting == 'inside_cosine'}-{scoring.feature_pool}"
+
+    def _variant_scores(
+        self, images01: torch.Tensor, variants: dict[str, dict[str, Any]], passes: dict[str, tuple]
+    ) -> dict[str, torch.Tensor]:
         out = {}
         for name, options in variants.items():
             scoring = dataclasses.replace(self.config.scoring, **options)
-            key = f"{scoring.alpha_weighting == 'inside_cosine'}-{scoring.feature_pool}"
-            if key not in cache:
-                cache[key] = self.scale_stack(images01, scoring)
-            maps = self.combine(*cache[key], scoring)
+            key = self._pass_key(scoring)
+            if key not in passes:
+                passes[key] = self.scale_stack(images01, scoring)
+            maps = self.combine(*passes[key], scoring)
             out[name] = image_score(maps, scoring.score, scoring.top_k_percent).double().cpu()
         return out
 
@@ -191,10 +203,12 @@ class Detector:
                 rows.append(FileScore(path, score, decision, scored.maps[i]))
         return rows
 
-    def iterate(self, loader: Any) -> Iterator[tuple[dict[str, Any], Scored | None]]:
+    def iterate(
+        self, loader: Any, variants: dict[str, dict[str, Any]] | None = None
+    ) -> Iterator[tuple[dict[str, Any], Scored | None]]:
         """(batch, scores) per batch; None when every image of the batch was skipped."""
         for batch in loader:
-            yield batch, self.score(batch["image"]) if len(batch["image"]) else None
+            yield batch, self.score(batch["image"], variants) if len(batch["image"]) else None
 
     @torch.no_grad()
     def normal_statistics(self, batches: Iterator[torch.Tensor]) -> dict[str, list[float]]:

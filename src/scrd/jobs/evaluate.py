@@ -67,7 +67,7 @@ def score_samples(
     skipped: list[tuple[str, str]] = []
     labels, scores, alphas = [np.zeros(0, int)], [np.zeros(0)], [np.zeros((0, 3))]
     by_reduction: dict[str, list[np.ndarray]] = defaultdict(list)
-    for batch, scored in detector.iterate(loader):
+    for batch, scored in detector.iterate(loader, variants):
         skipped.extend(batch["skipped"])
         if scored is None:
             continue
@@ -75,9 +75,7 @@ def score_samples(
         labels.append(batch["label"].numpy())
         scores.append(scored.scores.numpy())
         alphas.append(scored.alpha.numpy())
-        batch_scores = dict(scored.by_reduction)
-        batch_scores.update(detector.score_variants(batch["image"], variants) if variants else {})
-        for name, values in batch_scores.items():
+        for name, values in scored.by_reduction.items():
             by_reduction[name].append(values.numpy())
     return ScoredSet(
         paths,

@@ -35,7 +35,7 @@ import yaml
 
 from ..config import Config, preset
 from ..errors import ConfigError
-from ..filenames import CONFIG_FILE, EVAL_LOG, MODEL_META, SELECTION_LOG
+from ..filenames import CONFIG_FILE, ENV_FILE, EVAL_LOG, MODEL_META, SELECTION_LOG
 from ..storage import read_json, write_json
 
 SUMMARY = "experiment.json"
@@ -48,6 +48,7 @@ class Variant:
     overrides: dict[str, Any]
     group: str = ""
     about: str = ""
+    seeds: list[int] | None = None  # this variant's own seeds (e.g. one seed for a sweep); else the grid's
 
 
 @dataclass
@@ -59,6 +60,9 @@ class Grid:
     eval_split: str = "test"
     scorings: dict[str, dict[str, Any]] = field(default_factory=dict)
     title: str = "Experiment"
+
+    def seeds_of(self, variant: Variant) -> list[int]:
+        return variant.seeds or self.seeds
 
     def config(self, variant: Variant, seed: int) -> Config:
         return preset(variant.preset).with_overrides({**self.base, **variant.overrides, "train.seed": seed})
@@ -74,9 +78,11 @@ def load_grid(path: str | Path) -> Grid:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}")
     variants = []
     for item in spec.get("variants", []):
-        extra = set(item) - {"name", "preset", "set", "group", "about"}
+        extra = set(item) - {"name", "preset", "set", "group", "about", "seeds"}
         if extra or "name" not in item:
-            raise ConfigError(f"{path}: a variant needs a name and may have preset, set, group, about; got {item}")
+            raise ConfigError(
+                f"{path}: a variant needs a name and may have preset, set, group, about, seeds; got {item}"
+            )
         variants.append(
             Variant(
                 item["name"],
@@ -84,6 +90,7 @@ def load_grid(path: str | Path) -> Grid:
                 dict(item.get("set") or {}),
                 item.get("group", ""),
                 item.get("about", ""),
+                [int(x) for x in item["seeds"]] if item.get("seeds") else None,
             )
         )
     names = [v.name for v in variants]
@@ -99,7 +106,7 @@ def load_grid(path: str | Path) -> Grid:
         spec.get("title", "Experiment"),
     )
     for variant in grid.variants:  # every config must be valid before anything runs
-        grid.config(variant, grid.seeds[0])
+        grid.config(variant, grid.seeds_of(variant)[0])
     return grid
 
 
@@ -110,7 +117,7 @@ def run_grid(grid: Grid, out: str | Path, only: list[str] | None = None, progres
     for variant in grid.variants:
         if only and variant.name not in only:
             continue
-        for seed in grid.seeds:
+        for seed in grid.seeds_of(variant):
             summaries.append(run_one(grid, variant, seed, out / variant.name / f"seed-{seed}", progress))
     return summaries
 
@@ -205,12 +212,32 @@ def _checkpoint_pairs(run_dir: Path) -> list[tuple[int, float, float]]:
     return [(i, label_free[i], real[i]) for i in sorted(set(label_free) & set(real))]
 
 
+def _machines(out: Path, grid: Grid, rows: dict[str, list[dict]]) -> list[str]:
+    """Where the runs ran (device, CPU, threads, torch, scrd commit), from their environment.json."""
+    seen: dict[str, int] = {}
+    for v in grid.variants:
+        for seed in grid.seeds_of(v) if v.name in rows else []:
+            path = out / v.name / f"seed-{seed}" / ENV_FILE
+            if path.is_file():
+                e = read_json(path)
+                text = (
+                    f"{e.get('device')}, {e.get('cpu')} ({e.get('cpu_threads')} threads), torch {e.get('torch')}, "
+                    f"scrd {e.get('scrd')} at {e.get('scrd_commit')}"
+                )
+                seen[text] = seen.get(text, 0) + 1
+    return [f"Ran on: {text} ({n} runs)." for text, n in seen.items()] + ([""] if seen else [])
+
+
 def report(grid: Grid, out: str | Path, command: str) -> str:
     """Markdown tables of every finished run of the grid."""
     out = Path(out)
     rows: dict[str, list[dict]] = {}
     for variant in grid.variants:
-        found = [read_json(p) for seed in grid.seeds if (p := out / variant.name / f"seed-{seed}" / SUMMARY).is_file()]
+        found = [
+            read_json(p)
+            for seed in grid.seeds_of(variant)
+            if (p := out / variant.name / f"seed-{seed}" / SUMMARY).is_file()
+        ]
         if found:
             rows[variant.name] = found
     lines = [
@@ -220,11 +247,13 @@ def report(grid: Grid, out: str | Path, command: str) -> str:
         "",
         f"    {command}",
         "",
-        f"Data: `{grid.data}`, evaluated on its `{grid.eval_split}` split; seeds {grid.seeds}. Values are "
-        "mean ± std over the seeds, then each seed's value. Thresholds are calibrated on normal images only "
+        f"Data: `{grid.data}`, evaluated on its `{grid.eval_split}` split; seeds {grid.seeds} unless a row "
+        "says fewer (column n). Values are mean ± std over a row's seeds, then each seed's value. "
+        "Thresholds are calibrated on normal images only "
         "(95 % target specificity); no run is selected on the labels of the evaluated split.",
         "",
     ]
+    lines += _machines(out, grid, rows)
     groups: dict[str, list[Variant]] = {}
     for variant in grid.variants:
         if variant.name in rows:
@@ -233,9 +262,9 @@ def report(grid: Grid, out: str | Path, command: str) -> str:
         lines += [
             f"## {group}",
             "",
-            "| variant | AUROC | AUROC per seed | AP | sens. / spec. at calibrated thr. "
+            "| variant | n | AUROC | AUROC per seed | AP | sens. / spec. at calibrated thr. "
             "| α: mean largest weight (std over images per scale) | training min | what it is |",
-            "|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for v in variants:
             r = rows[v.name]
@@ -244,7 +273,7 @@ def report(grid: Grid, out: str | Path, command: str) -> str:
             minutes = f"{np.mean([(x['train_seconds'] or 0) / 60 for x in r]):.1f}"
             aurocs = [x["auroc"] for x in r]
             lines.append(
-                f"| {v.name} | {_mean_std(aurocs)} | {_seeds(aurocs)} | {_mean_std([x['ap'] for x in r])} "
+                f"| {v.name} | {len(r)} | {_mean_std(aurocs)} | {_seeds(aurocs)} | {_mean_std([x['ap'] for x in r])} "
                 f"| {sens} / {spec} | {_alpha_text(r)} | {minutes} | {v.about} |"
             )
         lines.append("")
@@ -260,7 +289,12 @@ def report(grid: Grid, out: str | Path, command: str) -> str:
             cells = [_mean_std([x["auroc_by_scoring"].get(s) for x in r]) for s in scoring_names]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
-    pairs = {f"{v}/seed-{s}": _checkpoint_pairs(out / v / f"seed-{s}") for v in rows for s in grid.seeds}
+    pairs = {
+        f"{v.name}/seed-{s}": _checkpoint_pairs(out / v.name / f"seed-{s}")
+        for v in grid.variants
+        if v.name in rows
+        for s in grid.seeds_of(v)
+    }
     pairs = {k: p for k, p in pairs.items() if len(p) >= 3}
     if pairs:
         pooled = [q for p in pairs.values() for q in p]

@@ -74,7 +74,7 @@ class PatchMemoryBank(nn.Module):
         self.bank = pool.contiguous()
 
     @torch.no_grad()
-    def distances(self, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    def distances(self, x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
         """Nearest-bank-patch distance of every patch: [B, H, W] (float32)."""
         e = self.embed(x)
         b, c, h, w = e.shape
@@ -83,17 +83,27 @@ class PatchMemoryBank(nn.Module):
             return nearest_distance(queries, self.bank, chunk).view(b, h, w)
 
 
-def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Euclidean distance of each query row to its nearest bank row, in float32 chunks
-    (‖q‖² − 2 q·b + ‖b‖², clamped at 0 against rounding)."""
+def nearest_distance(
+    queries: torch.Tensor, bank: torch.Tensor, chunk: int = 1024, bank_chunk: int = 8192
+) -> torch.Tensor:
+    """Euclidean distance of each query row to its nearest bank row, in float32 blocks
+    (min over the bank of ‖b‖² − 2 q·b, then + ‖q‖², clamped at 0 against rounding). One reused
+    block buffer of chunk × bank_chunk: a fresh multi-GB product per chunk spends more time in
+    page faults than in the matrix multiply."""
     bank = bank.float()
     bank_sq = (bank * bank).sum(1)
-    out = []
+    out = torch.empty(len(queries), dtype=torch.float32, device=queries.device)
+    block = torch.empty(chunk * min(bank_chunk, max(1, len(bank))), dtype=torch.float32, device=queries.device)
     for start in range(0, len(queries), chunk):
         q = queries[start : start + chunk].float()
-        d2 = torch.addmm(bank_sq[None], q, bank.T, alpha=-2.0).add_((q * q).sum(1, keepdim=True))
-        out.append(d2.amin(1).clamp_min_(0).sqrt_())
-    return torch.cat(out) if out else queries.new_zeros(0)
+        best = torch.full((len(q),), float("inf"), device=q.device)
+        for b0 in range(0, len(bank), bank_chunk):
+            b = bank[b0 : b0 + bank_chunk]
+            d2 = block[: len(q) * len(b)].view(len(q), len(b))
+            torch.addmm(bank_sq[b0 : b0 + len(b)][None], q, b.T, alpha=-2.0, out=d2)
+            torch.minimum(best, d2.amin(1), out=best)
+        out[start : start + len(q)] = (best + (q * q).sum(1)).clamp_min_(0).sqrt_()
+    return out
 
 
 def greedy_coreset(patches: torch.Tensor, count: int, generator: torch.Generator, dim: int = 128) -> torch.Tensor:
