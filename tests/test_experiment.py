@@ -9,7 +9,7 @@ import pytest
 
 from scrd.cli import main
 from scrd.errors import ConfigError
-from scrd.jobs.experiment import SUMMARY, load_grid, spearman
+from scrd.jobs.experiment import SUMMARY, load_grid, report, spearman
 
 TINY_BASE = {
     "model.arch": "mobilenet_v2",
@@ -72,6 +72,14 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
     assert knn_row.startswith("| knn | 1 |") and "memory bank" in knn_row  # its seed count and description
     crd_row = next(line for line in text.splitlines() if line.startswith("| crd |"))
     assert crd_row.startswith("| crd | 2 |") and crd_row.count(" / ") >= 2  # per-seed values
+
+    # a scoring that one seed lacks (added to the grid after it ran) is not averaged over the other
+    summary = out / "crd" / "seed-2" / SUMMARY
+    edited = json.loads(summary.read_text())
+    del edited["auroc_by_scoring"]["normalised"]
+    summary.write_text(json.dumps(edited))
+    scoring_row = [line for line in report(load_grid(grid), out, "cmd").splitlines() if line.startswith("| crd |")][-1]
+    assert "– (1 of 2 seeds)" in scoring_row
 
 
 def test_grid_errors_name_the_problem(tmp_path, phantom_data):

@@ -15,6 +15,7 @@ from helpers import tiny_config
 
 from scrd.config import LossConfig
 from scrd.detector import Detector
+from scrd.errors import ConfigError
 from scrd.method.anomaly_map import image_score, scale_maps, standardize_scales
 from scrd.method.losses import alpha_entropy, distillation_loss
 from scrd.method.scale_objective import patch_mask, patch_separation, separation_objective
@@ -100,6 +101,19 @@ def test_feature_pooling_compares_neighbourhood_means():
     assert plain[0, 1].tolist() == [0.0, 2.0, 0.0]
     # centre column: 3x3 mean of u is (1 − 1 + 1)/3 > 0 and of v 1 -> cos 1 -> 0
     assert pooled[0, 1, 1].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fixed_scale_weights_drop_or_scale_a_scale_map():
+    model = SCRD("mobilenet_v2").eval()
+    stack = torch.tensor([1.0, 10.0, 100.0]).view(1, 3, 1, 1).expand(2, 3, 4, 4).clone()
+    alpha = torch.tensor([[0.5, 0.25, 0.25]]).expand(2, 3)
+    deep = Detector(model, tiny_config(scoring__sigma=0.0, scoring__scale_weights=[0.0, 1.0, 2.0]), torch.device("cpu"))
+    assert deep.combine(stack, alpha)[0, 0, 0].item() == pytest.approx(10 + 200)  # 0·1 + 1·10 + 2·100
+    both = tiny_config(scoring__sigma=0.0, scoring__scale_weights=[0.0, 1.0, 2.0], scoring__alpha_weighting="weighted")
+    combined = Detector(model, both, torch.device("cpu")).combine(stack, alpha)
+    assert combined[0, 0, 0].item() == pytest.approx(0.25 * 10 + 0.25 * 2 * 100)  # α times the fixed weight
+    with pytest.raises(ConfigError, match="scale_weights"):
+        tiny_config(scoring__scale_weights=[0.0, 0.0, 0.0])
 
 
 def test_a_scoring_variant_scores_as_a_detector_configured_with_it():

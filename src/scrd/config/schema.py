@@ -142,6 +142,9 @@ class ScoringConfig:
     # teacher and student features averaged over a feature_pool x feature_pool neighbourhood before the
     # per-pixel cosine (1: none, the released code); compares local context rather than single positions
     feature_pool: int = 1
+    # a fixed weight for each scale's map when they are combined (0 drops a scale): (0, 1, 1) compares
+    # the two deeper scales only, the features the knn reference uses
+    scale_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
 @dataclass

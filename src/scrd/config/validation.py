@@ -117,6 +117,10 @@ def validate(config) -> None:
         (n.gaussian_std >= 0, "noise.gaussian_std must be >= 0"),
         (loss.eps >= 0, "loss.eps must be >= 0"),
         (loss.alpha_entropy >= 0, "loss.alpha_entropy must be >= 0"),
+        (
+            min(s.scale_weights) >= 0 and sum(s.scale_weights) > 0,
+            "scoring.scale_weights must be >= 0 and not all 0",
+        ),
         (t.iterations >= 1, "train.iterations must be >= 1"),
         (t.batch_size >= 1, "train.batch_size must be >= 1"),
         (t.lr > 0, "train.lr must be > 0"),

@@ -12,7 +12,7 @@ DEMO_SIZE = 128
 
 
 def demo_config(arch: str, iterations: int):
-    from ..config import preset
+    from ..config import DEFAULT_PRESET, preset
     from ..model import find_imagenet_weights
 
     weights = "imagenet" if find_imagenet_weights(arch) is not None else "none"
@@ -26,7 +26,7 @@ def demo_config(arch: str, iterations: int):
             f"NOTE: no ImageNet weights for {arch} on this machine, so the teacher is random and the "
             f"demo's accuracy will be poor. For the real thing: {hint}"
         )
-    return preset("official").with_overrides(
+    return preset(DEFAULT_PRESET).with_overrides(
         {
             "model.arch": arch,
             "model.weights": weights,

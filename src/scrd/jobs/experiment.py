@@ -171,6 +171,13 @@ def _mean_std(values: list[float]) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
 
 
+def _scoring_cell(values: list[float | None]) -> str:
+    """Mean ± std of a scoring's AUROC, or a dash when some seeds lack it (a scoring added to the grid
+    after those runs were evaluated), so a mean never silently covers fewer seeds than its row."""
+    present = sum(v is not None for v in values)
+    return _mean_std(values) if present == len(values) else f"– ({present} of {len(values)} seeds)"
+
+
 def _alpha_text(rows: list[dict]) -> str:
     alpha = [x["alpha"] for x in rows if x["alpha"]]
     if not alpha:
@@ -286,7 +293,7 @@ def report(grid: Grid, out: str | Path, command: str) -> str:
             "|---|" + "---|" * len(scoring_names),
         ]
         for name, r in rows.items():
-            cells = [_mean_std([x["auroc_by_scoring"].get(s) for x in r]) for s in scoring_names]
+            cells = [_scoring_cell([x["auroc_by_scoring"].get(s) for x in r]) for s in scoring_names]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     pairs = {
