@@ -158,7 +158,8 @@ def test_the_released_codes_alpha_inside_the_cosine_with_a_saturated_alpha():
         up = F.interpolate(released[:, None], size=(64, 64), mode="bilinear", align_corners=True)[:, 0]
         torch.testing.assert_close(stack[:, k], up, atol=1e-6, rtol=0)
     assert torch.allclose(stack[:, 0], torch.ones_like(stack[:, 0]), atol=1e-6)  # saturated: 1 everywhere
-    unweighted = Detector(model, tiny_config(scoring__sigma=0.0), torch.device("cpu"), precision="fp32")
+    unweighted = tiny_config(scoring__sigma=0.0, scoring__alpha_weighting="none")
+    unweighted = Detector(model, unweighted, torch.device("cpu"), precision="fp32")
     plain = unweighted.scale_stack(images)[0]
     assert (plain[:, 0] - 1).abs().max() > 0.05  # a cancelling α would have kept this scale's own map
     torch.testing.assert_close(plain[:, 2], stack[:, 2], atol=1e-6, rtol=0)  # α_3 ≈ 1 changes nothing

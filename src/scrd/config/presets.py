@@ -21,8 +21,8 @@ class Preset:
 _PRESETS = (
     Preset(
         "official",
-        "the released code: its loss (α inside the cosine, a no-op), the fixed noise texture, the noisy "
-        "image through bottleneck and decoder, the unweighted map and the mean score",
+        "the released code: its loss and its map with α inside the cosine (a no-op unless α saturates), "
+        "the fixed noise texture, the noisy image through bottleneck and decoder, the mean score",
         {},
     ),
     Preset(
@@ -44,7 +44,12 @@ _PRESETS = (
         "rd4ad",
         "the RD4AD baseline (Table 2, first row) in the same pipeline: Eq. 1 with the flattened cosine, "
         "no synthetic anomalies, no α",
-        {"loss.form": "rd4ad", "loss.alpha_placement": "none", "train.noisy_branch": "encoder_only"},
+        {
+            "loss.form": "rd4ad",
+            "loss.alpha_placement": "none",
+            "train.noisy_branch": "encoder_only",
+            "scoring.alpha_weighting": "none",
+        },
     ),
 )
 
@@ -73,6 +78,7 @@ _PRESETS += (
             "loss.student_input": "noisy",
             "train.noisy_branch": "encoder_only",
             "train.iterations": 1000,
+            "scoring.alpha_weighting": "none",
             "scoring.feature_pool": 3,
             "scoring.score": "top_k",
             "scoring.top_k_percent": 5.0,

@@ -133,9 +133,9 @@ class ScoringConfig:
     score: Literal["mean", "max", "top_k"] = "mean"
     top_k_percent: float = 1.0
     # how the scale maps are combined: 'none' their sum; 'weighted' each times α_k (paper §2.4);
-    # 'inside_cosine' the released code's expression, 1 − cos(α_k·u, α_k·v), whose norm floor makes
-    # a scale with a vanishing α_k read 1 everywhere instead of cancelling
-    alpha_weighting: Literal["none", "weighted", "inside_cosine"] = "none"
+    # 'inside_cosine' (the released code) the sum of 1 − cos(α_k·u, α_k·v): α cancels unless it is
+    # saturated, when the cosine's norm floor makes a scale with a vanishing α_k read 1 everywhere
+    alpha_weighting: Literal["none", "weighted", "inside_cosine"] = "inside_cosine"
     # 'scale': each scale map standardised by its mean and std over normal images (held-out ones when
     # the run has them) before they are combined, so no scale dominates by its range
     normalize: Literal["none", "scale"] = "none"
