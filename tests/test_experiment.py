@@ -73,6 +73,16 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
     crd_row = next(line for line in text.splitlines() if line.startswith("| crd |"))
     assert crd_row.startswith("| crd | 2 |") and crd_row.count(" / ") >= 2  # per-seed values
 
+    # a scoring added to the grid later is scored on the trained models, which are not retrained
+    models = {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*/model.pt")}
+    spec = json.loads(grid.read_text())
+    spec["scorings"]["max_pool3"] = {"score": "max", "feature_pool": 3}
+    grid.write_text(json.dumps(spec))
+    assert main(["experiment", "run", str(grid), "--out", str(out), "--no-progress"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*/model.pt")} == models
+    for path in summaries:
+        assert 0 < json.loads(path.read_text())["auroc_by_scoring"]["max_pool3"] <= 1
+
     # a scoring that one seed lacks (added to the grid after it ran) is not averaged over the other
     summary = out / "crd" / "seed-2" / SUMMARY
     edited = json.loads(summary.read_text())

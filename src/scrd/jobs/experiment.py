@@ -16,7 +16,8 @@ overrides), and optionally extra scoring options to evaluate on every trained mo
 Each (variant, seed) trains into ``OUT/<variant>/seed-<seed>/`` (resumed when it was
 interrupted), is calibrated on its held-out normal images (in-sample, labelled so, when it has
 none) and evaluated on the labelled split; its summary goes to ``experiment.json`` there, so a
-finished run is never repeated. ``report`` turns the summaries into markdown tables: mean ± std over
+finished run is never repeated. A scoring added to the grid later is scored on the trained models
+after every run is trained, without retraining. ``report`` turns the summaries into markdown tables: mean ± std over
 the seeds and each seed's value, AUROC, AP, the calibrated threshold's sensitivity and
 specificity, α statistics, training time, every extra scoring, and the rank correlation of the
 label-free criterion with the real AUROC over the checkpoints of runs that logged both.
@@ -119,7 +120,23 @@ def run_grid(grid: Grid, out: str | Path, only: list[str] | None = None, progres
             continue
         for seed in grid.seeds_of(variant):
             summaries.append(run_one(grid, variant, seed, out / variant.name / f"seed-{seed}", progress))
+    # then scorings added to the grid after a run was evaluated: scored on the trained model, no retraining
+    for summary in summaries:
+        missing = {k: v for k, v in grid.scorings.items() if k not in summary["auroc_by_scoring"]}
+        if missing:
+            rescore(grid, out / summary["variant"] / f"seed-{summary['seed']}", summary, missing)
     return summaries
+
+
+def rescore(grid: Grid, run_dir: Path, summary: dict, scorings: dict[str, dict[str, Any]]) -> None:
+    """Add the AUROC of ``scorings`` to a finished run's summary (its evaluation is left as it was)."""
+    from .evaluate import evaluate
+
+    metrics = evaluate(
+        run_dir, grid.data, run_dir / "evaluation-rescored", split=grid.eval_split, scoring_variants=scorings
+    )
+    summary["auroc_by_scoring"].update({k: metrics["auroc_by_image_score"][k] for k in scorings})
+    write_json(run_dir / SUMMARY, summary)
 
 
 def run_one(grid: Grid, variant: Variant, seed: int, run_dir: Path, progress: bool = False) -> dict:
