@@ -72,6 +72,7 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
     assert knn_row.startswith("| knn | 1 |") and "memory bank" in knn_row  # its seed count and description
     crd_row = next(line for line in text.splitlines() if line.startswith("| crd |"))
     assert crd_row.startswith("| crd | 2 |") and crd_row.count(" / ") >= 2  # per-seed values
+    assert crd_row.split(" | ")[6].count(",") == 2 and knn_row.split(" | ")[6] == "–"  # α only where it acts
 
     # a scoring added to the grid later is scored on the trained models, which are not retrained
     models = {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*/model.pt")}

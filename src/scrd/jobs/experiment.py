@@ -237,19 +237,32 @@ def _checkpoint_pairs(run_dir: Path) -> list[tuple[int, float, float]]:
 
 
 def _machines(out: Path, grid: Grid, rows: dict[str, list[dict]]) -> list[str]:
-    """Where the runs ran (device, CPU, threads, torch, scrd commit), from their environment.json."""
-    seen: dict[str, int] = {}
+    """Where the runs ran (device, CPU, threads, torch) and at which scrd commits, from environment.json."""
+    machines: dict[str, int] = {}
+    commits: list[str] = []
     for v in grid.variants:
         for seed in grid.seeds_of(v) if v.name in rows else []:
             path = out / v.name / f"seed-{seed}" / ENV_FILE
             if path.is_file():
                 e = read_json(path)
-                text = (
-                    f"{e.get('device')}, {e.get('cpu')} ({e.get('cpu_threads')} threads), torch {e.get('torch')}, "
-                    f"scrd {e.get('scrd')} at {e.get('scrd_commit')}"
-                )
-                seen[text] = seen.get(text, 0) + 1
-    return [f"Ran on: {text} ({n} runs)." for text, n in seen.items()] + ([""] if seen else [])
+                machine = f"{e.get('device')}, {e.get('cpu')} ({e.get('cpu_threads')} threads), torch {e.get('torch')}"
+                machines[machine] = machines.get(machine, 0) + 1
+                commit = f"{e.get('scrd')} at {e.get('scrd_commit')}"
+                commits += [] if commit in commits else [commit]
+    if not machines:
+        return []
+    lines = [f"Ran on: {m} ({n} runs)." for m, n in machines.items()]
+    return lines + [f'scrd versions ("+changes": uncommitted edits at run time): {"; ".join(commits)}.', ""]
+
+
+def _uses_alpha(config: Config) -> bool:
+    """Whether α affects the variant's training or its maps (otherwise the scale head is untrained noise)."""
+    loss, scoring = config.loss, config.scoring
+    return (
+        loss.alpha_placement == "outside"
+        or loss.alpha_objective == "separation"
+        or scoring.alpha_weighting in ("weighted", "inside_cosine")
+    ) and config.model.method == "scrd"
 
 
 def report(grid: Grid, out: str | Path, command: str) -> str:
@@ -298,10 +311,12 @@ def report(grid: Grid, out: str | Path, command: str) -> str:
             aurocs = [x["auroc"] for x in r]
             lines.append(
                 f"| {v.name} | {len(r)} | {_mean_std(aurocs)} | {_seeds(aurocs)} | {_mean_std([x['ap'] for x in r])} "
-                f"| {sens} / {spec} | {_alpha_text(r)} | {minutes} | {v.about} |"
+                f"| {sens} / {spec} | {_alpha_text(r) if _uses_alpha(grid.config(v, r[0]['seed'])) else '–'} "
+                f"| {minutes} | {v.about} |"
             )
         lines.append("")
-    scoring_names = sorted({k for r in rows.values() for x in r for k in x["auroc_by_scoring"] if k != "note"})
+    # the grid's own scorings, in its order (a run's built-in mean/max/top_k use its own options)
+    scoring_names = list(grid.scorings)
     if scoring_names:
         lines += [
             "## AUROC of each scoring option on the same trained models",
