@@ -27,7 +27,7 @@ def test_official_preset_is_the_released_code():
     )
     assert c.noise.field == "fixed" and c.noise.field_seed == 7698519916 and c.noise.strength == 0.2
     assert c.train.noisy_branch == "full_model"
-    assert (c.scoring.alpha_weighting, c.scoring.score, c.scoring.sigma) == ("none", "mean", 4.0)
+    assert (c.scoring.alpha_weighting, c.scoring.score, c.scoring.sigma) == ("inside_cosine", "mean", 4.0)
     assert (c.train.lr, c.train.betas, c.train.batch_size) == (1e-3, (0.5, 0.999), 16)
 
 
