@@ -64,6 +64,7 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
     text = md.read_text()
     assert f"scrd experiment run {grid} --out {out} --report {md}" in text
     assert "Ran on: cpu, " in text and "(3 runs)" in text  # the device and machine of every run
+    assert "Not finished yet" not in text
     for heading in ("## Baselines", "## SCRD", "## AUROC of each scoring option", "## Label-free selection"):
         assert heading in text, heading
     crd = json.loads((out / "crd" / "seed-1" / SUMMARY).read_text())
@@ -91,6 +92,8 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
     summary.write_text(json.dumps(edited))
     scoring_row = [line for line in report(load_grid(grid), out, "cmd").splitlines() if line.startswith("| crd |")][-1]
     assert "– (1 of 2 seeds)" in scoring_row
+    summary.unlink()  # an unfinished run is named, not silently left out
+    assert "Not finished yet (rerun the command to resume): crd (1 of 2 seeds)." in report(load_grid(grid), out, "cmd")
 
 
 def test_grid_errors_name_the_problem(tmp_path, phantom_data):

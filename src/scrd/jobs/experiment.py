@@ -291,6 +291,13 @@ def report(grid: Grid, out: str | Path, command: str) -> str:
         "",
     ]
     lines += _machines(out, grid, rows)
+    unfinished = [
+        f"{v.name} ({len(rows.get(v.name, []))} of {len(grid.seeds_of(v))} seeds)"
+        for v in grid.variants
+        if len(rows.get(v.name, [])) < len(grid.seeds_of(v))
+    ]
+    if unfinished:  # the same command resumes them
+        lines += [f"Not finished yet (rerun the command to resume): {', '.join(unfinished)}.", ""]
     groups: dict[str, list[Variant]] = {}
     for variant in grid.variants:
         if variant.name in rows:
