@@ -69,6 +69,12 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
         assert heading in text, heading
     crd = json.loads((out / "crd" / "seed-1" / SUMMARY).read_text())
     assert crd["calibration_in_sample"] is False and set(crd["auroc_by_scoring"]) >= {"max", "top1_pool3", "mean"}
+    # α on synthetic lesions of growing size, for the run whose α acts (not for the memory bank)
+    sizes = crd["alpha_vs_size"]
+    assert len(sizes["radius_fraction"]) == len(sizes["mean_alpha"]) == 5 and len(sizes["spearman"]) == 3
+    assert all(sum(a) == pytest.approx(1, abs=1e-3) for a in sizes["mean_alpha"])
+    assert json.loads((out / "knn" / "seed-2" / SUMMARY).read_text())["alpha_vs_size"] is None
+    assert "## Scale weights α on synthetic lesions of growing size" in text and "| crd/seed-1 |" in text
     knn_row = next(line for line in text.splitlines() if line.startswith("| knn |"))
     assert knn_row.startswith("| knn | 1 |") and "memory bank" in knn_row  # its seed count and description
     crd_row = next(line for line in text.splitlines() if line.startswith("| crd |"))
@@ -84,6 +90,12 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*/model.pt")} == models
     for path in summaries:
         assert 0 < json.loads(path.read_text())["auroc_by_scoring"]["max_pool3"] <= 1
+
+    # a run finished before the α-size analysis existed gets it on the next call, without retraining
+    summary = out / "crd" / "seed-1" / SUMMARY
+    summary.write_text(json.dumps({k: v for k, v in json.loads(summary.read_text()).items() if k != "alpha_vs_size"}))
+    assert main(["experiment", "run", str(grid), "--out", str(out), "--no-progress"]) == 0
+    assert json.loads(summary.read_text())["alpha_vs_size"] == sizes
 
     # a scoring that one seed lacks (added to the grid after it ran) is not averaged over the other
     summary = out / "crd" / "seed-2" / SUMMARY

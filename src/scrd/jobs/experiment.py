@@ -32,11 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 
 from ..config import Config, preset
 from ..errors import ConfigError
-from ..filenames import CONFIG_FILE, ENV_FILE, EVAL_LOG, MODEL_META, SELECTION_LOG
+from ..filenames import CONFIG_FILE, ENV_FILE, EVAL_LOG, HOLDOUT_SAMPLES, MODEL_META, SELECTION_LOG
+from ..method.metrics import spearman
 from ..storage import read_json, write_json
 
 SUMMARY = "experiment.json"
@@ -122,10 +124,32 @@ def run_grid(grid: Grid, out: str | Path, only: list[str] | None = None, progres
             summaries.append(run_one(grid, variant, seed, out / variant.name / f"seed-{seed}", progress))
     # then scorings added to the grid after a run was evaluated: scored on the trained model, no retraining
     for summary in summaries:
+        run_dir = out / summary["variant"] / f"seed-{summary['seed']}"
         missing = {k: v for k, v in grid.scorings.items() if k not in summary["auroc_by_scoring"]}
         if missing:
-            rescore(grid, out / summary["variant"] / f"seed-{summary['seed']}", summary, missing)
+            rescore(grid, run_dir, summary, missing)
+        if "alpha_vs_size" not in summary:  # added to the runner after some runs had finished
+            variant = next(v for v in grid.variants if v.name == summary["variant"])
+            summary["alpha_vs_size"] = alpha_vs_lesion_size(run_dir, grid.config(variant, summary["seed"]))
+            write_json(run_dir / SUMMARY, summary)
     return summaries
+
+
+def alpha_vs_lesion_size(run_dir: Path, config: Config) -> dict | None:
+    """α on synthetic lesions of several sizes in the run's held-out normals (:mod:`scrd.method.alpha_size`);
+    None when α plays no part in the run or it held out no images."""
+    from ..data.dataset import ImageDataset
+    from ..detector import Detector
+    from ..method.alpha_size import alpha_by_lesion_size
+    from .training_data import read_sample_list
+
+    held = read_sample_list(run_dir / HOLDOUT_SAMPLES) if (run_dir / HOLDOUT_SAMPLES).is_file() else []
+    if not _uses_alpha(config) or not held:
+        return None
+    detector = Detector.load(run_dir)
+    dataset = ImageDataset(held, detector.image_size, data=detector.config.data)
+    normals = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+    return alpha_by_lesion_size(lambda x: detector.score(x).alpha, normals, detector.config.train.seed)
 
 
 def rescore(grid: Grid, run_dir: Path, summary: dict, scorings: dict[str, dict[str, Any]]) -> None:
@@ -173,6 +197,7 @@ def run_one(grid: Grid, variant: Variant, seed: int, run_dir: Path, progress: bo
         "train_seconds": meta.get("train_seconds"),
         "selection": meta.get("selection"),
         "wall_seconds_this_call": round(time.perf_counter() - started, 1),
+        "alpha_vs_size": alpha_vs_lesion_size(run_dir, config),
     }
     write_json(run_dir / SUMMARY, summary)
     return summary
@@ -207,24 +232,6 @@ def _seeds(values: list[float]) -> str:
     return " / ".join("–" if v is None else f"{v:.4f}" for v in values)
 
 
-def spearman(x: list[float], y: list[float]) -> float:
-    """Spearman's rank correlation (average ranks for ties)."""
-
-    def ranks(v: list[float]) -> np.ndarray:
-        v = np.asarray(v, float)
-        order = v.argsort(kind="mergesort")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v))
-        for value in np.unique(v):  # ties share their mean rank
-            r[v == value] = r[v == value].mean()
-        return r
-
-    rx, ry = ranks(x), ranks(y)
-    if len(rx) < 3 or rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
 def _checkpoint_pairs(run_dir: Path) -> list[tuple[int, float, float]]:
     """(iteration, label-free criterion, real AUROC) of every checkpoint that logged both."""
     if not ((run_dir / SELECTION_LOG).is_file() and (run_dir / EVAL_LOG).is_file()):
@@ -253,6 +260,36 @@ def _machines(out: Path, grid: Grid, rows: dict[str, list[dict]]) -> list[str]:
         return []
     lines = [f"Ran on: {m} ({n} runs)." for m, n in machines.items()]
     return lines + [f'scrd versions ("+changes": uncommitted edits at run time): {"; ".join(commits)}.', ""]
+
+
+def _alpha_size_table(rows: dict[str, list[dict]]) -> list[str]:
+    """α against the radius of synthetic lesions, for the runs where α acts."""
+    found = [(name, x) for name, r in rows.items() for x in r if x.get("alpha_vs_size")]
+    if not found:
+        return []
+    radii = found[0][1]["alpha_vs_size"]["radius_fraction"]
+
+    def alphas(values: list[float]) -> str:
+        return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
+
+    lines = [
+        "## Scale weights α on synthetic lesions of growing size",
+        "",
+        "Each held-out normal image gets one smooth intensity blob at each radius "
+        f"({', '.join(f'{r:g}' for r in radii)} of the side; same centre and contrast across radii). "
+        "ρ_k is Spearman's correlation between the radius and α_k over all these images (ρ_k > 0: scale k, "
+        "1 = finest, gains weight as the lesion grows).",
+        "",
+        f"| run | ρ_1 / ρ_2 / ρ_3 | mean α at radius {radii[0]:g} | mean α at radius {radii[-1]:g} |",
+        "|---|---|---|---|",
+    ]
+    for name, x in found:
+        a = x["alpha_vs_size"]
+        rho = " / ".join("–" if v is None else f"{v:.3f}" for v in a["spearman"])
+        lines.append(
+            f"| {name}/seed-{x['seed']} | {rho} | {alphas(a['mean_alpha'][0])} | {alphas(a['mean_alpha'][-1])} |"
+        )
+    return lines + [""]
 
 
 def _uses_alpha(config: Config) -> bool:
@@ -335,6 +372,7 @@ def report(grid: Grid, out: str | Path, command: str) -> str:
             cells = [_scoring_cell([x["auroc_by_scoring"].get(s) for x in r]) for s in scoring_names]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += _alpha_size_table(rows)
     pairs = {
         f"{v.name}/seed-{s}": _checkpoint_pairs(out / v.name / f"seed-{s}")
         for v in grid.variants

@@ -30,15 +30,25 @@ def _cut_paste(target: torch.Tensor, source: torch.Tensor, rng: np.random.Genera
     return out
 
 
+def blob(
+    target: torch.Tensor, centre: tuple[float, float], radius: tuple[float, float], contrast: float
+) -> torch.Tensor:
+    """``target`` plus a smooth elliptical blob: ``centre`` and ``radius`` (rows, columns) in pixels,
+    ``contrast`` in [0, 1] intensity units at its centre (negative: darker). Smooth-edged and not
+    clipped, like real intensities."""
+    _, height, width = target.shape
+    y = torch.arange(height, dtype=target.dtype)[:, None]
+    x = torch.arange(width, dtype=target.dtype)[None, :]
+    r2 = ((y - centre[0]) / radius[0]) ** 2 + ((x - centre[1]) / radius[1]) ** 2
+    return target + contrast * torch.exp(-2.0 * r2)[None]
+
+
 def _blob(target: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     _, height, width = target.shape
     cy, cx = rng.uniform(0.25, 0.75) * height, rng.uniform(0.25, 0.75) * width
     ry, rx = (rng.uniform(0.04, 0.15) * s for s in (height, width))
     contrast = rng.uniform(0.15, 0.35) * rng.choice([-1.0, 1.0])
-    y = torch.arange(height, dtype=target.dtype)[:, None]
-    x = torch.arange(width, dtype=target.dtype)[None, :]
-    r2 = ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2
-    return target + contrast * torch.exp(-2.0 * r2)[None]  # smooth edge, not clipped, like real intensities
+    return blob(target, (cy, cx), (ry, rx), contrast)
 
 
 def validation_set(normals01: torch.Tensor, seed: int) -> tuple[torch.Tensor, np.ndarray]:
