@@ -81,3 +81,24 @@ def test_a_run_trained_with_other_settings_is_refused(shared_out, capsys):
     assert main(["reproduce", "fig3", "--out", str(shared_out), "--data", f"rsna={data}", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "config.yaml: this run was trained with other settings" in err and "use another --out" in err
+
+
+@pytest.mark.parametrize("table", list(TABLES))
+def test_shipped_grids_hold_the_papers_settings(table, tmp_path):
+    """Every row's full config is valid and has the paper's settings (Sec. 3.1.3)."""
+    from scrd.jobs.experiment import load_grid
+
+    spec = load_table(table)
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({"data": str(tmp_path), **spec.grid}, allow_unicode=True))
+    grid = load_grid(path)  # checks every variant's config
+    archs = set()
+    for variant in grid.variants:
+        config = grid.config(variant, 111)
+        archs.add(config.model.arch)
+        assert (config.model.image_size, config.train.iterations, config.train.batch_size) == (256, 4000, 16)
+        assert config.model.weights == "imagenet" and config.train.selection == "final"
+        assert config.train.lr == 1e-3 and config.train.holdout_fraction > 0  # calibrated out of sample
+    assert archs == ({"resnet34", "resnet50", "wide_resnet50_2"} if table == "table4" else {"wide_resnet50_2"})
+    strengths = [grid.config(v, 111).noise.strength for v in grid.variants]
+    assert strengths == ([0.1, 0.2, 0.3, 0.4, 0.5] if table == "fig3" else [0.2] * len(strengths))
