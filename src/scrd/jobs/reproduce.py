@@ -84,8 +84,11 @@ def load_table(name: str) -> TableSpec:
 
 
 def smoke_grid(grid: dict[str, Any]) -> dict[str, Any]:
-    """The grid with :data:`SMOKE_SETTINGS` over its base and over every variant's own settings."""
-    variants = [{**v, "set": {**(v.get("set") or {}), **SMOKE_SETTINGS}} for v in grid["variants"]]
+    """The grid with :data:`SMOKE_SETTINGS` over its base and over any variant's own value of them."""
+    variants = []
+    for v in grid["variants"]:
+        own = v.get("set") or {}
+        variants.append({**v, "set": {**own, **{k: SMOKE_SETTINGS[k] for k in own if k in SMOKE_SETTINGS}}})
     return {**grid, "base": {**grid["base"], **SMOKE_SETTINGS}, "variants": variants}
 
 
