@@ -280,6 +280,28 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .jobs.reproduce import reproduce
+
+    given = dict(item.split("=", 1) for item in args.data or [] if "=" in item)
+    if len(given) != len(args.data or []):
+        raise ConfigError("--data takes NAME=DIR, e.g. --data rsna=data/RSNA")
+    report = Path(args.report or Path(args.out) / f"{args.table}{'-smoke' if args.smoke else ''}.md")
+    command = " ".join(
+        ["scrd reproduce", args.table, "--out", str(args.out), "--report", str(report)]
+        + [f"--data {d}" for d in args.data or []]
+        + ([] if args.data_root == "data" else ["--data-root", str(args.data_root)])
+        + (["--smoke"] if args.smoke else [])
+    )
+    text = reproduce(args.table, args.out, given, args.data_root, args.smoke, not args.no_progress, command)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(text + "\n")
+    print(f"table: {report}")
+    return 0
+
+
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from .data.prepare import REPORT_FILE, prepare
 
@@ -311,6 +333,8 @@ EXAMPLES = {
     "config": "scrd config --preset paper > my.yaml        # edit it, then: scrd train --config my.yaml ...",
     "benchmark": "scrd benchmark --arch mobilenet_v2 resnet18 --quick",
     "experiment": "scrd experiment run docs/experiments/brain_tumor.yaml --out runs/bt --report docs/results.md",
+    "reproduce": "scrd reproduce table2 --out runs/reproduce        # a GPU: the paper's settings\n"
+    "  scrd reproduce table2 --out runs/smoke --smoke    # seconds on a CPU, tiny settings",
     "data": "scrd data prepare brain-tumor --raw ~/kaggle/brain-tumor --out data/brain_tumor",
 }
 
@@ -528,6 +552,36 @@ def _experiment_parser(sub) -> None:
         q.set_defaults(func=cmd_experiment)
 
 
+def _reproduce_parser(sub) -> None:
+    from .jobs.reproduce import TABLES
+
+    p = sub.add_parser(
+        "reproduce",
+        formatter_class=HelpFormatter,
+        epilog=_example("reproduce") + "\n\ntables:\n" + "\n".join(f"  {k:8s}{v}" for k, v in TABLES.items()),
+        help="one of the paper's tables as a command (full runs: a GPU; --smoke: seconds on a CPU)",
+        description="Train, calibrate and evaluate every row of one of the paper's tables with its settings "
+        "(wide_resnet50_2, 256 px, 4000 iterations, batch 16: runs for a GPU, far too slow for a CPU) on the "
+        "datasets prepared with `scrd data prepare`, resumably, and write a markdown table with the paper's "
+        "figures beside ours (oracle and calibrated thresholds). --smoke runs the same rows on tiny settings "
+        "and generated images to check the command, not the method.",
+    )
+    p.add_argument("table", choices=tuple(TABLES))
+    p.add_argument("--out", required=True, help="folder of the runs (shared by the tables: common rows are reused)")
+    p.add_argument("--report", help="markdown file to write (default: OUT/TABLE.md, OUT/TABLE-smoke.md)")
+    p.add_argument(
+        "--data", action="append", metavar="NAME=DIR", help="a prepared dataset folder, e.g. rsna=data/RSNA (repeat)"
+    )
+    p.add_argument(
+        "--data-root",
+        default="data",
+        help="where the other datasets are looked for: DATA_ROOT/RSNA, DATA_ROOT/BrainTumor, DATA_ROOT/ISIC2018",
+    )
+    p.add_argument("--smoke", action="store_true", help="tiny settings on generated phantom images (CI)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_reproduce)
+
+
 def _data_parser(sub) -> None:
     p = sub.add_parser(
         "data",
@@ -585,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
         _calibrate_parser,
         _small_parsers,
         _experiment_parser,
+        _reproduce_parser,
         _data_parser,
     ):
         add(sub)
