@@ -325,6 +325,7 @@ EXAMPLES = {
     "train": "scrd train --data DATA --out runs/r1 --arch mobilenet_v2 --calibration\n"
     "  scrd train --data DATA --out runs/r1 --resume --iterations 8000",
     "evaluate": "scrd evaluate --model runs/r1 --data DATA --out runs/r1/eval",
+    "report": "scrd report runs/r1 --eval runs/r1/eval      # writes runs/r1/eval/report.html",
     "predict": "scrd predict scans/ more/*.dcm --model runs/r1 --out runs/r1/predictions",
     "calibrate": "scrd calibrate --model runs/r1              # on the run's held-out normals\n"
     "  scrd calibrate --model runs/r1 --data NORMALS --specificity 0.98",
@@ -445,11 +446,12 @@ def _report_parser(sub) -> None:
     p = sub.add_parser(
         "report",
         formatter_class=HelpFormatter,
+        epilog=_example("report"),
         help="one self-contained HTML page of a run: config, metrics, figures, heat-map gallery",
-        description="Write one HTML file (images embedded, opens from disk without network) with the run's "
-        "config and teacher weights, the metrics of an evaluation (oracle and calibrated thresholds apart), "
-        "its figures, the training curves and panels of the highest-scoring normal and lowest-scoring "
-        "abnormal images.",
+        description="Write one HTML file (images embedded, opens from disk without network) with the run's\n"
+        "config and teacher weights, the metrics of an evaluation (oracle and calibrated thresholds apart),\n"
+        "its figures, the training curves and heat-map panels of the highest-scoring normal and the\n"
+        "lowest-scoring abnormal images. scrd evaluate writes it too, unless --no-report.",
     )
     p.add_argument("run", help="run directory or model.pt")
     p.add_argument("--eval", help="the --out folder of scrd evaluate on this run (metrics, figures, gallery)")

@@ -13,7 +13,7 @@ import math
 from typing import Any, Iterable
 
 from .. import __version__
-from ..filenames import ALPHA_FILE, HISTOGRAM_FILE, ROC_FILE
+from ..filenames import ALPHA_FILE, HISTOGRAM_FILE, ROC_FILE, TRAIN_LOG
 from .report import GalleryItem, ReportData
 
 STYLE = """
@@ -186,7 +186,7 @@ CAPTIONS = {
 def _figures_section(data: ReportData) -> str:
     items = [(CAPTIONS.get(name, name), png, name) for name, png in data.figures.items()]
     if data.training_png is not None:
-        items.append(("Training curves from train_log.csv.", data.training_png, "training curves"))
+        items.append((f"Training curves from the run's {TRAIN_LOG}.", data.training_png, "training curves"))
     if not items:
         return ""
     body = "".join(
