@@ -141,3 +141,18 @@ def test_predict_writes_legible_panels_beside_plain_overlays(tiny_run, phantom_d
     plain = tmp_path / "plain"
     assert main(["predict", *map(str, images), "--model", str(tiny_run), "--out", str(plain), "--no-panels"]) == 0
     assert not list((plain / PANEL_DIR).glob("*")) and len(list((plain / HEATMAP_DIR).glob("*.png"))) == 3
+
+
+def test_report_says_so_when_the_evaluated_images_moved(tiny_run, evaluation, tmp_path):
+    from scrd.jobs.report import write_report
+
+    moved = tmp_path / "eval"
+    moved.mkdir()
+    metrics = json.loads((evaluation / METRICS_FILE).read_text())
+    (moved / METRICS_FILE).write_text(json.dumps({**metrics, "data": str(tmp_path / "gone")}))
+    (moved / SCORES_FILE).write_text((evaluation / SCORES_FILE).read_text())
+    with pytest.warns(UserWarning, match="gallery left out"):
+        page = write_report(tiny_run, moved).read_text()
+    assert "gallery left out: the evaluated images could not be found again" in page
+    assert len(_images(page)) == 4  # the figures are still there
+    assert "could not be read again for its panel" in page

@@ -92,25 +92,27 @@ def training_figure(log: Mapping[str, np.ndarray]) -> bytes:
     """Loss, per-scale distances to the clean and the noisy teacher, α per scale and images/s over
     the iterations of a training log (:func:`~scrd.jobs.run_logs.read_train_log`)."""
     it = log["iteration"]
+    mark = {"marker": "o", "ms": 4} if len(it) < 30 else {}  # a short run's few rows stay visible
     fig = new_figure(10.0, 7.0)
     axes = fig.subplots(2, 2)
     loss, dist, alpha, speed = axes.flat
-    loss.plot(it, log["loss"], color="black")
+    loss.plot(it, log["loss"], color="black", **mark)
     loss.set(title="training loss", ylabel="loss (unitless ratio)")
     for k, colour in enumerate(SCALE_COLOURS, start=1):
-        dist.plot(it, log[f"d_uv_{k}"], color=colour, label=f"scale {k}: clean teacher")
+        dist.plot(it, log[f"d_uv_{k}"], color=colour, label=f"scale {k}: clean teacher", **mark)
         if not np.isnan(log[f"d_zv_{k}"]).all():
-            dist.plot(it, log[f"d_zv_{k}"], color=colour, ls="--", label=f"scale {k}: noisy teacher")
-        alpha.plot(it, log[f"alpha_{k}"], color=colour, label=f"α scale {k}")
+            dist.plot(it, log[f"d_zv_{k}"], color=colour, ls="--", label=f"scale {k}: noisy teacher", **mark)
+        alpha.plot(it, log[f"alpha_{k}"], color=colour, label=f"α scale {k}", **mark)
     dist.set(title="student distance to the teachers", ylabel="1 − cosine similarity (mean)")
     dist.legend(fontsize=7, ncol=2)
-    alpha.plot(it, log["alpha_max"], color=GREY, ls=":", label="largest α (1 = one scale only)")
+    alpha.plot(it, log["alpha_max"], color=GREY, ls=":", label="largest α (1 = one scale only)", **mark)
     alpha.set(title="scale weights α (batch mean)", ylabel="α (weights sum to 1)", ylim=(0, 1.02))
     alpha.legend(fontsize=7)
-    speed.plot(it, log["images_per_s"], color=GREEN)
+    speed.plot(it, log["images_per_s"], color=GREEN, **mark)
     speed.set(title="training speed", ylabel="images / s", ylim=(0, None))
     for ax in axes.flat:
         ax.set_xlabel("iteration")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     return figure_png(fig)
 

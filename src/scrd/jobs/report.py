@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..detector import Detector, resolve_model_path
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, ScrdError
 from ..filenames import (
     ALPHA_FILE,
     HISTOGRAM_FILE,
@@ -137,7 +137,7 @@ def _check_same_model(metrics: dict[str, Any], model_path: Path, eval_dir: Path)
     evaluated = Path(metrics.get("model", ""))
     try:
         other = resolve_model_path(evaluated)
-    except Exception:  # moved or relative to another folder: nothing to compare with
+    except ScrdError:  # moved, or relative to another folder: nothing to compare with
         return
     if other.resolve() != model_path.resolve():
         raise InputError(
@@ -189,7 +189,7 @@ def collect_report(
                 detector = Detector.load(model_path, device)
             try:
                 samples = load_samples(str(metrics["data"]), metrics["split"], detector.config.data)
-            except Exception as exc:  # the images moved since: the page still shows everything else
+            except (ScrdError, OSError) as exc:  # the images moved since: the page still shows the rest
                 notes.append(f"gallery left out: the evaluated images could not be found again ({exc})")
                 warnings.warn(notes[-1], stacklevel=2)
                 samples = []
