@@ -6,7 +6,7 @@ import csv
 import json
 
 from scrd.cli import main
-from scrd.filenames import HEATMAP_DIR, METRICS_FILE, PREDICTIONS_FILE
+from scrd.filenames import HEATMAP_DIR, METRICS_FILE, PANEL_DIR, PREDICTIONS_FILE, REPORT_FILE
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
@@ -27,4 +27,8 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     with open(out / "predictions" / PREDICTIONS_FILE) as f:
         assert len(list(csv.DictReader(f))) == 28
     assert len(list((out / "predictions" / HEATMAP_DIR).glob("*.png"))) == 28
+    assert len(list((out / "predictions" / PANEL_DIR).glob("*.png"))) == 28
+    # the last line says where the report is, and it is there
+    assert printed.strip().splitlines()[-1].endswith(str(out / "evaluation" / REPORT_FILE))
+    assert (out / "evaluation" / REPORT_FILE).is_file()
     assert main(["demo", "--out", str(out)]) == 2  # never overwrites an earlier demo

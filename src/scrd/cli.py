@@ -18,7 +18,17 @@ from . import __version__
 from .config import ARCHITECTURES, DEFAULT_PRESET, PRESET_NAMES
 from .data.prepare import DATASETS
 from .errors import ConfigError, ScrdError
-from .filenames import HEATMAP_DIR, HISTOGRAM_FILE, METRICS_FILE, MODEL_FILE, ROC_FILE, SCORES_FILE, SKIPPED_FILE
+from .filenames import (
+    HEATMAP_DIR,
+    HISTOGRAM_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PANEL_DIR,
+    REPORT_FILE,
+    ROC_FILE,
+    SCORES_FILE,
+    SKIPPED_FILE,
+)
 
 # Flags that set config values: (flag, attribute, config key); None: handled apart.
 CONFIG_FLAGS = (
@@ -140,6 +150,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         on_bad_image=args.on_bad_image,
         precision=args.precision,
+        report=not args.no_report,
     )
     o = r["oracle_threshold"]
     print(
@@ -163,6 +174,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if "SELECTED ON TEST LABELS" in r["checkpoint_selection"]:
         print(f"WARNING: this checkpoint was {r['checkpoint_selection']}")
     print(f"results in {args.out}/ ({METRICS_FILE}, {SCORES_FILE}, {ROC_FILE}, {HISTOGRAM_FILE})")
+    if not args.no_report:
+        print(f"report: {args.out}/{REPORT_FILE}")
     return 0
 
 
@@ -175,6 +188,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.out,
         batch_size=args.batch_size,
         heatmaps=not args.no_heatmaps,
+        panels=not (args.no_heatmaps or args.no_panels),
         fresh=args.fresh,
         device=args.device,
         num_workers=args.num_workers,
@@ -182,6 +196,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         precision=args.precision,
     )
     heatmaps = "" if args.no_heatmaps else f"; heat maps in {args.out}/{HEATMAP_DIR}/"
+    heatmaps += "" if args.no_heatmaps or args.no_panels else f", panels in {args.out}/{PANEL_DIR}/"
     print(f"scored {r.scored} images: {r.csv}{heatmaps}")
     if r.skipped:
         print(f"skipped {r.skipped} unreadable images, listed with the reason in {r.csv.parent / SKIPPED_FILE}")
@@ -211,6 +226,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .jobs.demo import run_demo
 
     run_demo(args.out, iterations=args.iterations, arch=args.arch, n_train=args.n_train, n_test=args.n_test)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .jobs.report import write_report
+
+    path = write_report(args.run, args.eval, args.out, gallery_size=args.gallery, device=args.device)
+    print(f"report: {path}")
     return 0
 
 
@@ -324,6 +347,7 @@ EXAMPLES = {
     "train": "scrd train --data DATA --out runs/r1 --arch mobilenet_v2 --calibration\n"
     "  scrd train --data DATA --out runs/r1 --resume --iterations 8000",
     "evaluate": "scrd evaluate --model runs/r1 --data DATA --out runs/r1/eval",
+    "report": "scrd report runs/r1 --eval runs/r1/eval      # writes runs/r1/eval/report.html",
     "predict": "scrd predict scans/ more/*.dcm --model runs/r1 --out runs/r1/predictions",
     "calibrate": "scrd calibrate --model runs/r1              # on the run's held-out normals\n"
     "  scrd calibrate --model runs/r1 --data NORMALS --specificity 0.98",
@@ -437,8 +461,28 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--split", default="test", help="labelled split to evaluate")
     p.add_argument("--out", required=True, help="output folder")
     _add_calibration_flags(p, "--calibration")
+    p.add_argument("--no-report", action="store_true", help=f"do not write {REPORT_FILE} (the HTML report)")
     _add_scoring_flags(p)
     p.set_defaults(func=cmd_evaluate)
+
+
+def _report_parser(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        formatter_class=HelpFormatter,
+        epilog=_example("report"),
+        help="one self-contained HTML page of a run: config, metrics, figures, heat-map gallery",
+        description="Write one HTML file (images embedded, opens from disk without network) with the run's\n"
+        "config and teacher weights, the metrics of an evaluation (oracle and calibrated thresholds apart),\n"
+        "its figures, the training curves and heat-map panels of the highest-scoring normal and the\n"
+        "lowest-scoring abnormal images. scrd evaluate writes it too, unless --no-report.",
+    )
+    p.add_argument("run", help="run directory or model.pt")
+    p.add_argument("--eval", help="the --out folder of scrd evaluate on this run (metrics, figures, gallery)")
+    p.add_argument("--out", help=f"HTML file to write (default: EVAL/{REPORT_FILE}, else RUN/{REPORT_FILE})")
+    p.add_argument("--gallery", type=int, default=4, help="images in each gallery row")
+    p.add_argument("--device", default="auto", help="device for the gallery's heat maps")
+    p.set_defaults(func=cmd_report)
 
 
 def _predict_parser(sub) -> None:
@@ -449,6 +493,9 @@ def _predict_parser(sub) -> None:
     p.add_argument("--model", required=True, help="run directory or model.pt")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-heatmaps", action="store_true", help="write scores only")
+    p.add_argument(
+        "--no-panels", action="store_true", help="plain overlays only, no titled panels (original | map | overlay)"
+    )
     p.add_argument(
         "--fresh",
         action="store_true",
@@ -635,6 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (
         _train_parser,
         _evaluate_parser,
+        _report_parser,
         _predict_parser,
         _calibrate_parser,
         _small_parsers,

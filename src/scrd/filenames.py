@@ -27,11 +27,14 @@ METRICS_FILE = "metrics.json"
 SCORES_FILE = "scores.csv"
 ROC_FILE = "roc.png"
 HISTOGRAM_FILE = "histogram.png"
+ALPHA_FILE = "alpha.png"  # the distribution of α per scale over the evaluated images
+REPORT_FILE = "report.html"  # one self-contained page: config, metrics, figures, gallery (`scrd report`)
 
 # predict's output folder
-PREDICTIONS_FILE = "predictions.csv"  # path, score, decision, heatmap (the file in HEATMAP_DIR)
+PREDICTIONS_FILE = "predictions.csv"  # path, score, decision, heatmap, panel (files in HEATMAP_DIR, PANEL_DIR)
 PREDICT_INFO = "predict_info.json"  # which model (sha256) and settings wrote the folder
-HEATMAP_DIR = "heatmaps"
+HEATMAP_DIR = "heatmaps"  # plain overlays of the anomaly map on the image
+PANEL_DIR = "panels"  # original | heat map with colour bar | overlay, titled with score and decision
 
 # a dataset folder in the MedIAnomaly/DDAD layout (read by every job; written by `scrd data prepare`
 # and the phantom generator), and the report `scrd data prepare` writes beside it

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
-from ..filenames import HEATMAP_DIR, HISTOGRAM_FILE, METRICS_FILE, ROC_FILE
+from ..filenames import HEATMAP_DIR, HISTOGRAM_FILE, METRICS_FILE, PANEL_DIR, REPORT_FILE, ROC_FILE
 
 DEMO_SIZE = 128
 
@@ -76,10 +76,14 @@ def run_demo(
         f"{c['specificity']:.3f} (oracle-threshold F1 {o['f1']:.3f})"
     )
     predictions = predict(out / "run", [str(data / "images")], out / "predictions")
-    print(f"4/4 scored every image: {predictions.csv}; heat maps in {out / 'predictions' / HEATMAP_DIR}")
+    print(
+        f"4/4 scored every image: {predictions.csv}; heat-map panels in {out / 'predictions' / PANEL_DIR}, "
+        f"plain overlays in {out / 'predictions' / HEATMAP_DIR}"
+    )
     evaluation = out / "evaluation"
     print(
         f"done in {time.perf_counter() - start:.0f} s. Metrics: {evaluation / METRICS_FILE}, "
         f"ROC: {evaluation / ROC_FILE}, histogram: {evaluation / HISTOGRAM_FILE}"
     )
+    print(f"report (open it in a browser): {evaluation / REPORT_FILE}")  # the last line: where to look
     return metrics

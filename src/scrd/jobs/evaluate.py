@@ -28,10 +28,8 @@ from ..errors import InputError, TrainingError
 from ..filenames import (
     BEST_ON_TEST_DIR,
     EVAL_LOG,
-    HISTOGRAM_FILE,
     METRICS_FILE,
     MODEL_META,
-    ROC_FILE,
     SCORES_FILE,
     SKIPPED_FILE,
 )
@@ -116,16 +114,17 @@ def evaluate(
     on_bad_image: str | None = None,
     precision: str = "auto",
     scoring_variants: dict[str, dict[str, Any]] | None = None,
+    report: bool = True,
 ) -> dict[str, Any]:
-    """Score the labelled ``split`` of ``source``; write metrics.json, scores.csv, roc.png, histogram.png.
+    """Score the labelled ``split`` of ``source``; write metrics.json, scores.csv, the figures
+    (roc.png, histogram.png, alpha.png) and, with ``report``, report.html (:mod:`.report`).
 
     With ``calibration_source`` a threshold is calibrated on its normal images first
     (:func:`~scrd.jobs.calibrate.calibration`); else the model's stored threshold is used, if any.
     """
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.metrics import roc_auc_score
 
     from .calibrate import stored_calibration
-    from .plots import histogram_png, roc_png
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -206,10 +205,28 @@ def evaluate(
         )
     write_json(out_dir / METRICS_FILE, result)
     _write_scores(out_dir / SCORES_FILE, scored)
-    fpr, tpr, _ = roc_curve(labels, scores)
-    roc_png(out_dir / ROC_FILE, fpr, tpr, result["auroc"])
-    histogram_png(out_dir / HISTOGRAM_FILE, scores[labels == 0], scores[labels == 1])
+    _write_figures_and_report(model, out_dir, result, scored, detector, samples, report)
     return result
+
+
+def _write_figures_and_report(
+    model: str | Path,
+    out_dir: Path,
+    result: dict[str, Any],
+    scored: ScoredSet,
+    detector: Detector,
+    samples: list,
+    report: bool,
+) -> None:
+    from .plots import save_png_bytes
+    from .report import evaluation_figures, write_report
+    from .run_logs import EvaluatedScores
+
+    figures = evaluation_figures(result, EvaluatedScores(scored.paths, scored.labels, scored.scores, scored.alpha))
+    for name, png in figures.items():
+        save_png_bytes(png, out_dir / name)
+    if report:
+        write_report(model, out_dir, detector=detector, samples=samples, figures=figures)
 
 
 def _write_scores(path: Path, scored: ScoredSet) -> None:

@@ -18,12 +18,12 @@ from ..data.dataset import ImageDataset, SkippedImages, make_loader
 from ..data.layouts import collect_samples
 from ..detector import Detector, resolve_model_path
 from ..errors import InputError
-from ..filenames import HEATMAP_DIR, PREDICT_INFO, PREDICTIONS_FILE, SKIPPED_FILE
+from ..filenames import HEATMAP_DIR, PANEL_DIR, PREDICT_INFO, PREDICTIONS_FILE, SKIPPED_FILE
 from ..model.weights import sha256_of
 from ..storage import read_json, remove_stale_temporaries, write_json
 from .rundir import prepare_process
 
-FIELDS = ["path", "score", "decision", "heatmap"]
+FIELDS = ["path", "score", "decision", "heatmap", "panel"]
 
 
 def _finished_paths(csv_path: Path) -> set[str]:
@@ -64,6 +64,7 @@ def predict(
     out_dir: str | Path,
     batch_size: int = 16,
     heatmaps: bool = True,
+    panels: bool = True,
     device: str = "auto",
     num_workers: int = 0,
     on_bad_image: str | None = None,
@@ -76,23 +77,24 @@ def predict(
     ``data`` options, so prediction reads files exactly as training did. An output folder holds
     the results of one model: ``predict_info.json`` records which (the sha256 of its model.pt) and
     how; a folder written by another model or with other settings is refused unless ``fresh``,
-    which starts it afresh.
+    which starts it afresh. ``heatmaps`` writes plain overlays, ``panels`` the titled panels of
+    :mod:`.panels` (original | heat map with colour bar | overlay).
     """
-    from .plots import overlay_png
+    from .panels import write_image_heatmaps
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: --out is a file; give a folder for the predictions")
     prepare_process()
     detector = Detector.load(model, device, precision)
-    _claim_output_folder(out_dir, model, detector, heatmaps, fresh)
+    _claim_output_folder(out_dir, model, detector, heatmaps, fresh, panels)
     (out_dir / HEATMAP_DIR).mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)  # left by a kill in the middle of a write; never results
     csv_path = out_dir / PREDICTIONS_FILE
     done = _finished_paths(csv_path)
     samples = [s for s in collect_samples(list(inputs), detector.config.data) if s.key not in done]
     threshold = detector.threshold
-    vmin, vmax = detector.metadata.get("display_range", [None, None])
+    display_range = detector.metadata.get("display_range")
 
     skipped = SkippedImages(out_dir / SKIPPED_FILE)
     new_file, count = not csv_path.is_file(), 0
@@ -111,21 +113,30 @@ def predict(
             count += len(batch["path"])
             for i, path in enumerate(batch["path"]):
                 score = float(scored.scores[i])
-                heatmap = ""
-                if heatmaps:
-                    amap = scored.maps[i].numpy()
-                    lo = vmin if vmin is not None else float(amap.min())
-                    hi = vmax if vmax is not None else float(amap.max())
-                    heatmap = f"{HEATMAP_DIR}/{heatmap_name(path)}"
-                    overlay_png(out_dir / heatmap, batch["image"][i].permute(1, 2, 0).numpy(), amap, lo, hi)
+                heatmap = panel = ""
+                if heatmaps or panels:
+                    heatmap, panel = write_image_heatmaps(
+                        out_dir,
+                        heatmap_name(path),
+                        path,
+                        batch["image"][i].permute(1, 2, 0).numpy(),
+                        scored.maps[i].numpy(),
+                        score,
+                        threshold,
+                        display_range,
+                        overlay=heatmaps,
+                        panel=panels,
+                    )
                 decision = "" if threshold is None else ("abnormal" if score >= threshold else "normal")
-                writer.writerow([path, repr(score), decision, heatmap])
+                writer.writerow([path, repr(score), decision, heatmap, panel])
             f.flush()
             os.fsync(f.fileno())
     return PredictResult(csv_path, count, skipped.count)
 
 
-def _claim_output_folder(out_dir: Path, model: str | Path, detector: Detector, heatmaps: bool, fresh: bool) -> None:
+def _claim_output_folder(
+    out_dir: Path, model: str | Path, detector: Detector, heatmaps: bool, fresh: bool, panels: bool = False
+) -> None:
     """Record which model and settings write ``out_dir``; refuse a folder another one wrote."""
     info = {
         "model": str(resolve_model_path(model)),
@@ -134,10 +145,11 @@ def _claim_output_folder(out_dir: Path, model: str | Path, detector: Detector, h
         "scoring": detector.config.to_dict()["scoring"],
         "precision": detector.precision,
         "heatmaps": heatmaps,
+        "panels": panels,
     }
     path = out_dir / PREDICT_INFO
     previous = read_json(path) if path.is_file() else None
-    results = [out_dir / PREDICTIONS_FILE, out_dir / HEATMAP_DIR, out_dir / SKIPPED_FILE, path]
+    results = [out_dir / PREDICTIONS_FILE, out_dir / HEATMAP_DIR, out_dir / PANEL_DIR, out_dir / SKIPPED_FILE, path]
     if fresh:
         for old in results:
             shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
