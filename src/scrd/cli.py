@@ -219,7 +219,7 @@ def _merge_predictions(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .deploy.onnx_export import export_onnx
 
-    r = export_onnx(args.model, args.out, opset=args.opset)
+    r = export_onnx(args.model, args.out, opset=args.opset, exporter=args.exporter)
     print(f"exported {r.onnx} with its contract {r.sidecar}")
     diffs = f"maps {r.max_map_diff:.2e} absolute, scores {r.max_score_rel_diff:.2e} relative"
     print(f"self-check, ONNX Runtime vs PyTorch on random images: {diffs}")
@@ -492,6 +492,12 @@ def _export_parser(sub) -> None:
     p.add_argument("--format", choices=("onnx",), default="onnx", help="file format")
     p.add_argument("--out", required=True, help="the .onnx file to write (its contract goes to FILE.json beside it)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset version")
+    p.add_argument(
+        "--exporter",
+        choices=("torchscript", "dynamo"),
+        default="torchscript",
+        help="torch.onnx's tracer (fast) or its torch.export-based exporter; both give the same graph",
+    )
     p.set_defaults(func=cmd_export)
 
 

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import torch
 
 from ..config import Config
-from ..detector import Scored
+from ..detector import Detector, Scored
 from ..errors import CheckpointError, ConfigError
 from ..model.weights import sha256_of
 from ..storage import read_json
@@ -89,6 +89,9 @@ class OrtDetector:
         name = self.config.scoring.score
         alpha = torch.full((len(x), 3), float("nan"))  # inside the graph; not an output
         return Scored(scores64, torch.from_numpy(maps), alpha, {name: scores64})
+
+    # The torch detector's, unchanged: it needs only config, image_size, iterate and threshold.
+    score_files = Detector.score_files
 
     def iterate(self, loader: Any, variants: None = None) -> Iterator[tuple[dict[str, Any], Scored | None]]:
         for batch in loader:
