@@ -44,6 +44,7 @@ ALLOWED = {
     },
     "cli": {"errors", "config", "filenames", "data", "jobs", "deploy", "model", "__init__"},
     "__init__": set(),
+    "__main__": {"cli"},  # python -m scrd, torchrun -m scrd
 }
 
 

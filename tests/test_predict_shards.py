@@ -18,7 +18,7 @@ from scrd.data.phantom import make_phantom_dataset
 from scrd.errors import ConfigError, InputError
 from scrd.jobs.predict import predict
 from scrd.jobs.predict_memory import make_untrained_model
-from scrd.jobs.shards import Shard, merge_shards, resolve_shard
+from scrd.jobs.shards import Shard, device_for_rank, merge_shards, resolve_shard
 
 BATCH = 3
 
@@ -51,6 +51,17 @@ def test_shard_from_flag_and_from_torchrun_environment():
     for bad in ("2/2", "1", "a/b", "0/0"):
         with pytest.raises(ConfigError, match="--shard"):
             resolve_shard(bad, {})
+
+
+def test_device_for_rank_only_changes_auto_under_a_launcher(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert device_for_rank("auto", {"LOCAL_RANK": "1"}) == "cuda:1"
+    assert device_for_rank("cpu", {"LOCAL_RANK": "1"}) == "cpu"
+    assert device_for_rank("auto", {}) == "auto"
+    assert device_for_rank("auto", {"LOCAL_RANK": "2"}) == "auto"  # no such GPU: leave the choice to auto
 
 
 @pytest.fixture(scope="module")

@@ -168,6 +168,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .jobs.predict import predict
+    from .jobs.shards import device_for_rank
 
     shard = _predict_shard(args)
     if args.merge:
@@ -179,7 +180,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         heatmaps=not args.no_heatmaps,
         fresh=args.fresh,
-        device=args.device,
+        device=device_for_rank(args.device),
         num_workers=args.num_workers,
         on_bad_image=args.on_bad_image,
         precision=args.precision,
@@ -490,7 +491,9 @@ def _export_parser(sub) -> None:
     )
     p.add_argument("model", help="run directory or model.pt")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="file format")
-    p.add_argument("--out", required=True, help="the .onnx file to write (its contract goes to FILE.json beside it)")
+    p.add_argument(
+        "--out", required=True, help="the .onnx file to write (its contract goes to FILE.onnx.json beside it)"
+    )
     p.add_argument("--opset", type=int, default=18, help="ONNX opset version")
     p.add_argument(
         "--exporter",

@@ -79,6 +79,18 @@ def resolve_shard(flag: str | None, env: Mapping[str, str] | None = None) -> Sha
     return Shard.parse(flag) if flag else shard_from_env(env)
 
 
+def device_for_rank(device: str, env: Mapping[str, str] | None = None) -> str:
+    """``--device auto`` under torchrun on a machine with GPUs: this process's own GPU (LOCAL_RANK),
+    not every process on cuda:0."""
+    env = os.environ if env is None else env
+    if device != "auto" or "LOCAL_RANK" not in env:
+        return device
+    import torch
+
+    local = int(env["LOCAL_RANK"])
+    return f"cuda:{local}" if torch.cuda.is_available() and local < torch.cuda.device_count() else device
+
+
 @dataclass(frozen=True)
 class OutputNames:
     """The files one predict process owns in the output folder."""
