@@ -33,6 +33,8 @@ def ort_session(onnx_file: str | Path, device: str = "auto"):
         providers = [("CUDAExecutionProvider", {"device_id": int(index)}), *providers]
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: ORT warns about unused initialisers otherwise
+    # torch's thread count (OMP_NUM_THREADS, which torchrun sets per process), not every core per process
+    options.intra_op_num_threads = torch.get_num_threads()
     try:
         return ort.InferenceSession(str(onnx_file), options, providers=providers)
     except Exception as exc:  # ORT raises its own types for a bad or truncated file
