@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 from ..config import Config
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -17,6 +20,7 @@ class Scorer(Protocol):
     config: Config
     metadata: dict[str, Any]
     precision: str
+    device: torch.device  # where batches go (the DataLoader pins memory for CUDA)
 
     @property
     def image_size(self) -> int: ...

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from ..data.dataset import ImageDataset, SkippedImages, make_loader
 from ..data.layouts import collect_samples
-from ..deploy.backends import load_scorer
+from ..deploy.backends import Scorer, load_scorer
 from ..errors import InputError
 from ..filenames import HEATMAP_DIR
 from ..model.weights import sha256_of
@@ -152,7 +152,7 @@ def _finish(out_dir: Path, names: OutputNames, shard: Shard | None, result: Pred
 def _claim_output_folder(
     out_dir: Path,
     model_file: Path,
-    detector,
+    detector: Scorer,
     heatmaps: bool,
     fresh: bool,
     names: OutputNames | None = None,
