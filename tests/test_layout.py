@@ -26,7 +26,10 @@ ALLOWED = {
     "data": {"errors", "config", "filenames", "storage"},
     "method": {"errors", "config", "device", "model"},
     "detector": {"errors", "config", "filenames", "storage", "device", "model", "method", "data", "__init__"},
+    # the exported graph and the predict backends: on the detector, under the jobs
+    "deploy": {"errors", "config", "storage", "model", "method", "data", "detector", "__init__"},
     "jobs": {
+        "deploy",
         "errors",
         "config",
         "filenames",
@@ -39,8 +42,9 @@ ALLOWED = {
         "detector",
         "__init__",
     },
-    "cli": {"errors", "config", "filenames", "data", "jobs", "model", "__init__"},
+    "cli": {"errors", "config", "filenames", "data", "jobs", "deploy", "model", "__init__"},
     "__init__": set(),
+    "__main__": {"cli"},  # python -m scrd, torchrun -m scrd
 }
 
 

@@ -181,7 +181,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .jobs.predict import predict
+    from .jobs.shards import device_for_rank
 
+    shard = _predict_shard(args)
+    if args.merge:
+        return _merge_predictions(args)
     r = predict(
         args.model,
         args.inputs,
@@ -190,16 +194,51 @@ def cmd_predict(args: argparse.Namespace) -> int:
         heatmaps=not args.no_heatmaps,
         panels=not (args.no_heatmaps or args.no_panels),
         fresh=args.fresh,
-        device=args.device,
+        device=device_for_rank(args.device),
         num_workers=args.num_workers,
         on_bad_image=args.on_bad_image,
         precision=args.precision,
+        backend=args.backend,
+        shard=shard,
     )
     heatmaps = "" if args.no_heatmaps else f"; heat maps in {args.out}/{HEATMAP_DIR}/"
     heatmaps += "" if args.no_heatmaps or args.no_panels else f", panels in {args.out}/{PANEL_DIR}/"
     print(f"scored {r.scored} images: {r.csv}{heatmaps}")
     if r.skipped:
         print(f"skipped {r.skipped} unreadable images, listed with the reason in {r.csv.parent / SKIPPED_FILE}")
+    return 0
+
+
+def _predict_shard(args: argparse.Namespace):
+    """--shard I/N, or torchrun's RANK/WORLD_SIZE; checks the inputs --merge does without."""
+    from .jobs.shards import resolve_shard
+
+    if args.merge:
+        if args.inputs or args.model or args.shard:
+            raise ConfigError(
+                "--merge takes only --out (the folder the shards wrote); drop the inputs, --model, --shard"
+            )
+        return None
+    if not args.inputs or not args.model:
+        raise ConfigError("predict needs the images to score and --model (or --merge --out FOLDER)")
+    return resolve_shard(args.shard)
+
+
+def _merge_predictions(args: argparse.Namespace) -> int:
+    from .jobs.shards import merge_shards
+
+    path, rows = merge_shards(args.out)
+    print(f"merged {rows} rows: {path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .deploy.onnx_export import export_onnx
+
+    r = export_onnx(args.model, args.out, opset=args.opset, exporter=args.exporter)
+    print(f"exported {r.onnx} with its contract {r.sidecar}")
+    diffs = f"maps {r.max_map_diff:.2e} absolute, scores {r.max_score_rel_diff:.2e} relative"
+    print(f"self-check, ONNX Runtime vs PyTorch on random images: {diffs}")
     return 0
 
 
@@ -349,6 +388,7 @@ EXAMPLES = {
     "evaluate": "scrd evaluate --model runs/r1 --data DATA --out runs/r1/eval",
     "report": "scrd report runs/r1 --eval runs/r1/eval      # writes runs/r1/eval/report.html",
     "predict": "scrd predict scans/ more/*.dcm --model runs/r1 --out runs/r1/predictions",
+    "export": "scrd export runs/r1 --format onnx --out deploy/r1.onnx",
     "calibrate": "scrd calibrate --model runs/r1              # on the run's held-out normals\n"
     "  scrd calibrate --model runs/r1 --data NORMALS --specificity 0.98",
     "demo": "scrd demo --out scrd-demo",
@@ -489,8 +529,8 @@ def _predict_parser(sub) -> None:
     p = sub.add_parser(
         "predict", formatter_class=HelpFormatter, epilog=_example("predict"), help="score images and write heat maps"
     )
-    p.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or a CSV manifest")
-    p.add_argument("--model", required=True, help="run directory or model.pt")
+    p.add_argument("inputs", nargs="*", help="image files, folders, glob patterns or a CSV manifest")
+    p.add_argument("--model", help="run directory or model.pt (an .onnx file with --backend onnxruntime)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-heatmaps", action="store_true", help="write scores only")
     p.add_argument(
@@ -502,7 +542,37 @@ def _predict_parser(sub) -> None:
         help="start the output folder afresh (needed when another model or other settings wrote it)",
     )
     _add_scoring_flags(p)
+    _add_scale_out_flags(p)
     p.set_defaults(func=cmd_predict)
+
+
+def _add_scale_out_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="what scores the images")
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="score only part I of N (I from 0) into part files; default under torchrun: RANK/WORLD_SIZE",
+    )
+    p.add_argument("--merge", action="store_true", help="merge the shards' part files of --out into one CSV")
+
+
+def _export_parser(sub) -> None:
+    p = sub.add_parser(
+        "export", formatter_class=HelpFormatter, epilog=_example("export"), help="export a model for deployment"
+    )
+    p.add_argument("model", help="run directory or model.pt")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="file format")
+    p.add_argument(
+        "--out", required=True, help="the .onnx file to write (its contract goes to FILE.onnx.json beside it)"
+    )
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset version")
+    p.add_argument(
+        "--exporter",
+        choices=("torchscript", "dynamo"),
+        default="torchscript",
+        help="torch.onnx's tracer (fast) or its torch.export-based exporter; both give the same graph",
+    )
+    p.set_defaults(func=cmd_export)
 
 
 def _calibrate_parser(sub) -> None:
@@ -684,6 +754,7 @@ def build_parser() -> argparse.ArgumentParser:
         _evaluate_parser,
         _report_parser,
         _predict_parser,
+        _export_parser,
         _calibrate_parser,
         _small_parsers,
         _experiment_parser,

@@ -154,7 +154,7 @@ class Detector:
             stack = standardize_scales(stack, stats["scale_mean"], stats["scale_std"])
         weights = alpha if scoring.alpha_weighting == "weighted" else None
         if stack.shape[1] > 1 and tuple(scoring.scale_weights) != (1.0, 1.0, 1.0):  # knn has one map: n/a
-            fixed = torch.tensor(scoring.scale_weights, device=stack.device).expand(len(stack), -1)
+            fixed = torch.tensor(scoring.scale_weights, device=stack.device).expand(stack.shape[0], -1)  # traceable
             weights = fixed if weights is None else weights * fixed
         return gaussian_smooth(combine_scales(stack, weights), scoring.sigma)
 

@@ -16,12 +16,13 @@ from typing import Sequence
 
 from ..data.dataset import ImageDataset, SkippedImages, make_loader
 from ..data.layouts import collect_samples
-from ..detector import Detector, resolve_model_path
+from ..deploy.backends import Scorer, load_scorer
 from ..errors import InputError
-from ..filenames import HEATMAP_DIR, PANEL_DIR, PREDICT_INFO, PREDICTIONS_FILE, SKIPPED_FILE
+from ..filenames import HEATMAP_DIR, PANEL_DIR
 from ..model.weights import sha256_of
 from ..storage import read_json, remove_stale_temporaries, write_json
 from .rundir import prepare_process
+from .shards import OutputNames, Shard, mark_done, merge_shards, remove_own_temporaries, shards_finished
 
 FIELDS = ["path", "score", "decision", "heatmap", "panel"]
 
@@ -70,6 +71,8 @@ def predict(
     on_bad_image: str | None = None,
     precision: str = "auto",
     fresh: bool = False,
+    backend: str = "torch",
+    shard: Shard | None = None,
 ) -> PredictResult:
     """Score every image of ``inputs`` (files, folders, globs or a CSV manifest).
 
@@ -79,6 +82,10 @@ def predict(
     how; a folder written by another model or with other settings is refused unless ``fresh``,
     which starts it afresh. ``heatmaps`` writes plain overlays, ``panels`` the titled panels of
     :mod:`.panels` (original | heat map with colour bar | overlay).
+
+    ``backend`` "onnxruntime" scores with a file from ``scrd export`` (``model`` is the .onnx).
+    ``shard`` scores only that shard's part of the inputs into part files (see :mod:`.shards`);
+    the last shard to finish merges the parts into the CSV a single process would write.
     """
     from .panels import write_image_heatmaps
 
@@ -86,24 +93,31 @@ def predict(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: --out is a file; give a folder for the predictions")
     prepare_process()
-    detector = Detector.load(model, device, precision)
-    _claim_output_folder(out_dir, model, detector, heatmaps, fresh, panels)
+    detector, model_file = load_scorer(backend, model, device, precision)
+    names = OutputNames.of(shard)
+    samples = collect_samples(list(inputs), detector.config.data)
+    samples = samples if shard is None else shard.select(samples, batch_size)
+    own = {} if shard is None else {"shard": str(shard), "assigned": len(samples), "batch_size": batch_size}
+    _claim_output_folder(out_dir, model_file, detector, heatmaps, panels, fresh, names, own)
     (out_dir / HEATMAP_DIR).mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out_dir)  # left by a kill in the middle of a write; never results
-    csv_path = out_dir / PREDICTIONS_FILE
+    if shard is None:
+        remove_stale_temporaries(out_dir)  # left by a kill in the middle of a write; never results
+    else:
+        remove_own_temporaries(out_dir, names)  # the other shards may be writing now
+    csv_path = out_dir / names.predictions
     done = _finished_paths(csv_path)
-    samples = [s for s in collect_samples(list(inputs), detector.config.data) if s.key not in done]
+    samples = [s for s in samples if s.key not in done]
     threshold = detector.threshold
     display_range = detector.metadata.get("display_range")
 
-    skipped = SkippedImages(out_dir / SKIPPED_FILE)
+    skipped = SkippedImages(out_dir / names.skipped)
     new_file, count = not csv_path.is_file(), 0
     with open(csv_path, "a", newline="") as f:
         writer = csv.writer(f)
         if new_file:
             writer.writerow(FIELDS)
         if not samples:
-            return PredictResult(csv_path, 0, skipped.count)
+            return _finish(out_dir, names, shard, PredictResult(csv_path, 0, skipped.count))
         dataset = ImageDataset(samples, detector.image_size, data=detector.config.data, on_bad_image=on_bad_image)
         loader = make_loader(dataset, batch_size, num_workers, detector.device.type == "cuda")
         for batch, scored in detector.iterate(loader):
@@ -131,31 +145,53 @@ def predict(
                 writer.writerow([path, repr(score), decision, heatmap, panel])
             f.flush()
             os.fsync(f.fileno())
-    return PredictResult(csv_path, count, skipped.count)
+    return _finish(out_dir, names, shard, PredictResult(csv_path, count, skipped.count))
+
+
+def _finish(out_dir: Path, names: OutputNames, shard: Shard | None, result: PredictResult) -> PredictResult:
+    """A shard marks its part finished; the last one merges every part (``result.csv``: the merge)."""
+    if shard is None:
+        return result
+    mark_done(out_dir, names, len(_finished_paths(result.csv)))
+    if shards_finished(out_dir, shard.count):
+        result.csv = merge_shards(out_dir)[0]
+    return result
 
 
 def _claim_output_folder(
-    out_dir: Path, model: str | Path, detector: Detector, heatmaps: bool, fresh: bool, panels: bool = False
+    out_dir: Path,
+    model_file: Path,
+    detector: Scorer,
+    heatmaps: bool,
+    panels: bool,
+    fresh: bool,
+    names: OutputNames | None = None,
+    own: dict | None = None,
 ) -> None:
-    """Record which model and settings write ``out_dir``; refuse a folder another one wrote."""
+    """Record which model and settings write ``out_dir``; refuse a folder another one wrote.
+    ``own``: what only this shard records (which shard, how many images it was given)."""
+    names = names or OutputNames.of(None)
     info = {
-        "model": str(resolve_model_path(model)),
-        "model_sha256": sha256_of(resolve_model_path(model)),
+        "model": str(model_file),
+        "model_sha256": sha256_of(model_file),
         "threshold": detector.threshold,
         "scoring": detector.config.to_dict()["scoring"],
         "precision": detector.precision,
         "heatmaps": heatmaps,
         "panels": panels,
+        **(own or {}),
     }
-    path = out_dir / PREDICT_INFO
+    path = out_dir / names.info
     previous = read_json(path) if path.is_file() else None
-    results = [out_dir / PREDICTIONS_FILE, out_dir / HEATMAP_DIR, out_dir / PANEL_DIR, out_dir / SKIPPED_FILE, path]
+    results = [out_dir / names.predictions, out_dir / names.skipped, path]
+    # heat maps and panels are shared by the shards: only an unsharded run clears them
+    results += [out_dir / HEATMAP_DIR, out_dir / PANEL_DIR] if names.done is None else [out_dir / names.done]
     if fresh:
         for old in results:
             shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
-    elif previous is None and (out_dir / PREDICTIONS_FILE).is_file():
+    elif previous is None and (out_dir / names.predictions).is_file():
         raise InputError(
-            f"{out_dir}: holds predictions of an unknown model (no {PREDICT_INFO}); pass --fresh to "
+            f"{out_dir}: holds predictions of an unknown model (no {names.info}); pass --fresh to "
             "start the folder afresh, or choose another --out"
         )
     elif previous is not None and previous != info:

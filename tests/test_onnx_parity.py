@@ -1,0 +1,157 @@
+"""ONNX Runtime scores what PyTorch scores: every architecture (random weights), phantom images and
+the real brain MRI validation images, batch sizes 1 and 7: scores within 1e-4 relative, maps
+within 1e-4 absolute, the same decisions at the model's threshold."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import SHARED_DATA, needs_brain_tumor
+
+from scrd.config import ARCHITECTURES, preset
+from scrd.data.phantom import make_phantom_dataset
+from scrd.detector import Detector
+from scrd.model import SCRD
+
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'scrd[onnx]')")
+pytest.importorskip("onnxscript", reason="the onnx extra is not installed (pip install 'scrd[onnx]')")
+
+from scrd.deploy.onnx_export import export_onnx, sidecar_path  # noqa: E402
+from scrd.deploy.ort_detector import OrtDetector  # noqa: E402
+from scrd.jobs.predict import predict  # noqa: E402
+
+SIZE = 64  # small enough for wide_resnet50_2 on a CPU in seconds
+SCORE_RTOL, MAP_ATOL = 1e-4, 1e-4
+# A scoring path that is not the default: every option the graph must hold inside it.
+SCORING = {
+    "scoring.score": "top_k",
+    "scoring.feature_pool": 3,
+    "scoring.alpha_weighting": "weighted",
+    "scoring.normalize": "scale",
+    "scoring.scale_weights": (1.0, 0.5, 2.0),
+}
+
+
+def _brain_files(count_normal: int = 4, count_abnormal: int = 3) -> list[str]:
+    split = json.loads((SHARED_DATA / "data.json").read_text())["test"]
+    names = sorted(split["0"])[:count_normal] + sorted(split["1"])[:count_abnormal]
+    return [str(SHARED_DATA / "images" / n) for n in names]
+
+
+@pytest.fixture(scope="module")
+def phantom_files(tmp_path_factory) -> list[str]:
+    data = make_phantom_dataset(
+        tmp_path_factory.mktemp("parity"), n_train=0, n_test_normal=4, n_test_abnormal=3, size=SIZE, seed=3
+    )
+    return sorted(str(p) for p in (data / "images").glob("*.png"))
+
+
+@dataclass
+class Exported:
+    torch: Detector
+    ort: OrtDetector
+    model: Path  # the run-like folder of the torch model
+    onnx: Path
+
+
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def exported(request, tmp_path_factory, phantom_files) -> Exported:
+    """One architecture with random weights, saved and exported, with normal-image statistics
+    and a threshold that puts the phantom images on both sides of it."""
+    arch = request.param
+    torch.manual_seed(ARCHITECTURES.index(arch))
+    config = preset("official").with_overrides(
+        {"model.arch": arch, "model.weights": "none", "model.image_size": SIZE, "noise.max_size": 24, **SCORING}
+    )
+    detector = Detector(SCRD(arch).eval(), config, torch.device("cpu"), {}, "fp32", False)
+    images = torch.stack([detector.load_image(f) for f in phantom_files])
+    detector.metadata["normal_statistics"] = detector.normal_statistics(iter([images]))
+    scores = np.sort([r.score for r in detector.score_files(phantom_files, batch_size=7)])
+    gap = int(np.argmax(np.diff(scores)))  # the widest gap: no score lies near the threshold
+    detector.metadata["calibration"] = {"threshold": float(scores[gap : gap + 2].mean())}
+    folder = tmp_path_factory.mktemp(arch)
+    detector.save(folder / "model")
+    export_onnx(folder / "model", folder / f"{arch}.onnx")
+    onnx = folder / f"{arch}.onnx"
+    return Exported(
+        Detector.load(folder / "model", "cpu", "fp32"), OrtDetector.load(onnx, "cpu"), folder / "model", onnx
+    )
+
+
+def _assert_parity(reference: Detector, ort: OrtDetector, files: list[str], batch_size: int) -> None:
+    expected = reference.score_files(files, batch_size)
+    got = ort.score_files(files, batch_size)
+    assert [r.path for r in got] == [r.path for r in expected]
+    score_rel = max(abs(g.score - e.score) / abs(e.score) for g, e in zip(got, expected))
+    map_abs = max(float((g.map - e.map).abs().max()) for g, e in zip(got, expected))
+    assert score_rel <= SCORE_RTOL, f"scores differ by {score_rel:.3g} relative"
+    assert map_abs <= MAP_ATOL, f"maps differ by {map_abs:.3g} absolute"
+    assert [g.decision for g in got] == [e.decision for e in expected]
+    print(f"{reference.config.model.arch} batch {batch_size}: scores {score_rel:.2e} rel, maps {map_abs:.2e} abs")
+
+
+@pytest.mark.parametrize("batch_size", [1, 7])
+def test_onnx_matches_torch_on_phantoms(exported, phantom_files, batch_size):
+    reference, ort = exported.torch, exported.ort
+    _assert_parity(reference, ort, phantom_files, batch_size)
+    assert {r.decision for r in ort.score_files(phantom_files, batch_size)} == {"normal", "abnormal"}
+
+
+@needs_brain_tumor
+@pytest.mark.parametrize("batch_size", [1, 7])
+def test_onnx_matches_torch_on_brain_mri(exported, batch_size):
+    _assert_parity(exported.torch, exported.ort, _brain_files(), batch_size)
+
+
+def test_contract_describes_the_graph(exported):
+    reference, ort = exported.torch, exported.ort
+    contract = json.loads(sidecar_path(ort.path).read_text())
+    assert contract["input"]["shape"] == ["batch", 3, SIZE, SIZE]
+    assert contract["input"]["range"] == [0.0, 1.0]
+    assert contract["outputs"]["score"]["reduction"] == "top_k"
+    assert contract["threshold"] == reference.threshold
+    assert contract["model"]["config"] == reference.config.to_dict()
+    inputs = ort.session.get_inputs()
+    assert [i.name for i in inputs] == ["images"] and isinstance(inputs[0].shape[0], str)  # a dynamic batch axis
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_predict_with_onnxruntime_writes_what_torch_writes(exported, phantom_files, tmp_path):
+    """Same rows, decisions and heat-map files; scores within the parity tolerance."""
+    from PIL import Image
+
+    a = predict(exported.model, phantom_files, tmp_path / "torch", batch_size=4, device="cpu", precision="fp32")
+    b = predict(exported.onnx, phantom_files, tmp_path / "ort", batch_size=4, device="cpu", backend="onnxruntime")
+    expected, got = _rows(a.csv), _rows(b.csv)
+    assert [(r["path"], r["decision"], r["heatmap"]) for r in got] == [
+        (r["path"], r["decision"], r["heatmap"]) for r in expected
+    ]
+    for g, e in zip(got, expected):
+        assert abs(float(g["score"]) - float(e["score"])) <= SCORE_RTOL * abs(float(e["score"]))
+        heat_g = np.asarray(Image.open(tmp_path / "ort" / g["heatmap"]), dtype=int)
+        heat_e = np.asarray(Image.open(tmp_path / "torch" / e["heatmap"]), dtype=int)
+        assert heat_g.shape == heat_e.shape and np.abs(heat_g - heat_e).max() <= 1  # colour rounding at most
+
+
+@pytest.mark.slow
+def test_dynamo_exporter_gives_the_same_parity(tmp_path, phantom_files):
+    """The torch.export-based exporter (``--exporter dynamo``), on one architecture: it is slow."""
+    torch.manual_seed(0)
+    config = preset("official").with_overrides(
+        {"model.arch": "mobilenet_v2", "model.weights": "none", "model.image_size": SIZE, "noise.max_size": 24}
+    )
+    Detector(SCRD("mobilenet_v2").eval(), config, torch.device("cpu")).save(tmp_path / "model")
+    export_onnx(tmp_path / "model", tmp_path / "m.onnx", exporter="dynamo")
+    reference, ort = Detector.load(tmp_path / "model", "cpu", "fp32"), OrtDetector.load(tmp_path / "m.onnx", "cpu")
+    for batch_size in (1, 7):
+        _assert_parity(reference, ort, phantom_files, batch_size)
