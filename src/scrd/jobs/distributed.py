@@ -219,7 +219,9 @@ def wrap_trained(model, loss: LossConfig, world: World, device: torch.device):
 
     parts = TrainableParts(trained_parameters(model, loss))
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(parts, device_ids=ids, broadcast_buffers=False)
+    # The wrapper holds no buffer (BatchNorm statistics stay equal by computing them globally);
+    # gradients as bucket views spare a copy and keep the bucket's layout.
+    return DistributedDataParallel(parts, device_ids=ids, gradient_as_bucket_view=True)
 
 
 def check_gradients(model, ddp) -> None:
