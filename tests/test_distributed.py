@@ -200,10 +200,11 @@ def test_torchrun_logs_the_losses_of_one_process(unbroken, phantom_data, tmp_pat
     subprocess.run(_train_cmd(1, phantom_data, one, *FLAGS), check=True, env=_env(), capture_output=True)
     two_losses, one_losses = _losses(unbroken), _losses(one)
     assert len(two_losses) == len(one_losses) == 6
-    # Before the first update every difference (shards, noise, BatchNorm, loss) would show at once.
-    assert two_losses[0] == pytest.approx(one_losses[0], rel=1e-5)
-    # Then Adam amplifies float rounding into the weights, as a change of thread count does (docs/distributed.md).
-    assert two_losses == pytest.approx(one_losses, rel=1e-3)
+    # The first iterations: every difference in shards, noise, BatchNorm or loss would show here.
+    assert two_losses[:2] == pytest.approx(one_losses[:2], rel=1e-5)
+    # Later, Adam grows float rounding into the weights, as a change of thread count does in one
+    # process (docs/distributed.md): the drift is that of rounding, not of another computation.
+    assert two_losses == pytest.approx(one_losses, rel=2e-3)
     assert read_json(unbroken / STATE_META)["world_size"] == 2
     assert not list(unbroken.glob("**/*.tmp*"))  # one writer: no half-written file left by a second rank
 
