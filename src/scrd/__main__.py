@@ -1,7 +1,5 @@
-"""``python -m scrd`` (and ``torchrun … -m scrd``) runs the command line."""
-
-import sys
+"""``python -m scrd``: the command line (what torchrun launches with ``-m scrd train ...``)."""
 
 from .cli import main
 
-sys.exit(main())
+raise SystemExit(main())

@@ -17,7 +17,7 @@ import torch
 from ..config import Config
 from ..data.dataset import ImageDataset, SkippedImages
 from ..detector import Detector
-from ..device import choose_device, memory_format, resolve_precision
+from ..device import memory_format, resolve_precision
 from ..errors import ConfigError, ResumeError, TrainingError
 from ..filenames import (
     CONFIG_FILE,
@@ -31,7 +31,9 @@ from ..filenames import (
 from ..method.synthesis import AnomalySynthesizer
 from ..model import build_model
 from ..storage import read_json, remove_stale_temporaries, write_json
+from .distributed import World, check_shardable, check_supported, joined, world_from_env, wrap_trained
 from .evaluate import normal_map_range, normal_statistics
+from .global_batchnorm import use_global_batchnorm
 from .interrupt import StopRequest, TrainingInterrupted
 from .monitors import Monitors
 from .rundir import environment_report, prepare_process, seed_everything
@@ -75,6 +77,9 @@ def train(
             f"{run_dir}: run directory is not empty; pass --resume to continue it or choose a new directory"
         )
     _check_eval_source(config, eval_source)
+    world = world_from_env()
+    if world.distributed:
+        check_supported(config)
     existed = run_dir.exists()
     images = load_training_images(train_source, config)
     started: list[int] = []  # _run records the iterations done here
@@ -83,7 +88,7 @@ def train(
             return _fit_knn(config, images, run_dir, progress)
         return _run(config, images, run_dir, False, progress, eval_source, eval_split, started)
     except BaseException:
-        if not started and not (run_dir / MODEL_META).is_file():
+        if world.main and not started and not (run_dir / MODEL_META).is_file():
             _clear_failed_start(run_dir, existed)  # nothing was trained: leave no half-made run behind
         raise
 
@@ -146,9 +151,13 @@ def resume(
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise ResumeError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}); start it without --resume")
-    remove_stale_temporaries(run_dir)  # what a kill in the middle of an atomic write left
+    world = world_from_env()
+    if world.main:
+        remove_stale_temporaries(run_dir)  # what a kill in the middle of an atomic write left
     config = Config.load(run_dir / CONFIG_FILE)
     _check_eval_source(config, eval_source)
+    if world.distributed:
+        check_supported(config)
     if iterations is not None:
         config = config.with_overrides({"train.iterations": iterations})
     if config.model.method == "knn":  # fitted in one go: finished, or fitted again
@@ -160,7 +169,7 @@ def resume(
         return TrainResult(run_dir, done, float("nan"), 0.0, started_at=done)  # finished: nothing to do
     if done is not None and not (run_dir / STATE_FILE).is_file():
         raise ResumeError(f"{run_dir}: finished at {done} iterations without a checkpoint to extend from")
-    if not (run_dir / STATE_FILE).is_file():
+    if not (run_dir / STATE_FILE).is_file() and world.main:
         warnings.warn(
             f"{run_dir}: no checkpoint was written before the run stopped (train.checkpoint_every = "
             f"{config.train.checkpoint_every}); training starts again from iteration 0",
@@ -181,46 +190,91 @@ def _run(
     started: list[int] | None = None,
 ) -> TrainResult:
     """Train (or continue) the run: build, restore, cache, iterate with checkpoints, select, save.
-    Each finished iteration is appended to ``started``."""
+    Each finished iteration is appended to ``started``. Under torchrun every rank runs this; rank 0
+    alone writes (see :mod:`.distributed`)."""
     tc = config.train
     prepare_process()
     seed_everything(tc.seed, tc.deterministic)
-    device = choose_device(tc.device)
-    model, weights_note = build_model(config.model.arch, config.model.weights)
-    model.to(device).to(memory_format=memory_format(tc.channels_last))
-    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=tc.lr, betas=tc.betas)
-    synth = AnomalySynthesizer(config.noise, seed=tc.seed)
-    monitors = Monitors.create(config, images, run_dir, eval_source, eval_split)
-    start, seconds = 0, 0.0
-    if resuming and (run_dir / STATE_FILE).is_file():
-        start, seconds = restore_state(run_dir, model, optimizer, synth, images.source, images.fingerprint)
-    _write_run_files(run_dir, config, images, device)
-    monitors.open(start, model)
-    dataset = ImageDataset(images.fit, config.model.image_size, data=config.data)
+    with joined(tc.device) as (world, device):
+        check_shardable(len(images.fit), tc.batch_size, world)
+        world.barrier()  # every rank has checked the run directory before rank 0 writes into it
+        model, weights_note = build_model(config.model.arch, config.model.weights)
+        model.to(device).to(memory_format=memory_format(tc.channels_last))
+        if world.distributed:
+            use_global_batchnorm(model.bottleneck, world)
+            use_global_batchnorm(model.decoder, world)
+        optimizer = torch.optim.Adam(model.trainable_parameters(), lr=tc.lr, betas=tc.betas)
+        synth = AnomalySynthesizer(config.noise, seed=tc.seed)
+        monitors = Monitors.create(config, images, run_dir, eval_source, eval_split)
+        start, seconds = 0, 0.0
+        if resuming and (run_dir / STATE_FILE).is_file():
+            start, seconds = restore_state(
+                run_dir, model, optimizer, synth, images.source, images.fingerprint, world.size
+            )
+        if world.main:
+            _write_run_files(run_dir, config, images, device)
+        monitors.open(start, model)
+        dataset = ImageDataset(images.fit, config.model.image_size, data=config.data)
+        cache = _build_cache(config, images, weights_note, device, run_dir, dataset, model, progress, world)
+        ddp = wrap_trained(model, config.loss, world, device)
+        loop = TrainingLoop(
+            config,
+            model,
+            optimizer,
+            synth,
+            monitors,
+            dataset,
+            cache,
+            run_dir,
+            device,
+            start,
+            seconds,
+            progress,
+            world=world,
+            ddp=ddp,
+        )
+        it = _iterate(loop, run_dir, images, model, optimizer, synth, world, started)
+        loop.close()
+        monitors.close()
+        selection = monitors.select(model)
+        if world.main:
+            _finish(run_dir, model, config, device, weights_note, images, dataset, it, selection, loop.clock.total)
+        world.barrier()  # the model is saved when any rank returns
+    return TrainResult(run_dir, it, loop.clock.loss, loop.clock.rate, loop.skipped.count, started_at=start)
+
+
+def _build_cache(config, images, weights_note, device, run_dir, dataset, model, progress, world: World):
+    """The training cache; with several ranks rank 0 builds (and writes) it first, the others then
+    read its files and fill their own memory stores."""
     identity = _cache_identity(config, images, weights_note, device)
-    cache = build_training_cache(dataset, model, config, device, run_dir, identity, progress)
-    loop = TrainingLoop(
-        config, model, optimizer, synth, monitors, dataset, cache, run_dir, device, start, seconds, progress
-    )
-    data, it = data_record(images.source, images.fingerprint), start
+    cache = None
+    if world.main:
+        cache = build_training_cache(dataset, model, config, device, run_dir, identity, progress)
+    world.barrier()
+    if not world.main:
+        cache = build_training_cache(dataset, model, config, device, run_dir, identity, False, writer=False)
+    return cache
+
+
+def _iterate(loop: TrainingLoop, run_dir: Path, images: TrainingImages, model, optimizer, synth, world: World, started):
+    """The iterations, with checkpoints (rank 0) and a clean stop on SIGINT/SIGTERM; the last iteration."""
+    tc = loop.config.train
+    data, it = data_record(images.source, images.fingerprint), loop.batches.start
     with StopRequest() as stop_request:
         for it, stop in loop:
             if started is not None:
                 started.append(it)
-            if it % tc.checkpoint_every == 0 or it == tc.iterations or stop or stop_request.signum:
-                save_state(run_dir, model, optimizer, synth, it, data, loop.clock.total)
-            if stop_request.signum:
+            interrupted = world.any(bool(stop_request.signum))  # every rank stops after the same iteration
+            if world.main and (it % tc.checkpoint_every == 0 or it == tc.iterations or stop or interrupted):
+                save_state(run_dir, model, optimizer, synth, it, data, loop.clock.total, world.size)
+            if interrupted:
                 raise TrainingInterrupted(
                     f"interrupted at iteration {it}; a checkpoint was written: continue with "
                     f"scrd train --resume --out {run_dir} --data {images.source}"
                 )
             if stop:
                 break
-    loop.close()
-    monitors.close()
-    selection = monitors.select(model)
-    _finish(run_dir, model, config, device, weights_note, images, dataset, it, selection, loop.clock.total)
-    return TrainResult(run_dir, it, loop.clock.loss, loop.clock.rate, loop.skipped.count, started_at=start)
+    return it
 
 
 def _cache_identity(config: Config, images: TrainingImages, weights_note: str, device: torch.device) -> dict:

@@ -108,8 +108,13 @@ def build_training_cache(
     run_dir: Path,
     identity: dict[str, Any],
     progress: bool,
+    writer: bool = True,
 ) -> TrainingCache | None:
-    """The caches ``train.feature_cache`` / ``train.image_cache`` ask for, filled (or reused from disk)."""
+    """The caches ``train.feature_cache`` / ``train.image_cache`` ask for, filled (or reused from disk).
+
+    ``writer=False`` (ranks other than 0 of a multi-process run, once rank 0 has built the cache):
+    the files on disk are only read, and only the in-memory stores are filled.
+    """
     tc, n = config.train, len(dataset)
     want_features = tc.feature_cache != "off"
     want_images = tc.image_cache != "off" and (uses_synthetic_anomalies(config.loss) or not want_features)
@@ -135,9 +140,14 @@ def build_training_cache(
         else:
             cache_dir.mkdir(parents=True, exist_ok=True)
             stores[name] = ArrayStore(shape, dtype, cache_dir / f"{name}.bin", reuse=reuse)
-    if not (reuse and all(s.path is not None for s in stores.values())):
+    on_disk = any(s.path is not None for s in stores.values())
+    if not writer:
+        if on_disk and not reuse:
+            raise TrainingError(f"{cache_dir}: rank 0 did not leave a cache built for this run")
+        _fill({k: s for k, s in stores.items() if s.path is None}, dataset, model, config, device, False)
+    elif not (reuse and all(s.path is not None for s in stores.values())):
         _fill(stores, dataset, model, config, device, progress)
-        if any(s.path is not None for s in stores.values()):
+        if on_disk:
             write_json(cache_dir / _META, identity)
     features = [stores[f"features_{k}"] for k in (1, 2, 3)] if want_features else None
     return TrainingCache(stores.get("images"), features)
@@ -146,7 +156,10 @@ def build_training_cache(
 def _fill(
     stores: dict[str, ArrayStore], dataset: ImageDataset, model, config: Config, device: torch.device, progress: bool
 ) -> None:
-    """Decode every training image once and run the teacher on it once."""
+    """Decode every training image once and run the teacher on it once (into the given stores)."""
+    if not stores:
+        return
+    features = [k for k in (1, 2, 3) if f"features_{k}" in stores]
     loader = make_loader(dataset, 32, config.train.num_workers, device.type == "cuda")
     fmt = memory_format(config.train.channels_last)
     precision = _precision(config, device)
@@ -165,11 +178,12 @@ def _fill(
         images01 = batch["image"]
         if "images" in stores:
             stores["images"].put(start, images01)
-        if "features_1" in stores:
+        if features:
             x = normalize(images01.to(device)).contiguous(memory_format=fmt)
             with torch.no_grad(), autocast(device, precision):
-                for k, f in enumerate(model.encode(x)):
-                    stores[f"features_{k + 1}"].put(start, f)
+                for k, f in enumerate(model.encode(x), 1):
+                    if k in features:
+                        stores[f"features_{k}"].put(start, f)
         start += len(images01)
         if bar is not None:
             bar.update(len(images01))

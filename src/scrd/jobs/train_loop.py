@@ -19,9 +19,10 @@ from ..filenames import SKIPPED_FILE, STATE_FILE, TRAIN_LOG
 from ..method.loss_step import scrd_loss
 from ..method.synthesis import AnomalySynthesizer
 from .csv_log import CsvLog
+from .distributed import SINGLE, World, check_gradients
 from .monitors import Monitors
 from .train_cache import TrainingCache
-from .training_data import IterationBatches
+from .training_data import IterationBatches, ShardBatches
 
 LOG_FIELDS = [
     "iteration",
@@ -42,7 +43,11 @@ LOG_FIELDS = [
 
 
 def batches_of(
-    dataset: ImageDataset, cache: TrainingCache | None, batches: IterationBatches, config: Config, device: torch.device
+    dataset: ImageDataset,
+    cache: TrainingCache | None,
+    batches: IterationBatches | ShardBatches,
+    config: Config,
+    device: torch.device,
 ):
     """(images01 or None, clean teacher features or None, skipped images) per iteration: from the
     training cache when it holds what a step needs, else decoded by a DataLoader."""
@@ -69,26 +74,40 @@ def train_step(
     config: Config,
     it: int,
     run_dir: Path,
+    world: World = SINGLE,
+    total: int = 0,
+    ddp=None,
 ):
-    """One optimiser step on a clean batch and its noisy twin; returns (loss, terms, α)."""
+    """One optimiser step on a clean batch and its noisy twin; returns (loss, terms, α).
+
+    In a multi-process run the batch is this rank's shard of a global batch of ``total``; the
+    loss, its terms and α are those of the global batch, and ``ddp`` (the DDP wrapper of the
+    trained parameters) runs the step so that it averages the gradients.
+    """
     tc = config.train
     fmt = memory_format(tc.channels_last)
     device = next(model.parameters()).device
+    start = world.span(total)[0] if world.distributed else 0
     noisy = patches = None
     if uses_synthetic_anomalies(config.loss):
-        noisy01, patches = synth(images01)
+        noisy01, patches = synth(images01, (start, total)) if world.distributed else synth(images01)
         noisy = normalize(noisy01).contiguous(memory_format=fmt)
     clean = normalize(images01).contiguous(memory_format=fmt) if teacher is None else None
-    terms, out = scrd_loss(
-        model,
-        clean,
-        noisy,
-        config.loss,
-        noisy_branch=tc.noisy_branch,
-        teacher=teacher,
-        precision=resolve_precision(tc.precision, device),
-        patches=patches,
-    )
+
+    def step():
+        return scrd_loss(
+            model,
+            clean,
+            noisy,
+            config.loss,
+            noisy_branch=tc.noisy_branch,
+            teacher=teacher,
+            precision=resolve_precision(tc.precision, device),
+            patches=patches,
+            gather=(lambda rows: world.gather(rows, total)) if world.distributed else None,
+        )
+
+    terms, out = ddp(step) if ddp is not None else step()
     loss = terms.loss.float()
     if not torch.isfinite(loss):
         raise TrainingError(
@@ -98,7 +117,8 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return loss.item(), terms, out.alpha.detach().float()
+    alpha = out.alpha.detach().float()
+    return loss.item(), terms, world.gather(alpha, total) if world.distributed else alpha
 
 
 def after_step(
@@ -116,7 +136,7 @@ def after_step(
 ) -> bool:
     """Log, progress bar and evaluations after iteration ``it``; True when training should stop."""
     tc = config.train
-    if it % tc.log_every == 0 or it == tc.iterations:
+    if log is not None and (it % tc.log_every == 0 or it == tc.iterations):
         log.write(log_row(it, loss, terms, alpha, clock))
     if bar is not None:
         bar.set_postfix(
@@ -196,30 +216,53 @@ class TrainingLoop:
         start: int,
         earlier_seconds: float,
         progress: bool,
+        world: World = SINGLE,
+        ddp=None,
     ) -> None:
         tc = config.train
         self.config, self.model, self.optimizer, self.synth, self.monitors = config, model, optimizer, synth, monitors
         self.dataset, self.cache, self.run_dir, self.device = dataset, cache, run_dir, device
+        self.world, self.ddp = world, ddp
         self.batches = IterationBatches(len(dataset), tc.batch_size, tc.seed, start, tc.iterations)
-        self.log = CsvLog(run_dir / TRAIN_LOG, LOG_FIELDS, keep_through=start)
+        # Rank 0 alone writes: the log, the progress bar (the skipped list only grows in one process).
+        self.log = CsvLog(run_dir / TRAIN_LOG, LOG_FIELDS, keep_through=start) if world.main else None
         self.skipped = SkippedImages(run_dir / SKIPPED_FILE)
-        self.bar = progress_bar(progress, start, tc.iterations)
+        self.bar = progress_bar(progress and world.main, start, tc.iterations)
         self.clock = Clock(earlier_seconds)
 
     def __iter__(self):
-        batches = batches_of(self.dataset, self.cache, self.batches, self.config, self.device)
+        mine = ShardBatches(self.batches, self.world.span) if self.world.distributed else self.batches
+        batches = batches_of(self.dataset, self.cache, mine, self.config, self.device)
         self.model.train()
         for it, (images01, teacher, skipped_now) in enumerate(batches, self.batches.start + 1):
             if (it - 1) % self.batches.per_epoch == 0:
                 self.model.train()  # the released loop re-enters train mode only at each epoch start
+            if skipped_now and self.world.distributed:  # the shards would no longer tile the batch
+                raise TrainingError(
+                    f"{skipped_now[0][0]}: became unreadable during a multi-process run: {skipped_now[0][1]}; "
+                    f"fix or remove it and resume"
+                )
             self.skipped.add(skipped_now)
             count = len(images01) if images01 is not None else len(teacher[0]) if teacher is not None else 0
             if count == 0:  # every image of this batch was unreadable and skipped
                 continue
+            total = self.batches.size(it) if self.world.distributed else count
             loss, terms, alpha = train_step(
-                self.model, self.optimizer, self.synth, images01, teacher, self.config, it, self.run_dir
+                self.model,
+                self.optimizer,
+                self.synth,
+                images01,
+                teacher,
+                self.config,
+                it,
+                self.run_dir,
+                self.world,
+                total,
+                self.ddp,
             )
-            self.clock.count(count)
+            if self.ddp is not None and it == self.batches.start + 1:
+                check_gradients(self.model, self.ddp)  # once: DDP must know every parameter trained
+            self.clock.count(total)
             self.clock.loss = loss
             yield (
                 it,

@@ -23,6 +23,7 @@ def save_state(
     iteration: int,
     data: dict[str, str],
     train_seconds: float = 0.0,
+    world_size: int = 1,
 ) -> None:
     state = {
         "model": model.state_dict(),
@@ -32,11 +33,12 @@ def save_state(
         "noise_rng": json.dumps(synth.state_dict()),
         "data": json.dumps(data),  # {"source", "fingerprint"}
         "train_seconds": float(train_seconds),
+        "world_size": int(world_size),  # processes that trained it: a resume must use as many
     }
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     save_tensors(run_dir / STATE_FILE, state)
-    write_json(run_dir / STATE_META, {"iteration": iteration, **data})
+    write_json(run_dir / STATE_META, {"iteration": iteration, "world_size": int(world_size), **data})
 
 
 def check_same_data(saved: dict[str, str], source: str, fingerprint: str, where: Path) -> None:
@@ -48,6 +50,17 @@ def check_same_data(saved: dict[str, str], source: str, fingerprint: str, where:
         )
 
 
+def check_same_world(saved: int, now: int, where: Path) -> None:
+    """Exact resume holds for the number of processes that wrote the checkpoint: each one's shard
+    of every batch, and the float rounding of the sums over them, depend on it."""
+    if saved != now:
+        how = "without torchrun" if saved == 1 else f"with torchrun, {saved} processes in all"
+        raise ResumeError(
+            f"{where}: the run was trained by {saved} process(es), this resume has {now}; "
+            f"resume it {how}, or start a new run to train with {now}"
+        )
+
+
 def restore_state(
     run_dir: Path,
     model: torch.nn.Module,
@@ -55,10 +68,12 @@ def restore_state(
     synth: AnomalySynthesizer,
     source: str,
     fingerprint: str,
+    world_size: int = 1,
 ) -> tuple[int, float]:
     """Load the checkpoint into the given objects; returns its iteration and the training seconds so far."""
     state = load_tensors(run_dir / STATE_FILE)
     check_same_data(json.loads(state.get("data", "{}")), source, fingerprint, run_dir / STATE_FILE)
+    check_same_world(int(state.get("world_size", 1)), world_size, run_dir / STATE_FILE)
     try:
         model.load_state_dict(state["model"], strict=True)
         optimizer.load_state_dict(state["optimizer"])

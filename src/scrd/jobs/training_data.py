@@ -10,7 +10,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -140,3 +140,23 @@ class IterationBatches(torch.utils.data.Sampler):
                 g = torch.Generator().manual_seed(self.seed * 100_003 + e)
                 perm, epoch = torch.randperm(self.n, generator=g).tolist(), e
             yield perm[pos * self.batch_size : (pos + 1) * self.batch_size]
+
+    def size(self, it: int) -> int:
+        """Images in the global batch of iteration ``it`` (1-based, as logged)."""
+        pos = (it - 1) % self.per_epoch
+        return min(self.batch_size, self.n - pos * self.batch_size)
+
+
+class ShardBatches(torch.utils.data.Sampler):
+    """One process's rows of each batch of ``batches`` (``span(total) -> (start, stop)``)."""
+
+    def __init__(self, batches: IterationBatches, span: Callable[[int], tuple[int, int]]) -> None:
+        self.batches, self.span = batches, span
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches:
+            start, stop = self.span(len(batch))
+            yield batch[start:stop]

@@ -3,7 +3,7 @@ and the tests)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 
@@ -24,6 +24,7 @@ def scrd_loss(
     teacher: list[torch.Tensor] | None = None,
     precision: str = "fp32",
     patches: torch.Tensor | None = None,
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[LossTerms, SCRDOutput]:
     """Loss for normalised ``clean`` images and their normalised ``noisy`` versions.
 
@@ -39,6 +40,7 @@ def scrd_loss(
     released code's extra noisy pass is then the student pass itself).
     With ``loss.alpha_objective = separation`` the scale head's own objective is added
     (:mod:`.scale_objective`); it needs the noise ``patches`` ([B, K, 4]).
+    ``gather``: in multi-process training, this process's per-sample rows -> the global batch's.
     """
     device = next(model.parameters()).device
     noisy_teacher = None
@@ -60,9 +62,12 @@ def scrd_loss(
     def f32(features: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
         return None if features is None else [f.float() for f in features]
 
-    terms = distillation_loss(f32(out.teacher), f32(out.student), out.alpha.float(), loss, f32(noisy_teacher))
+    terms = distillation_loss(
+        f32(out.teacher), f32(out.student), out.alpha.float(), loss, f32(noisy_teacher), gather=gather
+    )
     if loss.alpha_objective == "separation":
-        terms.loss = terms.loss + _head_objective(model, noisy_teacher, noisy, patches, loss, device, precision)
+        head = _head_objective(model, noisy_teacher, noisy, patches, loss, device, precision, gather)
+        terms.loss = terms.loss + head
     return terms, out
 
 
@@ -74,6 +79,7 @@ def _head_objective(
     loss: LossConfig,
     device: torch.device,
     precision: str,
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The separation objective of the scale head on the noisy batch (maps in eval mode, detached)."""
     if patches is None:
@@ -85,4 +91,5 @@ def _head_objective(
     model.train(training)
     mask = patch_mask(patches, noisy.shape[-2], noisy.shape[-1])
     separation = patch_separation([f.float() for f in noisy_teacher], [f.float() for f in student], mask)
-    return separation_objective(model.scale_head(phi.float()), separation, loss.alpha_entropy)
+    gather = gather or (lambda rows: rows)
+    return separation_objective(gather(model.scale_head(phi.float())), gather(separation), loss.alpha_entropy)

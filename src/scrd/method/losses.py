@@ -25,7 +25,7 @@ Options (all in ``LossConfig``):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -63,15 +63,23 @@ def distillation_loss(
     alpha: torch.Tensor | None,
     config: LossConfig,
     noisy: Sequence[torch.Tensor] | None = None,
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> LossTerms:
-    """The configured loss from clean teacher u, student v, scale weights α and noisy teacher z."""
+    """The configured loss from clean teacher u, student v, scale weights α and noisy teacher z.
+
+    ``gather`` maps this process's per-sample rows to the global batch's (multi-process training),
+    so the batch means, and hence the loss, are those of the global batch.
+    """
     placement = config.alpha_placement
     if placement != "none" and alpha is None:
         raise ValueError(f"alpha_placement={placement!r} needs the scale weights alpha")
     if alpha is not None and (config.alpha_grad == "detach" or config.alpha_objective == "separation"):
         alpha = alpha.detach()
     inside = placement == "inside_cosine"
-    d_uv = _distances(clean, student, alpha, inside)
+    gather = gather or (lambda rows: rows)
+    d_uv = gather(_distances(clean, student, alpha, inside))
+    d_zv = gather(_distances(noisy, student, alpha, inside)) if noisy is not None and config.form != "rd4ad" else None
+    alpha = gather(alpha) if alpha is not None else None
     weight = alpha if placement == "outside" else torch.ones_like(d_uv)
 
     bonus = 0.0
@@ -80,9 +88,8 @@ def distillation_loss(
     if config.form == "rd4ad":
         loss = (weight * d_uv).mean(0).sum() - bonus
         return LossTerms(loss, d_uv.detach(), None)
-    if noisy is None:
+    if d_zv is None:
         raise ValueError(f"loss form {config.form!r} needs the noisy teacher features")
-    d_zv = _distances(noisy, student, alpha, inside)
     eps, batch_level = config.eps, config.batch_reduction == "ratio_of_means"
 
     if config.form == "ratio_of_sums":

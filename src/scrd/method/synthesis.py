@@ -55,32 +55,43 @@ class AnomalySynthesizer:
         self.sampler = PatchSampler(n.patch_rng, seed, n.min_size, n.max_size, n.patches_per_image)
         self.texture = texture_source(n)
 
-    def __call__(self, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, images01: torch.Tensor, rows: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``rows = (start, total)``: ``images01`` are rows [start, start + B) of a global batch of
+        ``total`` images (one process's shard of it). The patches and textures are drawn for the
+        whole batch on every process, so each image gets the noise it gets in a one-process run."""
         self._check(images01)
-        patches = self.sampler.sample(images01.shape[0], tuple(images01.shape[-2:]))
-        return self.apply(images01, patches), torch.as_tensor(patches, device=images01.device)
+        start, total = (0, images01.shape[0]) if rows is None else rows
+        patches = self.sampler.sample(total, tuple(images01.shape[-2:]))
+        mine = slice(start, start + images01.shape[0])
+        return self.apply(images01, patches, mine), torch.as_tensor(patches[mine], device=images01.device)
 
-    def apply(self, images01: torch.Tensor, patches: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def apply(
+        self, images01: torch.Tensor, patches: np.ndarray | torch.Tensor, rows: slice | None = None
+    ) -> torch.Tensor:
         """Add λ·noise inside the given patches: int [B, K, 4] (or [B, 4], one per image).
 
         Fixed-field noise is deterministic; fresh and Gaussian textures are drawn from the generator.
+        ``rows``: the images are these rows of the patches' batch (textures are drawn for all rows).
         """
         self._check(images01)
         p = np.asarray(patches.cpu() if isinstance(patches, torch.Tensor) else patches, dtype=np.int64)
         bsz, chans, height, width = images01.shape
         if p.ndim == 2:
             p = p[:, None]
-        if p.ndim != 3 or p.shape[0] != bsz or p.shape[2] != 4:
-            raise ValueError(f"patches must have shape [{bsz}, K, 4], got {tuple(p.shape)}")
+        rows = slice(0, p.shape[0]) if rows is None else rows
+        if p.ndim != 3 or p[rows].shape[0] != bsz or p.shape[2] != 4:
+            raise ValueError(f"patches must have shape [{bsz}, K, 4], got {tuple(p[rows].shape)}")
         h, w, sh, sw = p.reshape(-1, 4).T
         if bsz and ((h < 1) | (w < 1) | (sh < 0) | (sw < 0) | (sh + h > height) | (sw + w > width)).any():
             raise ValueError(f"patches must be non-empty and lie inside the {height}x{width} images")
         flat = p.reshape(-1, 4)
         textures = self.texture(flat[:, :2], chans, images01.dtype, images01.device, self.sampler.rng)
-        textures = textures.reshape(bsz, p.shape[1], *textures.shape[1:])
+        textures = textures.reshape(p.shape[0], p.shape[1], *textures.shape[1:])[rows]
         out = images01
         for k in range(p.shape[1]):  # K is small (usually 1): one batched paste per patch index
-            out = paste_patches(out, textures[:, k], torch.as_tensor(p[:, k]))
+            out = paste_patches(out, textures[:, k], torch.as_tensor(p[rows, k]))
         return out
 
     def _check(self, images01: torch.Tensor) -> None:
