@@ -322,7 +322,7 @@ def report(grid: Grid, out: str | Path, command: str) -> str:
         f"    {command}",
         "",
         f"Data: `{grid.data}`, evaluated on its `{grid.eval_split}` split; seeds {grid.seeds} unless a row "
-        "says fewer (column n). Values are mean ± std over a row's seeds, then each seed's value. "
+        "gives its own (column n: how many). Values are mean ± std over a row's seeds, then each seed's value. "
         "Thresholds are calibrated on normal images only "
         "(95 % target specificity); no run is selected on the labels of the evaluated split.",
         "",
