@@ -47,12 +47,15 @@ def _rendered_body(page: Path, profile: Path) -> tuple[dict[str, str], list[str]
     return dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1))), console
 
 
-@pytest.mark.filterwarnings("ignore:AUROC")  # a 6-iteration model ranks at chance: fine for rendering
-def test_report_renders_in_chromium(tiny_run, phantom_data, tmp_path):
-    from scrd.jobs.evaluate import evaluate
+@pytest.mark.filterwarnings("ignore:AUROC")  # a 3-iteration model ranks at chance: fine for rendering
+def test_the_demos_report_renders_in_chromium(tmp_path, capsys):
+    from scrd.cli import main
 
-    evaluate(tiny_run, phantom_data, tmp_path / "eval")
-    page = tmp_path / "eval" / REPORT_FILE
+    demo = tmp_path / "demo"  # the README's first command, on tiny settings
+    assert main(["demo", "--out", str(demo), "--iterations", "3", "--n-train", "16", "--n-test", "4"]) == 0
+    page = tmp_path / REPORT_FILE
+    assert main(["report", str(demo / "run"), "--eval", str(demo / "evaluation"), "--out", str(page)]) == 0
+    assert capsys.readouterr().out.strip().endswith(str(page))
     attributes, console = _rendered_body(page, tmp_path / "profile")
     assert console == []
     assert attributes["data-check"] == "ok", attributes
