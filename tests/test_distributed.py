@@ -82,10 +82,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_two_process_step_equals_the_one_process_step(tmp_path):
+@pytest.fixture
+def one_thread():
+    """One torch thread, as each rank has, for this test only (later tests keep the machine's count)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_two_process_step_equals_the_one_process_step(tmp_path, one_thread):
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
-    torch.set_num_threads(1)
     _one_step(World(), tmp_path / "one")
     torch.multiprocessing.spawn(_rank_main, args=(_free_port(), tmp_path / "two"), nprocs=2)
     one, two = (torch.load(tmp_path / d / "result.pt") for d in ("one", "two"))
