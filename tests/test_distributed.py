@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import TINY_FLAGS, tiny_config
 
 from scrd.errors import ConfigError, ResumeError
 from scrd.filenames import STATE_FILE, STATE_META, TRAIN_LOG
@@ -151,29 +151,9 @@ def test_ddp_is_told_of_exactly_the_parameters_that_get_gradients():
 
 
 # ------------------------------------------------------------------ the torchrun command line
-FLAGS = [
-    "--arch",
-    "mobilenet_v2",
-    "--weights",
-    "none",
-    "--image-size",
-    "64",
-    "--batch-size",
-    "4",
-    "--iterations",
-    "6",
-    "--device",
-    "cpu",
-    "--precision",
-    "fp32",
-    "--no-progress",
-    "--set",
-    "noise.max_size=24",
-    "--set",
-    "train.log_every=1",
-    "--set",
-    "train.checkpoint_every=2",
-]
+# the shared tiny flags, plus what these comparisons need: strict fp32 on the CPU, a row per step
+FLAGS = [*TINY_FLAGS, "--iterations", "6", "--device", "cpu", "--precision", "fp32",
+         "--set", "train.log_every=1", "--set", "train.checkpoint_every=2"]  # fmt: skip
 
 
 def _train_cmd(processes: int, data: Path, run: Path, *extra: str) -> list[str]:
