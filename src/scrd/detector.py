@@ -34,6 +34,14 @@ from .storage import load_tensors, read_json, save_tensors, write_json
 REDUCTIONS = ("mean", "max", "top_k")
 
 
+def decision_of(score: float, threshold: float | None) -> str | None:
+    """The decision rule everywhere: 'abnormal' at or above the threshold, else 'normal'; None for an
+    uncalibrated model."""
+    if threshold is None:
+        return None
+    return "abnormal" if score >= threshold else "normal"
+
+
 def resolve_model_path(path: str | Path) -> Path:
     """A run directory or a ``model.pt`` file -> the model's state-dict file (with its model.json)."""
     path = Path(path)
@@ -202,7 +210,7 @@ class Detector:
         for batch, scored in self.iterate(loader):
             for i, path in enumerate(batch["path"]):
                 score = float(scored.scores[i])
-                decision = None if self.threshold is None else ("abnormal" if score >= self.threshold else "normal")
+                decision = decision_of(score, self.threshold)
                 rows.append(FileScore(path, score, decision, scored.maps[i]))
         return rows
 

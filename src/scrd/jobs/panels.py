@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..detector import decision_of
 from .plots import _jet, figure_png, new_figure, overlay_array, save_png_bytes
 
 PANEL_PX = 320  # each of the three images, in pixels (at least 256, as legible as the original)
@@ -24,10 +25,11 @@ def display_name(path: str) -> str:
 
 
 def decision_text(score: float, threshold: float | None) -> str:
-    if threshold is None:
+    decision = decision_of(score, threshold)
+    if decision is None:
         return "no decision (uncalibrated model: run scrd calibrate)"
-    decision = "ABNORMAL" if score >= threshold else "normal"
-    return f"{decision} (threshold {threshold:.4g})"
+    shown = decision.upper() if decision == "abnormal" else decision  # the finding stands out
+    return f"{shown} (threshold {threshold:.4g})"
 
 
 def panel_figure(

@@ -17,6 +17,7 @@ from typing import Sequence
 from ..data.dataset import ImageDataset, SkippedImages, make_loader
 from ..data.layouts import collect_samples
 from ..deploy.backends import Scorer, load_scorer
+from ..detector import decision_of
 from ..errors import InputError
 from ..filenames import HEATMAP_DIR, PANEL_DIR
 from ..model.weights import sha256_of
@@ -141,7 +142,7 @@ def predict(
                         overlay=heatmaps,
                         panel=panels,
                     )
-                decision = "" if threshold is None else ("abnormal" if score >= threshold else "normal")
+                decision = decision_of(score, threshold) or ""
                 writer.writerow([path, repr(score), decision, heatmap, panel])
             f.flush()
             os.fsync(f.fileno())
