@@ -94,6 +94,10 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-3
     betas: tuple[float, float] = (0.5, 0.999)
+    # constant (the released code, the paper) or cosine: linear warm-up over lr_warmup iterations, then a
+    # half cosine from lr to 0 at the last iteration (see scrd.method.lr_schedule)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_warmup: int = 0
     noisy_branch: Literal["full_model", "encoder_only"] = "full_model"
     bn_eval_after_validation: bool = False  # replicate the released code's BatchNorm-mode slip
     eval_every: int = 0  # 0: no evaluation during training

@@ -124,6 +124,7 @@ def validate(config) -> None:
         (t.iterations >= 1, "train.iterations must be >= 1"),
         (t.batch_size >= 1, "train.batch_size must be >= 1"),
         (t.lr > 0, "train.lr must be > 0"),
+        (0 <= t.lr_warmup < t.iterations, "train.lr_warmup must be in [0, train.iterations)"),
         (t.eval_every >= 0, "train.eval_every must be >= 0"),
         (0 <= t.holdout_fraction < 1, "train.holdout_fraction must be in [0, 1)"),
         (t.checkpoint_every >= 1, "train.checkpoint_every must be >= 1"),

@@ -17,6 +17,7 @@ from ..device import memory_format, resolve_precision
 from ..errors import TrainingError
 from ..filenames import SKIPPED_FILE, STATE_FILE, TRAIN_LOG
 from ..method.loss_step import scrd_loss
+from ..method.lr_schedule import learning_rate
 from ..method.synthesis import AnomalySynthesizer
 from .csv_log import CsvLog
 from .distributed import SINGLE, World, check_gradients
@@ -116,6 +117,8 @@ def train_step(
         )
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(tc.lr, tc.lr_schedule, it, tc.iterations, tc.lr_warmup)
     optimizer.step()
     alpha = out.alpha.detach().float()
     return loss.item(), terms, world.gather(alpha, total) if world.distributed else alpha
