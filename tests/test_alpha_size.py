@@ -15,13 +15,16 @@ def _changed_area(images: torch.Tensor, base: torch.Tensor) -> list[int]:
 
 def test_lesions_grow_with_the_radius_around_one_centre_per_image():
     normals = torch.full((2, 3, 64, 64), 0.5)
-    images, radii = lesions_of_sizes(normals, (0.05, 0.1, 0.2), seed=0)
+    images, radii, masks = lesions_of_sizes(normals, (0.05, 0.1, 0.2), seed=0)
     assert images.shape == (6, 3, 64, 64) and radii.tolist() == [0.05, 0.05, 0.1, 0.1, 0.2, 0.2]
     first = images[0::2]  # image 0 at each radius
     area = _changed_area(first, normals[0])
     assert area[0] < area[1] < area[2]
     peaks = [divmod(int((im - 0.5).abs().amax(0).argmax()), 64) for im in first]
     assert peaks[0] == peaks[1] == peaks[2]  # same centre at every radius
+    assert masks.shape == (6, 64, 64) and [int(m.sum()) for m in masks[0::2]] == sorted(
+        int(m.sum()) for m in masks[0::2]
+    )
 
 
 def test_spearman_per_scale_and_mean_alpha_per_radius():

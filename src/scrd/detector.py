@@ -75,7 +75,7 @@ def build_detector_model(config: Config, metadata: dict[str, Any] | None = None)
     if config.model.method == "knn":
         bank = (metadata or {}).get("bank_shape", [0, 0])
         return PatchMemoryBank(config.model.arch, config.knn.scales, config.knn.pool, bank[0], bank[1])
-    return SCRD(config.model.arch)
+    return SCRD(config.model.arch, config.model.scale_head)
 
 
 @dataclass
@@ -84,6 +84,8 @@ class Scored:
     maps: torch.Tensor  # [B, H, W] float32, on CPU: the smoothed anomaly maps
     alpha: torch.Tensor  # [B, 3] scale weights, on CPU (NaN for the knn method)
     by_reduction: dict[str, torch.Tensor]  # the same maps reduced by mean, max and top_k
+    # [B] the largest of the K weights, averaged over the image's locations (a global α: its largest weight)
+    alpha_peak: torch.Tensor | None = None
 
 
 @dataclass
@@ -132,7 +134,8 @@ class Detector:
 
     @torch.no_grad()
     def scale_stack(self, images01: torch.Tensor, scoring: ScoringConfig | None = None):
-        """(unsmoothed per-scale maps [B, K, S, S] at image size, α [B, 3]) of [0, 1] images."""
+        """(unsmoothed per-scale maps [B, K, S, S] at image size, α) of [0, 1] images; α is [B, 3], or
+        [B, 3, h, w] for a spatial scale head."""
         scoring = scoring or self.config.scoring
         self.model.eval()
         x = normalize(images01.to(self.device, non_blocking=True))
@@ -144,7 +147,7 @@ class Detector:
                 stack = F.interpolate(distances[:, None], size=size, mode="bilinear", align_corners=False)
                 return stack, torch.full((len(x), 3), float("nan"), device=self.device)
             out = self.model(x)
-        alpha = out.alpha.float()
+        alpha = (out.alpha if out.alpha_map is None else out.alpha_map).float()
         inside = alpha if scoring.alpha_weighting == "inside_cosine" else None
         teacher, student = [f.float() for f in out.teacher], [f.float() for f in out.student]
         return upsampled_scale_maps(teacher, student, size, inside, scoring.feature_pool), alpha
@@ -163,6 +166,8 @@ class Detector:
         weights = alpha if scoring.alpha_weighting == "weighted" else None
         if stack.shape[1] > 1 and tuple(scoring.scale_weights) != (1.0, 1.0, 1.0):  # knn has one map: n/a
             fixed = torch.tensor(scoring.scale_weights, device=stack.device).expand(stack.shape[0], -1)  # traceable
+            if weights is not None and weights.dim() == 4:  # a spatial α
+                fixed = fixed[:, :, None, None]
             weights = fixed if weights is None else weights * fixed
         return gaussian_smooth(combine_scales(stack, weights), scoring.sigma)
 
@@ -178,7 +183,9 @@ class Detector:
         if variants:
             passes = {self._pass_key(scoring): (stack, alpha)}
             by_reduction.update(self._variant_scores(images01, variants, passes))
-        return Scored(by_reduction[scoring.score], maps.float().cpu(), alpha.cpu(), by_reduction)
+        per_image = alpha.mean((2, 3)) if alpha.dim() == 4 else alpha  # a spatial α: its mean over the image
+        peak = alpha.amax(1).mean((1, 2)) if alpha.dim() == 4 else alpha.amax(1)
+        return Scored(by_reduction[scoring.score], maps.float().cpu(), per_image.cpu(), by_reduction, peak.cpu())
 
     def _pass_key(self, scoring: ScoringConfig) -> str:
         """What of ``scoring`` changes the network pass (the memory bank's distances depend on none of it)."""

@@ -36,6 +36,9 @@ class ModelConfig:
     arch: Arch = "wide_resnet50_2"
     weights: str = "imagenet"  # 'imagenet' (torchvision IMAGENET1K_V1), 'none' or a file path
     image_size: int = 256
+    # global: one α per image from the bottleneck (paper Eq. 3); spatial: one α per location from the
+    # teacher's features there (our extension; trained with loss.alpha_objective = separation)
+    scale_head: Literal["global", "spatial"] = "global"
 
 
 @dataclass

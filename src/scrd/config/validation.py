@@ -123,6 +123,15 @@ def validate(config) -> None:
         ),
         (t.iterations >= 1, "train.iterations must be >= 1"),
         (t.batch_size >= 1, "train.batch_size must be >= 1"),
+        (
+            m.scale_head == "global" or (loss.alpha_objective == "separation" and loss.alpha_placement == "none"),
+            "model.scale_head 'spatial' needs loss.alpha_objective 'separation' and loss.alpha_placement 'none' "
+            "(its per-location α weights the maps, not the per-scale loss)",
+        ),
+        (
+            m.scale_head == "global" or s.alpha_weighting != "inside_cosine",
+            "model.scale_head 'spatial' needs scoring.alpha_weighting 'weighted' or 'none'",
+        ),
         (t.lr > 0, "train.lr must be > 0"),
         (0 <= t.lr_warmup < t.iterations, "train.lr_warmup must be in [0, train.iterations)"),
         (t.eval_every >= 0, "train.eval_every must be >= 0"),

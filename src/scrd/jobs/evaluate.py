@@ -47,6 +47,7 @@ class ScoredSet:
     alpha: np.ndarray  # [N, 3]
     by_reduction: dict[str, np.ndarray]  # image scores of the same maps: "mean" and "max"
     skipped: list[tuple[str, str]]  # (path, reason) of unreadable images, with on_bad_image=skip
+    alpha_peak: np.ndarray | None = None  # [N] largest weight averaged over each image's locations
 
 
 def score_samples(
@@ -63,7 +64,7 @@ def score_samples(
     loader = make_loader(dataset, batch_size, num_workers, detector.device.type == "cuda")
     paths: list[str] = []
     skipped: list[tuple[str, str]] = []
-    labels, scores, alphas = [np.zeros(0, int)], [np.zeros(0)], [np.zeros((0, 3))]
+    labels, scores, alphas, peaks = [np.zeros(0, int)], [np.zeros(0)], [np.zeros((0, 3))], [np.zeros(0)]
     by_reduction: dict[str, list[np.ndarray]] = defaultdict(list)
     for batch, scored in detector.iterate(loader, variants):
         skipped.extend(batch["skipped"])
@@ -73,6 +74,7 @@ def score_samples(
         labels.append(batch["label"].numpy())
         scores.append(scored.scores.numpy())
         alphas.append(scored.alpha.numpy())
+        peaks.append(scored.alpha_peak.numpy() if scored.alpha_peak is not None else scored.alpha.numpy().max(1))
         for name, values in scored.by_reduction.items():
             by_reduction[name].append(values.numpy())
     return ScoredSet(
@@ -82,20 +84,24 @@ def score_samples(
         np.concatenate(alphas),
         {k: np.concatenate(v) for k, v in by_reduction.items()},
         skipped,
+        np.concatenate(peaks),
     )
 
 
-def alpha_statistics(alpha: np.ndarray) -> dict[str, Any] | None:
+def alpha_statistics(alpha: np.ndarray, peak: np.ndarray | None = None) -> dict[str, Any] | None:
     """How α behaves over a set of images: its mean and spread (std over images) per scale, the
     mean largest weight (1.0 = collapsed to one scale) and how often each scale has the largest
-    weight. None for a model without α (the knn method)."""
+    weight. None for a model without α (the knn method). For a spatial α, ``alpha`` holds each
+    image's mean weights and ``peak`` each image's largest weight averaged over its locations, so
+    a head that picks one scale at every location reads 1.0 even where the scales alternate."""
     if len(alpha) == 0 or np.isnan(alpha).all():
         return None
     largest = np.bincount(alpha.argmax(1), minlength=alpha.shape[1]) / len(alpha)
+    peak = alpha.max(1) if peak is None or len(peak) != len(alpha) else peak
     return {
         "mean": [round(float(v), 4) for v in alpha.mean(0)],
         "std": [round(float(v), 4) for v in alpha.std(0)],
-        "mean_max_weight": round(float(alpha.max(1).mean()), 4),
+        "mean_max_weight": round(float(peak.mean()), 4),
         "largest_weight_share": [round(float(v), 4) for v in largest],
     }
 
@@ -171,7 +177,7 @@ def evaluate(
             "mean of their top k %, and any scoring variants asked for; 'auroc' above uses the configured score",
             **{name: float(roc_auc_score(labels, values)) for name, values in scored.by_reduction.items()},
         },
-        "alpha": alpha_statistics(scored.alpha),
+        "alpha": alpha_statistics(scored.alpha, scored.alpha_peak),
         "checkpoint_selection": detector.metadata.get("selection", "unknown"),
     }
     threshold_info = None

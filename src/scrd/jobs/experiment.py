@@ -149,7 +149,7 @@ def alpha_vs_lesion_size(run_dir: Path, config: Config) -> dict | None:
     detector = Detector.load(run_dir)
     dataset = ImageDataset(held, detector.image_size, data=detector.config.data)
     normals = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
-    return alpha_by_lesion_size(lambda x: detector.score(x).alpha, normals, detector.config.train.seed)
+    return alpha_by_lesion_size(lambda x: detector.scale_stack(x)[1], normals, detector.config.train.seed)
 
 
 def rescore(grid: Grid, run_dir: Path, summary: dict, scorings: dict[str, dict[str, Any]]) -> None:

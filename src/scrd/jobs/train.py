@@ -198,7 +198,7 @@ def _run(
     with joined(tc.device) as (world, device):
         check_shardable(len(images.fit), tc.batch_size, world)
         world.barrier()  # every rank has checked the run directory before rank 0 writes into it
-        model, weights_note = build_model(config.model.arch, config.model.weights)
+        model, weights_note = build_model(config.model.arch, config.model.weights, config.model.scale_head)
         model.to(device).to(memory_format=memory_format(tc.channels_last))
         if world.distributed:
             use_global_batchnorm(model.bottleneck, world)

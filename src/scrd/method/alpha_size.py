@@ -5,7 +5,8 @@ brain-MRI sets rarely come with masks, so the sizes are made: each held-out norm
 smooth intensity blob (the label-free criterion's lesion stand-in) at each of several radii, with
 the same centre and contrast across radii, and α is read for every altered image. The result is
 the mean α per radius and Spearman's ρ between radius and each α_k over all altered images
-(ρ_k > 0: scale k gains weight on larger lesions).
+(ρ_k > 0: scale k gains weight on larger lesions). A spatial α (one per location) is read as its
+mean over the lesion, where the blob is at least e^-2 of its peak contrast.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .metrics import spearman
 from .validation_anomalies import blob
@@ -22,20 +24,24 @@ from .validation_anomalies import blob
 RADII = (0.03, 0.06, 0.10, 0.15, 0.22)
 
 
-def lesions_of_sizes(normals01: torch.Tensor, radii: Sequence[float], seed: int) -> tuple[torch.Tensor, np.ndarray]:
-    """(images [len(radii) * N, C, H, W], radius fraction of each): every image altered at every radius."""
+def lesions_of_sizes(
+    normals01: torch.Tensor, radii: Sequence[float], seed: int
+) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
+    """(images [len(radii) * N, C, H, W], radius fraction of each, lesion masks [len(radii) * N, H, W]):
+    every image altered at every radius."""
     rng = np.random.default_rng(seed)
     _, _, height, width = normals01.shape
     draws = []  # one centre and contrast per image, shared by all its radii
     for _ in range(len(normals01)):
         centre = (rng.uniform(0.35, 0.65) * height, rng.uniform(0.35, 0.65) * width)
         draws.append((centre, rng.uniform(0.2, 0.35) * rng.choice([-1, 1])))
-    images, sizes = [], []
+    images, sizes, masks = [], [], []
     for r in radii:
         for image, (centre, contrast) in zip(normals01, draws):
             images.append(blob(image, centre, (r * height, r * width), float(contrast)))
+            masks.append(blob(torch.zeros_like(image[:1]), centre, (r * height, r * width), 1.0)[0] >= np.exp(-2.0))
             sizes.append(r)
-    return torch.stack(images), np.asarray(sizes, float)
+    return torch.stack(images), np.asarray(sizes, float), torch.stack(masks)
 
 
 def alpha_by_lesion_size(
@@ -45,16 +51,27 @@ def alpha_by_lesion_size(
     radii: Sequence[float] = RADII,
     batch_size: int = 32,
 ) -> dict:
-    """Mean α per radius and Spearman's ρ(radius, α_k) per scale; ``alpha_of`` maps images to α [B, K]."""
-    images, sizes = lesions_of_sizes(normals01, radii, seed)
-    alpha = torch.cat([alpha_of(images[i : i + batch_size]).float() for i in range(0, len(images), batch_size)])
-    alpha = alpha.numpy()
+    """Mean α per radius and Spearman's ρ(radius, α_k) per scale; ``alpha_of`` maps images to α [B, K]
+    or, for a spatial head, [B, K, h, w] (then read over each lesion's mask)."""
+    images, sizes, masks = lesions_of_sizes(normals01, radii, seed)
+    parts = []
+    for i in range(0, len(images), batch_size):
+        alpha = alpha_of(images[i : i + batch_size]).float().cpu()
+        parts.append(alpha if alpha.dim() == 2 else mean_over_mask(alpha, masks[i : i + batch_size]))
+    alpha = torch.cat(parts).numpy()
     return {
         "radius_fraction": [float(r) for r in radii],
         "images_per_radius": len(normals01),
         "mean_alpha": [[round(float(v), 4) for v in alpha[sizes == r].mean(0)] for r in radii],
         "spearman": [_rounded(spearman(list(sizes), list(alpha[:, k]))) for k in range(alpha.shape[1])],
     }
+
+
+def mean_over_mask(alpha_map: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """[B, K]: the mean of a per-location α [B, K, h, w] over each boolean mask [B, H, W] (α resized)."""
+    weights = F.interpolate(alpha_map, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+    inside = masks[:, None].to(weights.dtype)
+    return (weights * inside).sum((2, 3)) / inside.sum((2, 3)).clamp_min(1)
 
 
 def _rounded(value: float) -> float | None:

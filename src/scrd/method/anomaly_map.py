@@ -73,11 +73,18 @@ def upsampled_scale_maps(
 
 
 def combine_scales(stack: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
-    """Sum the [B, K, H, W] stack over scales in order k = 1..K, each weighted by ``alpha[:, k]`` if given."""
+    """Sum the [B, K, H, W] stack over scales in order k = 1..K, each weighted by ``alpha[:, k]`` if
+    given: [B, K] (one weight per image) or [B, K, h, w] (per location, bilinearly resized to H, W)."""
     if alpha is not None:
-        if alpha.shape != stack.shape[:2]:
-            raise ValueError(f"alpha must have shape {tuple(stack.shape[:2])}, got {tuple(alpha.shape)}")
-        stack = stack * alpha.to(stack.dtype)[:, :, None, None]
+        if alpha.shape[:2] != stack.shape[:2] or alpha.dim() not in (2, 4):
+            raise ValueError(
+                f"alpha must be [B, K] or [B, K, h, w] with B, K = {tuple(stack.shape[:2])}, got {tuple(alpha.shape)}"
+            )
+        if alpha.dim() == 2:
+            alpha = alpha[:, :, None, None]
+        elif alpha.shape[-2:] != stack.shape[-2:]:
+            alpha = F.interpolate(alpha, size=stack.shape[-2:], mode="bilinear", align_corners=False)
+        stack = stack * alpha.to(stack.dtype)
     out = stack[:, 0]
     for k in range(1, stack.shape[1]):
         out = out + stack[:, k]

@@ -10,8 +10,9 @@ import torch
 from ..config import LossConfig, uses_synthetic_anomalies
 from ..device import autocast
 from ..model import SCRD, SCRDOutput
+from .anomaly_map import upsampled_scale_maps
 from .losses import LossTerms, distillation_loss
-from .scale_objective import patch_mask, patch_separation, separation_objective
+from .scale_objective import patch_mask, patch_separation, separation_objective, spatial_separation_objective
 
 
 def scrd_loss(
@@ -90,6 +91,11 @@ def _head_objective(
         phi, student = model.reconstruct(noisy_teacher)
     model.train(training)
     mask = patch_mask(patches, noisy.shape[-2], noisy.shape[-1])
-    separation = patch_separation([f.float() for f in noisy_teacher], [f.float() for f in student], mask)
     gather = gather or (lambda rows: rows)
+    if model.spatial_alpha:
+        features = [f.float() for f in noisy_teacher]
+        stack = upsampled_scale_maps(features, [f.float() for f in student], tuple(mask.shape[-2:]))
+        alpha_map = model.alpha_of(phi.float(), features)
+        return gather(spatial_separation_objective(alpha_map, stack, mask, loss.alpha_entropy)).mean()
+    separation = patch_separation([f.float() for f in noisy_teacher], [f.float() for f in student], mask)
     return separation_objective(gather(model.scale_head(phi.float())), gather(separation), loss.alpha_entropy)

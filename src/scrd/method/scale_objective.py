@@ -11,6 +11,15 @@ compared inside and outside its synthetic patches, s_k = mean_inside(m_k) − me
 with ŝ the separation standardised per scale over the batch (so that no scale wins by its range)
 and β the entropy bonus that keeps α soft. The maps are detached: only the head learns from it.
 At test time α(x) of the test image weights its scale maps.
+
+A spatial head (``model.scale_head = spatial``) gives α(x) per location instead, and is trained per
+location: the fused map f(x) = Σ_k α_k(x)·m_k(x) should be high inside the patches and low outside,
+
+    L_head = mean_b [mean_outside(f_b) − mean_inside(f_b)] / mean(m_b) − β · mean_x H(α(x))
+
+(divided by the image's mean map value, so that β means the same whatever the maps' range). Outside
+the patches this teaches α to weight, at each kind of normal tissue, the scale that reproduces it
+best; inside, the scale that sees the patch.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .anomaly_map import upsampled_scale_maps
 from .losses import alpha_entropy
@@ -51,3 +61,19 @@ def separation_objective(alpha: torch.Tensor, separation: torch.Tensor, entropy_
     if s.shape[0] > 1:
         s = (s - s.mean(0)) / s.std(0).clamp_min(1e-6)
     return -(alpha * s).sum(1).mean() - entropy_weight * alpha_entropy(alpha)
+
+
+def spatial_separation_objective(
+    alpha_map: torch.Tensor, stack: torch.Tensor, mask: torch.Tensor, entropy_weight: float
+) -> torch.Tensor:
+    """Per-image L_head of a spatial head [B]: ``alpha_map`` [B, K, h, w] (upsampled to the maps),
+    the detached maps ``stack`` [B, K, H, W] and the patch ``mask`` [B, H, W]."""
+    stack = stack.detach()
+    weights = F.interpolate(alpha_map, size=stack.shape[-2:], mode="bilinear", align_corners=False)
+    fused = (weights * stack).sum(1)
+    inside = mask.to(fused.dtype)
+    mean_in = (fused * inside).sum((1, 2)) / inside.sum((1, 2)).clamp_min(1)
+    mean_out = (fused * (1 - inside)).sum((1, 2)) / (1 - inside).sum((1, 2)).clamp_min(1)
+    level = stack.mean((1, 2, 3)).clamp_min(1e-6)
+    entropy = -(alpha_map * alpha_map.clamp_min(1e-12).log()).sum(1).mean((1, 2))
+    return (mean_out - mean_in) / level - entropy_weight * entropy
