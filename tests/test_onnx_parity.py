@@ -155,3 +155,26 @@ def test_dynamo_exporter_gives_the_same_parity(tmp_path, phantom_files):
     reference, ort = Detector.load(tmp_path / "model", "cpu", "fp32"), OrtDetector.load(tmp_path / "m.onnx", "cpu")
     for batch_size in (1, 7):
         _assert_parity(reference, ort, phantom_files, batch_size)
+
+
+def test_a_spatial_scale_head_exports_with_its_per_location_weights(tmp_path, phantom_files):
+    torch.manual_seed(5)
+    config = preset("denoising").with_overrides(
+        {
+            "model.arch": "mobilenet_v2",
+            "model.weights": "none",
+            "model.image_size": SIZE,
+            "noise.max_size": 24,
+            "model.scale_head": "spatial",
+            "loss.alpha_objective": "separation",
+            "scoring.alpha_weighting": "weighted",
+        }
+    )
+    model = SCRD("mobilenet_v2", "spatial").eval()
+    with torch.no_grad():  # a head far from uniform, so that the weighting shows in the maps
+        model.scale_head.logits.weight.mul_(50)
+    Detector(model, config, torch.device("cpu")).save(tmp_path / "model")
+    export_onnx(tmp_path / "model", tmp_path / "m.onnx")
+    reference, ort = Detector.load(tmp_path / "model", "cpu", "fp32"), OrtDetector.load(tmp_path / "m.onnx", "cpu")
+    for batch_size in (1, 7):
+        _assert_parity(reference, ort, phantom_files, batch_size)

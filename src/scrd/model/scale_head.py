@@ -44,15 +44,16 @@ class SpatialScaleHead(nn.Module):
         self.logits = nn.Conv2d(sum(channels), num_scales, kernel_size=1)
 
     def forward(self, teacher: Sequence[torch.Tensor]) -> torch.Tensor:
-        size = teacher[1].shape[-2:]
+        size = (int(teacher[1].shape[-2]), int(teacher[1].shape[-1]))  # plain ints: a fixed ONNX graph
         grid = [_to_size(u.detach(), size) for u in teacher]
         # float32 softmax: under bf16 autocast the weights would miss summing to 1 by about 2e-3
         return torch.softmax(self.logits(torch.cat(grid, dim=1)).float(), dim=1)
 
 
-def _to_size(features: torch.Tensor, size: torch.Size) -> torch.Tensor:
-    if features.shape[-2:] == size:
+def _to_size(features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    height = int(features.shape[-2])
+    if height == size[0]:
         return features
-    if features.shape[-2] > size[0]:
-        return F.adaptive_avg_pool2d(features, size)
-    return F.interpolate(features, size=tuple(size), mode="bilinear", align_corners=False)
+    if height > size[0]:  # a finer scale: mean of each block (strides are powers of 2)
+        return F.avg_pool2d(features, height // size[0])
+    return F.interpolate(features, size=size, mode="bilinear", align_corners=False)
