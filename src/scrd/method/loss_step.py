@@ -92,10 +92,9 @@ def _head_objective(
     model.train(training)
     mask = patch_mask(patches, noisy.shape[-2], noisy.shape[-1])
     gather = gather or (lambda rows: rows)
+    teacher, student = [f.float() for f in noisy_teacher], [f.float() for f in student]
+    alpha = model.alpha_of(phi.float(), teacher)
     if model.spatial_alpha:
-        features = [f.float() for f in noisy_teacher]
-        stack = upsampled_scale_maps(features, [f.float() for f in student], tuple(mask.shape[-2:]))
-        alpha_map = model.alpha_of(phi.float(), features)
-        return gather(spatial_separation_objective(alpha_map, stack, mask, loss.alpha_entropy)).mean()
-    separation = patch_separation([f.float() for f in noisy_teacher], [f.float() for f in student], mask)
-    return separation_objective(gather(model.scale_head(phi.float())), gather(separation), loss.alpha_entropy)
+        stack = upsampled_scale_maps(teacher, student, tuple(mask.shape[-2:]))
+        return gather(spatial_separation_objective(alpha, stack, mask, loss.alpha_entropy)).mean()
+    return separation_objective(gather(alpha), gather(patch_separation(teacher, student, mask)), loss.alpha_entropy)

@@ -74,10 +74,10 @@ class SCRD(nn.Module):
     def forward_features(self, teacher_features: list[torch.Tensor]) -> SCRDOutput:
         """Everything after the teacher, from its features (e.g. cached ones)."""
         phi, v = self.reconstruct(teacher_features)
+        alpha = self.alpha_of(phi, teacher_features)
         if self.spatial_alpha:
-            alpha_map = self.scale_head(teacher_features)
-            return SCRDOutput(teacher_features, v, alpha_map.mean((2, 3)), phi, alpha_map)
-        return SCRDOutput(teacher=teacher_features, student=v, alpha=self.scale_head(phi), phi=phi)
+            return SCRDOutput(teacher_features, v, alpha.mean((2, 3)), phi, alpha_map=alpha)
+        return SCRDOutput(teacher=teacher_features, student=v, alpha=alpha, phi=phi)
 
     def alpha_of(self, phi: torch.Tensor, teacher_features: list[torch.Tensor]) -> torch.Tensor:
         """The scale head's output: [B, 3] from φ (global) or [B, 3, H_2, W_2] from the teacher (spatial)."""
