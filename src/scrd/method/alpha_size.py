@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .metrics import spearman
+from .scale_objective import masked_means
 from .validation_anomalies import blob
 
 # blob radius as a fraction of the image side: from a few pixels to about half the brain at 256 px
@@ -70,8 +71,7 @@ def alpha_by_lesion_size(
 def mean_over_mask(alpha_map: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """[B, K]: the mean of a per-location α [B, K, h, w] over each boolean mask [B, H, W] (α resized)."""
     weights = F.interpolate(alpha_map, size=masks.shape[-2:], mode="bilinear", align_corners=False)
-    inside = masks[:, None].to(weights.dtype)
-    return (weights * inside).sum((2, 3)) / inside.sum((2, 3)).clamp_min(1)
+    return masked_means(weights, masks)[0]
 
 
 def _rounded(value: float) -> float | None:

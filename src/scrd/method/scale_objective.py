@@ -44,14 +44,20 @@ def patch_mask(patches: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return (in_rows[..., :, None] & in_cols[..., None, :]).any(1)
 
 
+def masked_means(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """([B, C], [B, C]): the mean of ``values`` [B, C, H, W] inside and outside each mask [B, H, W]
+    (0 where a side is empty)."""
+    inside = mask[:, None].to(values.dtype)
+    mean_in = (values * inside).sum((2, 3)) / inside.sum((2, 3)).clamp_min(1)
+    mean_out = (values * (1 - inside)).sum((2, 3)) / (1 - inside).sum((2, 3)).clamp_min(1)
+    return mean_in, mean_out
+
+
 def patch_separation(
     teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor], mask: torch.Tensor
 ) -> torch.Tensor:
     """[B, K]: mean of each scale map inside the mask minus its mean outside (maps at mask size)."""
-    stack = upsampled_scale_maps(teacher, student, tuple(mask.shape[-2:]))
-    inside = mask[:, None].to(stack.dtype)
-    mean_in = (stack * inside).sum((2, 3)) / inside.sum((2, 3)).clamp_min(1)
-    mean_out = (stack * (1 - inside)).sum((2, 3)) / (1 - inside).sum((2, 3)).clamp_min(1)
+    mean_in, mean_out = masked_means(upsampled_scale_maps(teacher, student, tuple(mask.shape[-2:])), mask)
     return mean_in - mean_out
 
 
@@ -70,10 +76,7 @@ def spatial_separation_objective(
     the detached maps ``stack`` [B, K, H, W] and the patch ``mask`` [B, H, W]."""
     stack = stack.detach()
     weights = F.interpolate(alpha_map, size=stack.shape[-2:], mode="bilinear", align_corners=False)
-    fused = (weights * stack).sum(1)
-    inside = mask.to(fused.dtype)
-    mean_in = (fused * inside).sum((1, 2)) / inside.sum((1, 2)).clamp_min(1)
-    mean_out = (fused * (1 - inside)).sum((1, 2)) / (1 - inside).sum((1, 2)).clamp_min(1)
+    mean_in, mean_out = masked_means((weights * stack).sum(1, keepdim=True), mask)
     level = stack.mean((1, 2, 3)).clamp_min(1e-6)
     entropy = -(alpha_map * alpha_map.clamp_min(1e-12).log()).sum(1).mean((1, 2))
-    return (mean_out - mean_in) / level - entropy_weight * entropy
+    return (mean_out - mean_in)[:, 0] / level - entropy_weight * entropy
