@@ -27,9 +27,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from .anomaly_map import upsampled_scale_maps
+from .anomaly_map import combine_scales, upsampled_scale_maps
 from .losses import alpha_entropy
 
 
@@ -75,8 +74,8 @@ def spatial_separation_objective(
     """Per-image L_head of a spatial head [B]: ``alpha_map`` [B, K, h, w] (upsampled to the maps),
     the detached maps ``stack`` [B, K, H, W] and the patch ``mask`` [B, H, W]."""
     stack = stack.detach()
-    weights = F.interpolate(alpha_map, size=stack.shape[-2:], mode="bilinear", align_corners=False)
-    mean_in, mean_out = masked_means((weights * stack).sum(1, keepdim=True), mask)
+    # the map as scoring fuses it (combine_scales resizes α the same way), so training and test agree
+    mean_in, mean_out = masked_means(combine_scales(stack, alpha_map)[:, None], mask)
     level = stack.mean((1, 2, 3)).clamp_min(1e-6)
     entropy = -(alpha_map * alpha_map.clamp_min(1e-12).log()).sum(1).mean((1, 2))
     return (mean_out - mean_in)[:, 0] / level - entropy_weight * entropy
