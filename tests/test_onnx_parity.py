@@ -178,3 +178,34 @@ def test_a_spatial_scale_head_exports_with_its_per_location_weights(tmp_path, ph
     reference, ort = Detector.load(tmp_path / "model", "cpu", "fp32"), OrtDetector.load(tmp_path / "m.onnx", "cpu")
     for batch_size in (1, 7):
         _assert_parity(reference, ort, phantom_files, batch_size)
+
+
+def test_a_fusion_on_the_normal_scale_exports_with_its_statistics(tmp_path, phantom_files):
+    """scale_fusion = normal_softmax: the stored statistics and the per-image softmax are in the graph."""
+    torch.manual_seed(6)
+    config = preset("denoising").with_overrides(
+        {
+            "model.arch": "mobilenet_v2",
+            "model.weights": "none",
+            "model.image_size": SIZE,
+            "noise.max_size": 24,
+            "scoring.scale_fusion": "normal_softmax",
+            "scoring.fusion_temperature": 0.5,
+            "scoring.scale_weights": (1.0, 1.0, 0.5),
+        }
+    )
+    detector = Detector(SCRD("mobilenet_v2").eval(), config, torch.device("cpu"), {}, "fp32", False)
+    images = torch.stack([detector.load_image(f) for f in phantom_files])
+    detector.measure_scale_scores(iter([images[:4], images[4:]]))
+    detector.save(tmp_path / "model")
+    export_onnx(tmp_path / "model", tmp_path / "m.onnx")
+    reference, ort = Detector.load(tmp_path / "model", "cpu", "fp32"), OrtDetector.load(tmp_path / "m.onnx", "cpu")
+    assert float(reference.score(images).alpha.amax(1).min()) < 0.99  # the weights vary: not one scale
+    for batch_size in (1, 7):
+        expected, got = reference.score_files(phantom_files, batch_size), ort.score_files(phantom_files, batch_size)
+        # standardised scores sit around 0, where a relative tolerance means nothing: the raw maps'
+        # tolerances carried through (s - mean) / std (a random network's std is ~1 % of its mean)
+        mean, std = reference.scale_score_statistics()
+        amplification = max(mean) / min(std)
+        assert max(abs(g.score - e.score) for g, e in zip(got, expected)) <= SCORE_RTOL * amplification
+        assert max(float((g.map - e.map).abs().max()) for g, e in zip(got, expected)) <= MAP_ATOL * amplification

@@ -28,6 +28,7 @@ from .errors import CheckpointError
 from .filenames import CHECKPOINT_FORMAT, MODEL_FILE, MODEL_META, STATE_FILE
 from .method.anomaly_map import combine_scales, gaussian_smooth, image_score, standardize_scales, upsampled_scale_maps
 from .method.knn import PatchMemoryBank
+from .method.scale_fusion import fuse_on_normal_scale, per_scale_scores, scale_score_statistics, statistics_key
 from .model import SCRD
 from .storage import load_tensors, read_json, save_tensors, write_json
 
@@ -86,6 +87,8 @@ class Scored:
     by_reduction: dict[str, torch.Tensor]  # the same maps reduced by mean, max and top_k
     # [B] the largest of the K weights, averaged over the image's locations (a global α: its largest weight)
     alpha_peak: torch.Tensor | None = None
+    # [B, K] per scoring variant whose scale fusion weighs each image (normal_softmax)
+    variant_alpha: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,7 +157,17 @@ class Detector:
 
     def combine(self, stack: torch.Tensor, alpha: torch.Tensor, scoring: ScoringConfig | None = None) -> torch.Tensor:
         """Smoothed anomaly maps [B, S, S] from a scale stack, as ``scoring`` says."""
+        return self.fuse(stack, alpha, scoring)[0]
+
+    def fuse(
+        self, stack: torch.Tensor, alpha: torch.Tensor, scoring: ScoringConfig | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(smoothed anomaly maps [B, S, S], the per-image scale weights of a ``normal_softmax`` or
+        ``normal_sum`` fusion [B, K], else None) from a scale stack, as ``scoring`` says."""
         scoring = scoring or self.config.scoring
+        if scoring.scale_fusion != "sum" and stack.shape[1] > 1:  # knn has one map: n/a
+            mean, std = self.scale_score_statistics(scoring)
+            return fuse_on_normal_scale(gaussian_smooth(stack, scoring.sigma), mean, std, scoring)
         if scoring.normalize == "scale" and stack.shape[1] > 1:
             stats = self.metadata.get("normal_statistics")
             if stats is None:
@@ -169,7 +182,35 @@ class Detector:
             if weights is not None and weights.dim() == 4:  # a spatial α
                 fixed = fixed[:, :, None, None]
             weights = fixed if weights is None else weights * fixed
-        return gaussian_smooth(combine_scales(stack, weights), scoring.sigma)
+        return gaussian_smooth(combine_scales(stack, weights), scoring.sigma), None
+
+    def scale_score_statistics(self, scoring: ScoringConfig | None = None) -> tuple[list[float], list[float]]:
+        """(mean, std) of each scale's image score over normal images, for ``scoring``'s reduction,
+        as stored by :meth:`measure_scale_scores` (training stores them for its own scoring)."""
+        scoring = scoring or self.config.scoring
+        key = statistics_key(scoring)
+        found = self.metadata.get("normal_statistics", {}).get("scale_scores", {}).get(key)
+        if found is None:
+            raise CheckpointError(
+                f"scoring.scale_fusion = {scoring.scale_fusion} needs each scale's image-score statistics on "
+                f"normal images for this scoring ({key}); model.json has none. Models trained with this scoring "
+                "store them; scrd evaluate computes them from the run's held-out normal images"
+            )
+        return found["mean"], found["std"]
+
+    @torch.no_grad()
+    def measure_scale_scores(self, batches: Iterator[torch.Tensor], scoring: ScoringConfig | None = None) -> dict:
+        """Per-scale image-score statistics of ``scoring`` over normal images, kept in the metadata
+        (``normal_statistics.scale_scores``) for :meth:`fuse`."""
+        scoring = scoring or self.config.scoring
+        scores = [
+            per_scale_scores(gaussian_smooth(self.scale_stack(images01, scoring)[0], scoring.sigma), scoring).cpu()
+            for images01 in batches
+        ]
+        stats = scale_score_statistics(torch.cat(scores))
+        normal = self.metadata.setdefault("normal_statistics", {})
+        normal.setdefault("scale_scores", {})[statistics_key(scoring)] = stats
+        return stats
 
     @torch.no_grad()
     def score(self, images01: torch.Tensor, variants: dict[str, dict[str, Any]] | None = None) -> Scored:
@@ -178,14 +219,20 @@ class Detector:
         sharing the network pass wherever the options allow."""
         scoring = self.config.scoring
         stack, alpha = self.scale_stack(images01)
-        maps = self.combine(stack, alpha)
+        maps, fusion = self.fuse(stack, alpha)
         by_reduction = {r: image_score(maps, r, scoring.top_k_percent).double().cpu() for r in REDUCTIONS}
+        variant_alpha: dict[str, torch.Tensor] = {}
         if variants:
             passes = {self._pass_key(scoring): (stack, alpha)}
-            by_reduction.update(self._variant_scores(images01, variants, passes))
+            variant_scores, variant_alpha = self._variant_scores(images01, variants, passes)
+            by_reduction.update(variant_scores)
+        if fusion is not None and scoring.scale_fusion == "normal_softmax":
+            alpha = fusion  # the weights that made the map are this image's α
         per_image = alpha.mean((2, 3)) if alpha.dim() == 4 else alpha  # a spatial α: its mean over the image
         peak = alpha.amax(1).mean((1, 2)) if alpha.dim() == 4 else alpha.amax(1)
-        return Scored(by_reduction[scoring.score], maps.float().cpu(), per_image.cpu(), by_reduction, peak.cpu())
+        return Scored(
+            by_reduction[scoring.score], maps.float().cpu(), per_image.cpu(), by_reduction, peak.cpu(), variant_alpha
+        )
 
     def _pass_key(self, scoring: ScoringConfig) -> str:
         """What of ``scoring`` changes the network pass (the memory bank's distances depend on none of it)."""
@@ -193,16 +240,19 @@ class Detector:
 
     def _variant_scores(
         self, images01: torch.Tensor, variants: dict[str, dict[str, Any]], passes: dict[str, tuple]
-    ) -> dict[str, torch.Tensor]:
-        out = {}
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(image scores, the per-image weights of the variants whose fusion sets its own) by name."""
+        scores, alphas = {}, {}
         for name, options in variants.items():
             scoring = dataclasses.replace(self.config.scoring, **options)
             key = self._pass_key(scoring)
             if key not in passes:
                 passes[key] = self.scale_stack(images01, scoring)
-            maps = self.combine(*passes[key], scoring)
-            out[name] = image_score(maps, scoring.score, scoring.top_k_percent).double().cpu()
-        return out
+            maps, fusion = self.fuse(*passes[key], scoring)
+            scores[name] = image_score(maps, scoring.score, scoring.top_k_percent).double().cpu()
+            if fusion is not None and scoring.scale_fusion == "normal_softmax":
+                alphas[name] = fusion.float().cpu()
+        return scores, alphas
 
     def load_image(self, path: str | Path, frame: int | None = None) -> torch.Tensor:
         """An image file read exactly as ``scrd predict`` reads it for this model: [3, S, S] in [0, 1]."""

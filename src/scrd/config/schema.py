@@ -146,6 +146,12 @@ class ScoringConfig:
     # 'scale': each scale map standardised by its mean and std over normal images (held-out ones when
     # the run has them) before they are combined, so no scale dominates by its range
     normalize: Literal["none", "scale"] = "none"
+    # how the scale maps are fused (scrd.method.scale_fusion): 'sum' as they are; 'normal_sum' each map
+    # first put in units of its own image score's spread over normal images; 'normal_softmax' those
+    # maps weighted per image by softmax(z / fusion_temperature), z the scales' standardised image
+    # scores: the scale at which the image departs most from normal images weighs most
+    scale_fusion: Literal["sum", "normal_sum", "normal_softmax"] = "sum"
+    fusion_temperature: float = 2.0
     # teacher and student features averaged over a feature_pool x feature_pool neighbourhood before the
     # per-pixel cosine (1: none, the released code); compares local context rather than single positions
     feature_pool: int = 1

@@ -121,6 +121,12 @@ def validate(config) -> None:
             min(s.scale_weights) >= 0 and sum(s.scale_weights) > 0,
             "scoring.scale_weights must be >= 0 and not all 0",
         ),
+        (s.fusion_temperature > 0, "scoring.fusion_temperature must be > 0"),
+        (
+            s.scale_fusion == "sum" or (s.alpha_weighting != "weighted" and s.normalize == "none"),
+            f"scoring.scale_fusion '{s.scale_fusion}' sets the scale weights and the maps' scale itself: it needs "
+            "scoring.alpha_weighting 'none' or 'inside_cosine' and scoring.normalize 'none'",
+        ),
         (t.iterations >= 1, "train.iterations must be >= 1"),
         (t.batch_size >= 1, "train.batch_size must be >= 1"),
         (

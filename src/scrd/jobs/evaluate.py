@@ -13,7 +13,7 @@ import itertools
 import shutil
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,6 +36,7 @@ from ..filenames import (
 from ..method.metrics import metrics_at_threshold, oracle_metrics, trivial_rule_check
 from ..storage import atomic_write, read_json, remove_stale_temporaries, write_json
 from .csv_log import CsvLog
+from .normal_reference import NormalReference, ensure_scale_score_statistics
 from .rundir import prepare_process
 
 
@@ -48,6 +49,7 @@ class ScoredSet:
     by_reduction: dict[str, np.ndarray]  # image scores of the same maps: "mean" and "max"
     skipped: list[tuple[str, str]]  # (path, reason) of unreadable images, with on_bad_image=skip
     alpha_peak: np.ndarray | None = None  # [N] largest weight averaged over each image's locations
+    variant_alpha: dict[str, np.ndarray] = field(default_factory=dict)  # [N, K] per weighing scoring variant
 
 
 def score_samples(
@@ -66,6 +68,7 @@ def score_samples(
     skipped: list[tuple[str, str]] = []
     labels, scores, alphas, peaks = [np.zeros(0, int)], [np.zeros(0)], [np.zeros((0, 3))], [np.zeros(0)]
     by_reduction: dict[str, list[np.ndarray]] = defaultdict(list)
+    variant_alpha: dict[str, list[np.ndarray]] = defaultdict(list)
     for batch, scored in detector.iterate(loader, variants):
         skipped.extend(batch["skipped"])
         if scored is None:
@@ -77,6 +80,8 @@ def score_samples(
         peaks.append(scored.alpha_peak.numpy() if scored.alpha_peak is not None else scored.alpha.numpy().max(1))
         for name, values in scored.by_reduction.items():
             by_reduction[name].append(values.numpy())
+        for name, values in scored.variant_alpha.items():
+            variant_alpha[name].append(values.numpy())
     return ScoredSet(
         paths,
         np.concatenate(labels).astype(int),
@@ -85,6 +90,7 @@ def score_samples(
         {k: np.concatenate(v) for k, v in by_reduction.items()},
         skipped,
         np.concatenate(peaks),
+        {k: np.concatenate(v) for k, v in variant_alpha.items()},
     )
 
 
@@ -139,6 +145,7 @@ def evaluate(
     remove_stale_temporaries(out_dir)
     prepare_process()
     detector = Detector.load(model, device, precision)
+    ensure_scale_score_statistics(detector, model, [{}, *(scoring_variants or {}).values()])
     samples = load_samples(str(source), split, detector.config.data)
     unlabelled = [s for s in samples if s.label is None]
     if unlabelled:
@@ -178,6 +185,7 @@ def evaluate(
             **{name: float(roc_auc_score(labels, values)) for name, values in scored.by_reduction.items()},
         },
         "alpha": alpha_statistics(scored.alpha, scored.alpha_peak),
+        "alpha_by_scoring": {k: alpha_statistics(v) for k, v in scored.variant_alpha.items()},
         "checkpoint_selection": detector.metadata.get("selection", "unknown"),
     }
     threshold_info = None
@@ -258,33 +266,29 @@ def normal_map_range(detector: Detector, dataset: ImageDataset, count: int = 32)
     return [float(maps.min()), float(torch.quantile(maps.flatten()[::7], 0.999))]
 
 
-def normal_statistics(detector: Detector, samples: list, count: int = 200) -> dict[str, Any]:
-    """Per-scale map statistics over normal images (``scoring.normalize = scale``): the run's held-out
-    images when it has them, else its first ``count`` training images."""
-    dataset = ImageDataset(list(samples)[:count], detector.image_size, data=detector.config.data)
-    batches = (b["image"] for b in make_loader(dataset, 16) if len(b["image"]))
-    return detector.normal_statistics(batches)
-
-
 class EvalMonitor:
     """Scores a labelled set during training (``eval_log.csv``); keeps the best-AUROC model when
     ``train.selection = best_on_test``, labelled as selected on test labels."""
 
     FIELDS = ["iteration", "auroc", "ap", "oracle_f1", "oracle_acc"]
 
-    def __init__(self, config: Config, samples: list, run_dir: Path) -> None:
+    def __init__(self, config: Config, samples: list, run_dir: Path, normals: Sequence[Any] = ()) -> None:
+        """``normals``: the run's normal images for the statistics its scoring may need (scale_fusion)."""
         self.config, self.samples, self.run_dir = config, samples, run_dir
+        self.reference = NormalReference(config, list(normals))
         self.log: CsvLog | None = None
         self.best = -1.0
 
     @classmethod
-    def create(cls, config: Config, source: str | Path | None, split: str, run_dir: Path) -> EvalMonitor:
+    def create(
+        cls, config: Config, source: str | Path | None, split: str, run_dir: Path, normals: Sequence[Any] = ()
+    ) -> EvalMonitor:
         if source is None:
             raise TrainingError("train.eval_every > 0 needs an evaluation set (--eval-data)")
         samples = load_samples(str(source), split, config.data)
         if {s.label for s in samples} != {0, 1}:
             raise TrainingError(f"{source} ({split}): evaluation during training needs normal and abnormal labels")
-        return cls(config, samples, run_dir)
+        return cls(config, samples, run_dir, normals)
 
     def open(self, start: int) -> None:
         """Start logging at iteration ``start``: rows after it (a killed run's) are dropped, the best
@@ -301,7 +305,7 @@ class EvalMonitor:
 
     def evaluate(self, model, device: torch.device, iteration: int) -> float:
         assert self.log is not None, "call open() first"
-        detector = Detector.for_training(model, self.config, device)
+        detector = self.reference.detector(model, device)
         scored = score_samples(detector, self.samples, self.config.train.batch_size)
         m = oracle_metrics(scored.labels, scored.scores)
         self.log.write(

@@ -23,7 +23,8 @@ class Monitors:
     @classmethod
     def create(cls, config: Config, images: TrainingImages, run_dir: Path, eval_source, eval_split: str) -> Monitors:
         tc = config.train
-        evaluation = EvalMonitor.create(config, eval_source, eval_split, run_dir) if tc.eval_every else None
+        normals = images.holdout or images.fit  # the reference of scoring.scale_fusion's statistics
+        evaluation = EvalMonitor.create(config, eval_source, eval_split, run_dir, normals) if tc.eval_every else None
         label_free = LabelFreeMonitor(config, images.holdout, run_dir) if tc.select_every else None
         return cls(config, evaluation, label_free)
 

@@ -25,6 +25,7 @@ from ..filenames import LABEL_FREE_DIR, MODEL_META, SELECTION_LOG
 from ..method.validation_anomalies import validation_set
 from ..storage import read_json
 from .csv_log import CsvLog
+from .normal_reference import NormalReference
 
 
 class LabelFreeMonitor:
@@ -37,6 +38,7 @@ class LabelFreeMonitor:
                 "train.holdout_fraction so that at least 2 training images are held out"
             )
         self.config, self.run_dir = config, run_dir
+        self.reference = NormalReference(config, holdout)
         dataset = ImageDataset(holdout, config.model.image_size, data=config.data)
         normals = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
         self.images, self.labels = validation_set(normals, config.train.seed)
@@ -57,7 +59,7 @@ class LabelFreeMonitor:
             self.best_state = Detector.load(saved, "cpu").model.state_dict()
 
     def criterion(self, model: torch.nn.Module, device: torch.device) -> float:
-        detector = Detector.for_training(model, self.config, device)
+        detector = self.reference.detector(model, device)
         scores = torch.cat([detector.score(self.images[i : i + 32]).scores for i in range(0, len(self.images), 32)])
         return float(roc_auc_score(self.labels, scores.numpy()))
 
@@ -69,7 +71,7 @@ class LabelFreeMonitor:
         if value > self.best:
             self.best, self.best_iteration = value, iteration
             self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            detector = Detector.for_training(model, self.config, device)
+            detector = self.reference.detector(model, device)
             detector.save(self.run_dir / LABEL_FREE_DIR, {"iterations": iteration, "label_free_auroc": value})
         patience = self.config.train.early_stop_patience
         waited = (iteration - self.best_iteration) // self.config.train.select_every

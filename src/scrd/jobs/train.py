@@ -32,10 +32,11 @@ from ..method.synthesis import AnomalySynthesizer
 from ..model import build_model
 from ..storage import read_json, remove_stale_temporaries, write_json
 from .distributed import World, check_shardable, check_supported, joined, world_from_env, wrap_trained
-from .evaluate import normal_map_range, normal_statistics
+from .evaluate import normal_map_range
 from .global_batchnorm import use_global_batchnorm
 from .interrupt import StopRequest, TrainingInterrupted
 from .monitors import Monitors
+from .normal_reference import normal_statistics
 from .rundir import environment_report, prepare_process, seed_everything
 from .train_cache import build_training_cache
 from .train_loop import Clock, TrainingLoop
@@ -314,7 +315,10 @@ def _finish(
     """Save the final model; metadata of an earlier save is merged, except what the new weights void."""
     old = read_json(run_dir / MODEL_META) if (run_dir / MODEL_META).is_file() else {}
     old.pop("calibration", None)  # calibrated for other weights (a run extended with more iterations)
+    old.pop("normal_statistics", None)  # measured on other weights too
     detector = Detector.for_training(model.eval(), config, device, old)
+    # first: scoring.scale_fusion reads these statistics, and the display range scores images
+    statistics = normal_statistics(detector, images.holdout or images.fit)
     detector.save(
         run_dir,
         {
@@ -330,7 +334,7 @@ def _finish(
             "provenance": environment_report(device),
             "display_range": normal_map_range(detector, dataset),
             "normal_statistics": {
-                **normal_statistics(detector, images.holdout or images.fit),
+                **statistics,
                 "images": "held-out normal training images" if images.holdout else "normal training images",
             },
         },

@@ -1,0 +1,95 @@
+"""Statistics of normal images that some scoring options measure maps against.
+
+``scoring.normalize = scale`` needs each scale map's mean and std over normal images, and
+``scoring.scale_fusion`` ``normal_sum`` / ``normal_softmax`` each scale's image-score mean and std.
+Training stores both for its own scoring, from the run's held-out normal images (out of sample) when
+it has them; scoring variants asked for later (``scrd experiment`` scorings) are measured here from
+the same images of the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from ..config import Config
+from ..data.dataset import ImageDataset, make_loader
+from ..detector import Detector, resolve_model_path
+from ..errors import InputError, TrainingError
+from ..filenames import HOLDOUT_SAMPLES, TRAIN_SAMPLES
+from ..method.scale_fusion import statistics_key
+from .training_data import read_sample_list
+
+REFERENCE_COUNT = 200  # normal images at most: the statistics are means and stds, 200 pin them well
+
+
+def normal_batches(detector: Detector, samples: list, count: int = REFERENCE_COUNT) -> Iterator[torch.Tensor]:
+    dataset = ImageDataset(list(samples)[:count], detector.image_size, data=detector.config.data)
+    return (b["image"] for b in make_loader(dataset, 16) if len(b["image"]))
+
+
+def normal_statistics(detector: Detector, samples: list, count: int = REFERENCE_COUNT) -> dict[str, Any]:
+    """Per-scale map statistics (``scoring.normalize = scale``) and, for the detector's own scoring,
+    per-scale image-score statistics (``scoring.scale_fusion``) over normal images: the run's held-out
+    images when it has them, else its first ``count`` training images."""
+    stats: dict[str, Any] = detector.normal_statistics(normal_batches(detector, samples, count))
+    if not detector.is_memory_bank:  # one map: nothing to fuse
+        scoring = detector.config.scoring
+        measured = detector.measure_scale_scores(normal_batches(detector, samples, count), scoring)
+        stats["scale_scores"] = {statistics_key(scoring): measured}
+    return stats
+
+
+class NormalReference:
+    """The normal images a detector over weights in training measures its scale-score statistics on
+    (``scoring.scale_fusion``): the run's held-out images, else its first training images."""
+
+    def __init__(self, config: Config, samples: list) -> None:
+        self.config, self.samples = config, list(samples)[:REFERENCE_COUNT]
+
+    def detector(self, model: torch.nn.Module, device: torch.device) -> Detector:
+        """A detector over ``model`` as it is now, its statistics measured where its scoring needs them."""
+        detector = Detector.for_training(model, self.config, device)
+        if self.config.scoring.scale_fusion != "sum" and not detector.is_memory_bank:
+            if len(self.samples) < 2:
+                raise TrainingError(
+                    f"scoring.scale_fusion = {self.config.scoring.scale_fusion} needs at least 2 normal images "
+                    "to measure each scale's score statistics on"
+                )
+            detector.measure_scale_scores(normal_batches(detector, self.samples))
+        return detector
+
+
+def reference_samples(model: str | Path) -> list:
+    """The normal images a run's statistics come from: its held-out list, else its training list."""
+    run_dir = resolve_model_path(model).parent
+    for name in (HOLDOUT_SAMPLES, TRAIN_SAMPLES):
+        if (run_dir / name).is_file() and (samples := read_sample_list(run_dir / name)):
+            return samples
+    raise InputError(
+        f"{run_dir}: no {HOLDOUT_SAMPLES} or {TRAIN_SAMPLES} to measure normal-image statistics on; "
+        "scale_fusion scorings other than the model's own need the run directory that training wrote"
+    )
+
+
+def ensure_scale_score_statistics(detector: Detector, model: str | Path, options: list[dict[str, Any]]) -> None:
+    """Measure, from the run's normal images, the per-scale image-score statistics that scoring
+    ``options`` (as scrd experiment's scorings give them) need and the model does not store."""
+    if detector.is_memory_bank:
+        return
+    stored = detector.metadata.get("normal_statistics", {}).get("scale_scores", {})
+    needed = {}
+    for option in options:
+        scoring = dataclasses.replace(detector.config.scoring, **option)
+        if scoring.scale_fusion != "sum" and statistics_key(scoring) not in stored:
+            needed[statistics_key(scoring)] = scoring
+    if needed:
+        samples = reference_samples(model)
+        for scoring in needed.values():
+            detector.measure_scale_scores(normal_batches(detector, samples), scoring)
+
+
+__all__ = ["ensure_scale_score_statistics", "normal_statistics", "reference_samples"]
