@@ -85,11 +85,19 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
     models = {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*/model.pt")}
     spec = json.loads(grid.read_text())
     spec["scorings"]["max_pool3"] = {"score": "max", "feature_pool": 3}
+    # one that weighs each image's scales (on statistics the run's held-out normals give it)
+    spec["scorings"]["fused"] = {"score": "top_k", "feature_pool": 3, "scale_fusion": "normal_softmax"}
     grid.write_text(json.dumps(spec))
-    assert main(["experiment", "run", str(grid), "--out", str(out), "--no-progress"]) == 0
+    assert main(["experiment", "run", str(grid), "--out", str(out), "--report", str(md), "--no-progress"]) == 0
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*/model.pt")} == models
     for path in summaries:
         assert 0 < json.loads(path.read_text())["auroc_by_scoring"]["max_pool3"] <= 1
+    fused = json.loads((out / "crd" / "seed-1" / SUMMARY).read_text())["alpha_by_scoring"]["fused"]
+    assert 1 / 3 <= fused["mean_max_weight"] <= 1 and len(fused["std"]) == 3
+    assert "fused" not in json.loads((out / "knn" / "seed-2" / SUMMARY).read_text()).get("alpha_by_scoring", {})
+    weights_table = md.read_text().split("## Scale weights of the scoring options that weigh each image")[1]
+    crd_weights = next(line for line in weights_table.splitlines() if line.startswith("| crd |"))
+    assert crd_weights.count(",") == 2 and "| knn | – |" in weights_table  # the memory bank has one map
 
     # a run finished before the α-size analysis existed gets it on the next call, without retraining
     summary = out / "crd" / "seed-1" / SUMMARY
@@ -102,7 +110,8 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
     edited = json.loads(summary.read_text())
     del edited["auroc_by_scoring"]["normalised"]
     summary.write_text(json.dumps(edited))
-    scoring_row = [line for line in report(load_grid(grid), out, "cmd").splitlines() if line.startswith("| crd |")][-1]
+    scoring_table = report(load_grid(grid), out, "cmd").split("## AUROC of each scoring option")[1]
+    scoring_row = next(line for line in scoring_table.splitlines() if line.startswith("| crd |"))
     assert "– (1 of 2 seeds)" in scoring_row
     summary.unlink()  # an unfinished run is named, not silently left out
     assert "Not finished yet (rerun the command to resume): crd (1 of 2 seeds)." in report(load_grid(grid), out, "cmd")

@@ -160,6 +160,7 @@ def rescore(grid: Grid, run_dir: Path, summary: dict, scorings: dict[str, dict[s
         run_dir, grid.data, run_dir / "evaluation-rescored", split=grid.eval_split, scoring_variants=scorings
     )
     summary["auroc_by_scoring"].update({k: metrics["auroc_by_image_score"][k] for k in scorings})
+    summary.setdefault("alpha_by_scoring", {}).update(metrics.get("alpha_by_scoring", {}))
     write_json(run_dir / SUMMARY, summary)
 
 
@@ -193,6 +194,7 @@ def run_one(grid: Grid, variant: Variant, seed: int, run_dir: Path, progress: bo
         "calibration_in_sample": calibrated.get("in_sample"),
         "alpha": metrics["alpha"],
         "auroc_by_scoring": metrics["auroc_by_image_score"],
+        "alpha_by_scoring": metrics.get("alpha_by_scoring", {}),
         "iterations": meta["iterations"],
         "train_seconds": meta.get("train_seconds"),
         "selection": meta.get("selection"),
@@ -226,6 +228,29 @@ def _alpha_text(rows: list[dict]) -> str:
         return "–"
     spread = ", ".join(f"{s:.3f}" for s in np.mean([a["std"] for a in alpha], 0))
     return f"{np.mean([a['mean_max_weight'] for a in alpha]):.3f} ({spread})"
+
+
+def _scoring_alpha_table(scoring_names: list[str], rows: dict[str, list[dict]]) -> list[str]:
+    """The per-image scale weights of the scorings that set their own (scale_fusion normal_softmax)."""
+    weighing = [s for s in scoring_names if any(s in x.get("alpha_by_scoring", {}) for r in rows.values() for x in r)]
+    if not weighing:
+        return []
+    lines = [
+        "## Scale weights of the scoring options that weigh each image",
+        "",
+        "Mean largest weight over images (1.0: one scale only; 1/3: equal weights), then the std over images "
+        "of each scale's weight, averaged over seeds.",
+        "",
+        "| variant | " + " | ".join(weighing) + " |",
+        "|---|" + "---|" * len(weighing),
+    ]
+    for name, r in rows.items():
+        cells = []
+        for s in weighing:
+            found = [x["alpha_by_scoring"][s] for x in r if s in x.get("alpha_by_scoring", {})]
+            cells.append(_alpha_text([{"alpha": a} for a in found]) if len(found) == len(r) else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _seeds(values: list[float]) -> str:
@@ -372,6 +397,7 @@ def report(grid: Grid, out: str | Path, command: str) -> str:
             cells = [_scoring_cell([x["auroc_by_scoring"].get(s) for x in r]) for s in scoring_names]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += _scoring_alpha_table(scoring_names, rows)
     lines += _alpha_size_table(rows)
     pairs = {
         f"{v.name}/seed-{s}": _checkpoint_pairs(out / v.name / f"seed-{s}")
