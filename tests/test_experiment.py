@@ -98,6 +98,13 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
     weights_table = md.read_text().split("## Scale weights of the scoring options that weigh each image")[1]
     crd_weights = next(line for line in weights_table.splitlines() if line.startswith("| crd |"))
     assert crd_weights.count(",") == 2 and "| knn | – |" in weights_table  # the memory bank has one map
+    # and how those weights move with the size of a synthetic lesion
+    fused_sizes = json.loads((out / "crd" / "seed-1" / SUMMARY).read_text())["alpha_vs_size_by_scoring"]["fused"]
+    assert len(fused_sizes["mean_alpha"]) == 5 and all(
+        sum(a) == pytest.approx(1, abs=1e-3) for a in fused_sizes["mean_alpha"]
+    )
+    assert json.loads((out / "knn" / "seed-2" / SUMMARY).read_text())["alpha_vs_size_by_scoring"] == {"fused": None}
+    assert "| crd/seed-1, scoring fused |" in md.read_text()
 
     # a run finished before the α-size analysis existed gets it on the next call, without retraining
     summary = out / "crd" / "seed-1" / SUMMARY

@@ -132,6 +132,11 @@ def run_grid(grid: Grid, out: str | Path, only: list[str] | None = None, progres
             variant = next(v for v in grid.variants if v.name == summary["variant"])
             summary["alpha_vs_size"] = alpha_vs_lesion_size(run_dir, grid.config(variant, summary["seed"]))
             write_json(run_dir / SUMMARY, summary)
+        by_scoring = summary.setdefault("alpha_vs_size_by_scoring", {})
+        weighing = {k: v for k, v in grid.scorings.items() if v.get("scale_fusion") == "normal_softmax"}
+        if missing := {k: v for k, v in weighing.items() if k not in by_scoring}:
+            by_scoring.update(scoring_alpha_vs_lesion_size(run_dir, missing))
+            write_json(run_dir / SUMMARY, summary)
     return summaries
 
 
@@ -149,7 +154,33 @@ def alpha_vs_lesion_size(run_dir: Path, config: Config) -> dict | None:
     detector = Detector.load(run_dir)
     dataset = ImageDataset(held, detector.image_size, data=detector.config.data)
     normals = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+    if config.scoring.scale_fusion == "normal_softmax":  # the weights the scoring gives each image
+        return alpha_by_lesion_size(lambda x: detector.score(x).alpha, normals, detector.config.train.seed)
     return alpha_by_lesion_size(lambda x: detector.scale_stack(x)[1], normals, detector.config.train.seed)
+
+
+def scoring_alpha_vs_lesion_size(run_dir: Path, scorings: dict[str, dict[str, Any]]) -> dict[str, dict | None]:
+    """The same α-against-lesion-size reading for scorings that weigh each image's scales themselves
+    (scale_fusion normal_softmax); None for a memory bank (one map) or a run without held-out images."""
+    from ..data.dataset import ImageDataset
+    from ..detector import Detector
+    from ..method.alpha_size import alpha_by_lesion_size
+    from .normal_reference import ensure_scale_score_statistics
+    from .training_data import read_sample_list
+
+    detector = Detector.load(run_dir)
+    held = read_sample_list(run_dir / HOLDOUT_SAMPLES) if (run_dir / HOLDOUT_SAMPLES).is_file() else []
+    if detector.is_memory_bank or not held:
+        return dict.fromkeys(scorings)
+    ensure_scale_score_statistics(detector, run_dir, list(scorings.values()))
+    dataset = ImageDataset(held, detector.image_size, data=detector.config.data)
+    normals = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+
+    def weights_of(name: str, options: dict[str, Any]):
+        return lambda x: detector.score(x, {name: options}).variant_alpha[name]
+
+    seed = detector.config.train.seed
+    return {name: alpha_by_lesion_size(weights_of(name, o), normals, seed) for name, o in scorings.items()}
 
 
 def rescore(grid: Grid, run_dir: Path, summary: dict, scorings: dict[str, dict[str, Any]]) -> None:
@@ -289,10 +320,17 @@ def _machines(out: Path, grid: Grid, rows: dict[str, list[dict]]) -> list[str]:
 
 def _alpha_size_table(rows: dict[str, list[dict]]) -> list[str]:
     """α against the radius of synthetic lesions, for the runs where α acts."""
-    found = [(name, x) for name, r in rows.items() for x in r if x.get("alpha_vs_size")]
+    runs = [(name, x) for name, r in rows.items() for x in r]
+    found = [(f"{name}/seed-{x['seed']}", x["alpha_vs_size"]) for name, x in runs if x.get("alpha_vs_size")]
+    found += [
+        (f"{name}/seed-{x['seed']}, scoring {scoring}", a)
+        for name, x in runs
+        for scoring, a in x.get("alpha_vs_size_by_scoring", {}).items()
+        if a
+    ]
     if not found:
         return []
-    radii = found[0][1]["alpha_vs_size"]["radius_fraction"]
+    radii = found[0][1]["radius_fraction"]
 
     def alphas(values: list[float]) -> str:
         return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
@@ -308,22 +346,21 @@ def _alpha_size_table(rows: dict[str, list[dict]]) -> list[str]:
         f"| run | ρ_1 / ρ_2 / ρ_3 | mean α at radius {radii[0]:g} | mean α at radius {radii[-1]:g} |",
         "|---|---|---|---|",
     ]
-    for name, x in found:
-        a = x["alpha_vs_size"]
+    for label, a in found:
         rho = " / ".join("–" if v is None else f"{v:.3f}" for v in a["spearman"])
-        lines.append(
-            f"| {name}/seed-{x['seed']} | {rho} | {alphas(a['mean_alpha'][0])} | {alphas(a['mean_alpha'][-1])} |"
-        )
+        lines.append(f"| {label} | {rho} | {alphas(a['mean_alpha'][0])} | {alphas(a['mean_alpha'][-1])} |")
     return lines + [""]
 
 
 def _uses_alpha(config: Config) -> bool:
-    """Whether α affects the variant's training or its maps (otherwise the scale head is untrained noise)."""
+    """Whether α affects the variant's training or its maps (otherwise the scale head is untrained noise),
+    or its scoring weighs each image's scales itself (scale_fusion normal_softmax)."""
     loss, scoring = config.loss, config.scoring
     return (
         loss.alpha_placement == "outside"
         or loss.alpha_objective == "separation"
         or scoring.alpha_weighting in ("weighted", "inside_cosine")
+        or scoring.scale_fusion == "normal_softmax"
     ) and config.model.method == "scrd"
 
 
