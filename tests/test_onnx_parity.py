@@ -157,17 +157,20 @@ def test_dynamo_exporter_gives_the_same_parity(tmp_path, phantom_files):
         _assert_parity(reference, ort, phantom_files, batch_size)
 
 
+def _small_denoising(**overrides):
+    """The denoising preset on a random 64-px mobilenet_v2, with dotted-key ``overrides``."""
+    small = {"model.arch": "mobilenet_v2", "model.weights": "none", "model.image_size": SIZE, "noise.max_size": 24}
+    return preset("denoising").with_overrides({**small, **overrides})
+
+
 def test_a_spatial_scale_head_exports_with_its_per_location_weights(tmp_path, phantom_files):
     torch.manual_seed(5)
-    config = preset("denoising").with_overrides(
-        {
-            "model.arch": "mobilenet_v2",
-            "model.weights": "none",
-            "model.image_size": SIZE,
-            "noise.max_size": 24,
+    config = _small_denoising(
+        **{
             "model.scale_head": "spatial",
             "loss.alpha_objective": "separation",
             "scoring.alpha_weighting": "weighted",
+            "scoring.scale_fusion": "sum",
         }
     )
     model = SCRD("mobilenet_v2", "spatial").eval()
@@ -183,12 +186,8 @@ def test_a_spatial_scale_head_exports_with_its_per_location_weights(tmp_path, ph
 def test_a_fusion_on_the_normal_scale_exports_with_its_statistics(tmp_path, phantom_files):
     """scale_fusion = normal_softmax: the stored statistics and the per-image softmax are in the graph."""
     torch.manual_seed(6)
-    config = preset("denoising").with_overrides(
-        {
-            "model.arch": "mobilenet_v2",
-            "model.weights": "none",
-            "model.image_size": SIZE,
-            "noise.max_size": 24,
+    config = _small_denoising(
+        **{
             "scoring.scale_fusion": "normal_softmax",
             "scoring.fusion_temperature": 0.5,
             "scoring.scale_weights": (1.0, 1.0, 0.5),

@@ -25,6 +25,7 @@ SPATIAL = {
     "loss__alpha_objective": "separation",
     "loss__alpha_entropy": 0.1,
     "scoring__alpha_weighting": "weighted",
+    "scoring__scale_fusion": "sum",  # α weights the raw maps (the preset fuses them on normal statistics)
 }
 
 
@@ -80,7 +81,9 @@ def test_the_head_objective_trains_the_head_and_nothing_else():
 
 def test_a_spatial_head_needs_the_separation_objective():
     with pytest.raises(ConfigError, match="spatial"):
-        tiny_config("denoising", model__scale_head="spatial", scoring__alpha_weighting="weighted")
+        tiny_config(
+            "denoising", model__scale_head="spatial", scoring__alpha_weighting="weighted", scoring__scale_fusion="sum"
+        )
     with pytest.raises(ConfigError, match="spatial"):
         tiny_config("denoising", **{**SPATIAL, "scoring__alpha_weighting": "inside_cosine"})
 

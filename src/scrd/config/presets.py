@@ -69,8 +69,9 @@ _PRESETS += (
         "denoising",
         "denoising reverse distillation: the student reconstructs the clean image's teacher features "
         "from the noisy image's (fresh simplex patches through the teacher only), RD4AD's cosine loss, "
-        "no α, 4000 iterations on a cosine learning rate; maps compare 3x3-averaged features, image "
-        "score = mean of the top 5 % of the map",
+        "no α, 4000 iterations on a cosine learning rate; maps compare 3x3-averaged features, each scale's "
+        "map in units of its spread over held-out normal images and weighted per image by softmax(z / 2) of "
+        "how far the image departs from them at that scale; image score = mean of the top 5 % of the map",
         {
             "noise.field": "fresh",
             "noise.patch_rng": "generator",
@@ -84,6 +85,8 @@ _PRESETS += (
             "scoring.feature_pool": 3,
             "scoring.score": "top_k",
             "scoring.top_k_percent": 5.0,
+            "scoring.scale_fusion": "normal_softmax",
+            "scoring.fusion_temperature": 2.0,
         },
     ),
 )

@@ -125,7 +125,8 @@ def validate(config) -> None:
         (
             s.scale_fusion == "sum" or (s.alpha_weighting != "weighted" and s.normalize == "none"),
             f"scoring.scale_fusion '{s.scale_fusion}' sets the scale weights and the maps' scale itself: it needs "
-            "scoring.alpha_weighting 'none' or 'inside_cosine' and scoring.normalize 'none'",
+            "scoring.alpha_weighting 'none' or 'inside_cosine' and scoring.normalize 'none' (or set "
+            "scoring.scale_fusion 'sum' to keep the raw maps)",
         ),
         (t.iterations >= 1, "train.iterations must be >= 1"),
         (t.batch_size >= 1, "train.batch_size must be >= 1"),
