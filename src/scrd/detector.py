@@ -162,12 +162,13 @@ class Detector:
     def fuse(
         self, stack: torch.Tensor, alpha: torch.Tensor, scoring: ScoringConfig | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(smoothed anomaly maps [B, S, S], the per-image scale weights of a ``normal_softmax`` or
-        ``normal_sum`` fusion [B, K], else None) from a scale stack, as ``scoring`` says."""
+        """(smoothed anomaly maps [B, S, S], the per-image scale weights [B, K] of a ``normal_softmax``
+        fusion, else None) from a scale stack, as ``scoring`` says."""
         scoring = scoring or self.config.scoring
         if scoring.scale_fusion != "sum" and stack.shape[1] > 1:  # knn has one map: n/a
             mean, std = self.scale_score_statistics(scoring)
-            return fuse_on_normal_scale(gaussian_smooth(stack, scoring.sigma), mean, std, scoring)
+            maps, weights = fuse_on_normal_scale(gaussian_smooth(stack, scoring.sigma), mean, std, scoring)
+            return maps, weights if scoring.scale_fusion == "normal_softmax" else None
         if scoring.normalize == "scale" and stack.shape[1] > 1:
             stats = self.metadata.get("normal_statistics")
             if stats is None:
@@ -226,7 +227,7 @@ class Detector:
             passes = {self._pass_key(scoring): (stack, alpha)}
             variant_scores, variant_alpha = self._variant_scores(images01, variants, passes)
             by_reduction.update(variant_scores)
-        if fusion is not None and scoring.scale_fusion == "normal_softmax":
+        if fusion is not None:
             alpha = fusion  # the weights that made the map are this image's α
         per_image = alpha.mean((2, 3)) if alpha.dim() == 4 else alpha  # a spatial α: its mean over the image
         peak = alpha.amax(1).mean((1, 2)) if alpha.dim() == 4 else alpha.amax(1)
@@ -250,7 +251,7 @@ class Detector:
                 passes[key] = self.scale_stack(images01, scoring)
             maps, fusion = self.fuse(*passes[key], scoring)
             scores[name] = image_score(maps, scoring.score, scoring.top_k_percent).double().cpu()
-            if fusion is not None and scoring.scale_fusion == "normal_softmax":
+            if fusion is not None:
                 alphas[name] = fusion.float().cpu()
         return scores, alphas
 

@@ -140,20 +140,29 @@ def run_grid(grid: Grid, out: str | Path, only: list[str] | None = None, progres
     return summaries
 
 
-def alpha_vs_lesion_size(run_dir: Path, config: Config) -> dict | None:
-    """α on synthetic lesions of several sizes in the run's held-out normals (:mod:`scrd.method.alpha_size`);
-    None when α plays no part in the run or it held out no images."""
+def _held_out_images(run_dir: Path, detector) -> torch.Tensor | None:
+    """The run's held-out normal images [N, 3, S, S] as the detector reads them; None if it held out none."""
     from ..data.dataset import ImageDataset
-    from ..detector import Detector
-    from ..method.alpha_size import alpha_by_lesion_size
     from .training_data import read_sample_list
 
     held = read_sample_list(run_dir / HOLDOUT_SAMPLES) if (run_dir / HOLDOUT_SAMPLES).is_file() else []
-    if not _uses_alpha(config) or not held:
+    if not held:
+        return None
+    dataset = ImageDataset(held, detector.image_size, data=detector.config.data)
+    return torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+
+
+def alpha_vs_lesion_size(run_dir: Path, config: Config) -> dict | None:
+    """α on synthetic lesions of several sizes in the run's held-out normals (:mod:`scrd.method.alpha_size`);
+    None when α plays no part in the run or it held out no images."""
+    from ..detector import Detector
+    from ..method.alpha_size import alpha_by_lesion_size
+
+    if not _uses_alpha(config):
         return None
     detector = Detector.load(run_dir)
-    dataset = ImageDataset(held, detector.image_size, data=detector.config.data)
-    normals = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+    if (normals := _held_out_images(run_dir, detector)) is None:
+        return None
     if config.scoring.scale_fusion == "normal_softmax":  # the weights the scoring gives each image
         return alpha_by_lesion_size(lambda x: detector.score(x).alpha, normals, detector.config.train.seed)
     return alpha_by_lesion_size(lambda x: detector.scale_stack(x)[1], normals, detector.config.train.seed)
@@ -162,19 +171,15 @@ def alpha_vs_lesion_size(run_dir: Path, config: Config) -> dict | None:
 def scoring_alpha_vs_lesion_size(run_dir: Path, scorings: dict[str, dict[str, Any]]) -> dict[str, dict | None]:
     """The same α-against-lesion-size reading for scorings that weigh each image's scales themselves
     (scale_fusion normal_softmax); None for a memory bank (one map) or a run without held-out images."""
-    from ..data.dataset import ImageDataset
     from ..detector import Detector
     from ..method.alpha_size import alpha_by_lesion_size
     from .normal_reference import ensure_scale_score_statistics
-    from .training_data import read_sample_list
 
     detector = Detector.load(run_dir)
-    held = read_sample_list(run_dir / HOLDOUT_SAMPLES) if (run_dir / HOLDOUT_SAMPLES).is_file() else []
-    if detector.is_memory_bank or not held:
+    normals = None if detector.is_memory_bank else _held_out_images(run_dir, detector)
+    if normals is None:
         return dict.fromkeys(scorings)
     ensure_scale_score_statistics(detector, run_dir, list(scorings.values()))
-    dataset = ImageDataset(held, detector.image_size, data=detector.config.data)
-    normals = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
 
     def weights_of(name: str, options: dict[str, Any]):
         return lambda x: detector.score(x, {name: options}).variant_alpha[name]

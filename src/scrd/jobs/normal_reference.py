@@ -92,4 +92,4 @@ def ensure_scale_score_statistics(detector: Detector, model: str | Path, options
             detector.measure_scale_scores(normal_batches(detector, samples), scoring)
 
 
-__all__ = ["ensure_scale_score_statistics", "normal_statistics", "reference_samples"]
+__all__ = ["NormalReference", "ensure_scale_score_statistics", "normal_statistics", "reference_samples"]

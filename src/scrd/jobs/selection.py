@@ -58,20 +58,19 @@ class LabelFreeMonitor:
         if (saved / MODEL_META).is_file():
             self.best_state = Detector.load(saved, "cpu").model.state_dict()
 
-    def criterion(self, model: torch.nn.Module, device: torch.device) -> float:
-        detector = self.reference.detector(model, device)
+    def criterion(self, detector: Detector) -> float:
         scores = torch.cat([detector.score(self.images[i : i + 32]).scores for i in range(0, len(self.images), 32)])
         return float(roc_auc_score(self.labels, scores.numpy()))
 
     def evaluate(self, model: torch.nn.Module, device: torch.device, iteration: int) -> bool:
         """Log the criterion at ``iteration``; returns True when training should stop early."""
         assert self.log is not None, "call open() first"
-        value = self.criterion(model, device)
+        detector = self.reference.detector(model, device)  # statistics measured once, for both uses
+        value = self.criterion(detector)
         self.log.write({"iteration": iteration, "label_free_auroc": f"{value:.6f}"})
         if value > self.best:
             self.best, self.best_iteration = value, iteration
             self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            detector = self.reference.detector(model, device)
             detector.save(self.run_dir / LABEL_FREE_DIR, {"iterations": iteration, "label_free_auroc": value})
         patience = self.config.train.early_stop_patience
         waited = (iteration - self.best_iteration) // self.config.train.select_every

@@ -26,8 +26,6 @@ import torch
 from ..config import ScoringConfig
 from .anomaly_map import image_score
 
-FUSIONS_ON_NORMAL_SCALE = ("normal_sum", "normal_softmax")
-
 
 def statistics_key(scoring: ScoringConfig) -> str:
     """What of ``scoring`` changes a scale's image score, hence its normal statistics."""
