@@ -9,7 +9,7 @@ import pytest
 
 from scrd.cli import main
 from scrd.errors import ConfigError
-from scrd.jobs.experiment import SUMMARY, load_grid, report, spearman
+from scrd.jobs.experiment import SUMMARY, load_grid, report, run_grid, spearman
 
 TINY_BASE = {
     "model.arch": "mobilenet_v2",
@@ -112,6 +112,15 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
     assert main(["experiment", "run", str(grid), "--out", str(out), "--no-progress"]) == 0
     assert json.loads(summary.read_text())["alpha_vs_size"] == sizes
 
+    # a row edited after its runs finished is not reported under its new description
+    spec = json.loads(grid.read_text())
+    spec["variants"][1]["set"]["train.iterations"] = 7
+    grid.write_text(json.dumps(spec))
+    with pytest.raises(ConfigError, match=r"crd/seed-1: .*train\.iterations: trained 6, row says 7"):
+        run_grid(load_grid(grid), out)
+    spec["variants"][1]["set"]["train.iterations"] = 6
+    grid.write_text(json.dumps(spec))
+
     # a scoring that one seed lacks (added to the grid after it ran) is not averaged over the other
     summary = out / "crd" / "seed-2" / SUMMARY
     edited = json.loads(summary.read_text())
@@ -131,6 +140,22 @@ def test_grid_errors_name_the_problem(tmp_path, phantom_data):
     path.write_text(json.dumps({"data": "x", "variants": [{"name": "a", "set": {"train.nope": 1}}]}))
     with pytest.raises(ConfigError, match="unknown config key 'train.nope'"):
         load_grid(path)
+
+
+def test_rows_share_settings_through_yaml_anchors(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        "data: x\n"
+        "anchors:\n"
+        "  short: &short {train.iterations: 10, train.lr_schedule: cosine}\n"
+        "variants:\n"
+        "  - {name: a, preset: rd4ad, set: *short}\n"
+        "  - {name: b, preset: denoising, set: {<<: *short, noise.strength: 0.3}}\n"
+    )
+    grid = load_grid(path)
+    a, b = (grid.config(v, 1) for v in grid.variants)
+    assert a.train.iterations == b.train.iterations == 10 and a.train.lr_schedule == b.train.lr_schedule == "cosine"
+    assert b.noise.strength == 0.3 and a.noise.strength == 0.2
 
 
 def test_spearman_on_hand_computed_ranks():

@@ -76,7 +76,8 @@ def load_grid(path: str | Path) -> Grid:
         spec = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the grid file ({exc})") from exc
-    unknown = set(spec) - {"data", "seeds", "variants", "base", "eval_split", "scorings", "title"}
+    # "anchors": settings rows share through YAML anchors (&name / <<: *name); not read here
+    unknown = set(spec) - {"data", "seeds", "variants", "base", "eval_split", "scorings", "title", "anchors"}
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}")
     variants = []
@@ -205,9 +206,10 @@ def run_one(grid: Grid, variant: Variant, seed: int, run_dir: Path, progress: bo
     from .evaluate import evaluate
     from .train import resume, train
 
-    if (run_dir / SUMMARY).is_file():
-        return read_json(run_dir / SUMMARY)
     config = grid.config(variant, seed)
+    if (run_dir / SUMMARY).is_file():
+        _check_trained_as_defined(run_dir, config)
+        return read_json(run_dir / SUMMARY)
     started = time.perf_counter()
     eval_source = grid.data if config.train.eval_every else None
     if (run_dir / CONFIG_FILE).is_file():
@@ -239,6 +241,31 @@ def run_one(grid: Grid, variant: Variant, seed: int, run_dir: Path, progress: bo
     }
     write_json(run_dir / SUMMARY, summary)
     return summary
+
+
+def _check_trained_as_defined(run_dir: Path, config: Config) -> None:
+    """A finished run is reused only if it was trained with its row's config: a row edited after its
+    runs finished (or a run copied from another grid under a different definition) would otherwise
+    report figures under a description they do not match."""
+    stored = _flat(Config.load(run_dir / CONFIG_FILE).to_dict())
+    defined = _flat(config.to_dict())
+    differing = sorted(k for k in stored.keys() | defined.keys() if stored.get(k) != defined.get(k))
+    if differing:
+        shown = ", ".join(f"{k}: trained {stored.get(k)!r}, row says {defined.get(k)!r}" for k in differing)
+        raise ConfigError(
+            f"{run_dir}: this finished run was trained with a different config than its row defines ({shown}); "
+            "restore the row's definition, or move the run away to train it anew"
+        )
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
 
 
 # ------------------------------------------------------------------------------------ report
