@@ -146,6 +146,33 @@ def test_detector_fuses_and_reports_the_weights_as_alpha(fused_run):
     torch.testing.assert_close(scored.scores, image_score(expected, "top_k", 5.0).double(), rtol=1e-5, atol=1e-5)
 
 
+def test_normal_statistics_share_one_network_pass_per_feature_pooling(fused_run, monkeypatch):
+    detector = Detector.load(fused_run, "cpu", precision="fp32")
+    own = detector.config.scoring  # 3x3 pooling (the preset's)
+    same_pass = dataclasses.replace(own, score="max")
+    other_pass = dataclasses.replace(own, feature_pool=1)
+    batches = [torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
+    # what each statistic is, computed one scoring at a time
+    stacks = {p: torch.cat([detector.scale_stack(b, s)[0] for b in batches]) for p, s in ((3, own), (1, other_pass))}
+    expected_mean = stacks[3].double().mean((0, 2, 3))
+    expected_std = stacks[3].double().std((0, 2, 3), unbiased=False)
+
+    passes = []
+    original = detector.scale_stack
+    monkeypatch.setattr(detector, "scale_stack", lambda x, s=None: passes.append(s) or original(x, s))
+    stats = detector.measure_normal_statistics(iter(batches), [own, same_pass, other_pass])
+    assert len(passes) == 4  # 2 batches x 2 poolings, not 2 x (1 + 3)
+    torch.testing.assert_close(torch.tensor(stats["scale_mean"], dtype=torch.float64), expected_mean)
+    torch.testing.assert_close(torch.tensor(stats["scale_std"], dtype=torch.float64), expected_std)
+    for scoring, pool in ((own, 3), (same_pass, 3), (other_pass, 1)):
+        per_image = per_scale_scores(gaussian_smooth(stacks[pool], scoring.sigma), scoring)
+        expected = scale_score_statistics(per_image)
+        measured = stats["scale_scores"][statistics_key(scoring)]
+        torch.testing.assert_close(torch.tensor(measured["mean"]), torch.tensor(expected["mean"]))
+        torch.testing.assert_close(torch.tensor(measured["std"]), torch.tensor(expected["std"]))
+        assert detector.scale_score_statistics(scoring) == (measured["mean"], measured["std"])  # kept for fuse
+
+
 def test_a_model_without_the_statistics_says_so(fused_run):
     detector = Detector.load(fused_run, "cpu")
     detector.metadata["normal_statistics"].pop("scale_scores")

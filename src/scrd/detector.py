@@ -199,19 +199,11 @@ class Detector:
             )
         return found["mean"], found["std"]
 
-    @torch.no_grad()
     def measure_scale_scores(self, batches: Iterator[torch.Tensor], scoring: ScoringConfig | None = None) -> dict:
         """Per-scale image-score statistics of ``scoring`` over normal images, kept in the metadata
         (``normal_statistics.scale_scores``) for :meth:`fuse`."""
         scoring = scoring or self.config.scoring
-        scores = [
-            per_scale_scores(gaussian_smooth(self.scale_stack(images01, scoring)[0], scoring.sigma), scoring).cpu()
-            for images01 in batches
-        ]
-        stats = scale_score_statistics(torch.cat(scores))
-        normal = self.metadata.setdefault("normal_statistics", {})
-        normal.setdefault("scale_scores", {})[statistics_key(scoring)] = stats
-        return stats
+        return self.measure_normal_statistics(batches, [scoring])["scale_scores"][statistics_key(scoring)]
 
     @torch.no_grad()
     def score(self, images01: torch.Tensor, variants: dict[str, dict[str, Any]] | None = None) -> Scored:
@@ -238,6 +230,14 @@ class Detector:
     def _pass_key(self, scoring: ScoringConfig) -> str:
         """What of ``scoring`` changes the network pass (the memory bank's distances depend on none of it)."""
         return "" if self.is_memory_bank else f"{scoring.alpha_weighting == 'inside_cosine'}-{scoring.feature_pool}"
+
+    def _scale_stacks(self, images01: torch.Tensor, scorings: list[ScoringConfig]) -> dict[str, torch.Tensor]:
+        """One scale stack per distinct network pass that ``scorings`` need, by :meth:`_pass_key`."""
+        stacks: dict[str, torch.Tensor] = {}
+        for scoring in scorings:
+            if (key := self._pass_key(scoring)) not in stacks:
+                stacks[key] = self.scale_stack(images01, scoring)[0]
+        return stacks
 
     def _variant_scores(
         self, images01: torch.Tensor, variants: dict[str, dict[str, Any]], passes: dict[str, tuple]
@@ -279,18 +279,39 @@ class Detector:
         for batch in loader:
             yield batch, self.score(batch["image"], variants) if len(batch["image"]) else None
 
-    @torch.no_grad()
     def normal_statistics(self, batches: Iterator[torch.Tensor]) -> dict[str, list[float]]:
         """Mean and std of each unsmoothed scale map over normal images (for scoring.normalize)."""
+        stats = self.measure_normal_statistics(batches, [])
+        return {"scale_mean": stats["scale_mean"], "scale_std": stats["scale_std"]}
+
+    @torch.no_grad()
+    def measure_normal_statistics(
+        self, batches: Iterator[torch.Tensor], scorings: list[ScoringConfig]
+    ) -> dict[str, Any]:
+        """Both statistics of normal images, from one network pass per batch (and feature pooling):
+        each unsmoothed scale map's mean and std under the detector's own scoring (``scale_mean``,
+        ``scale_std``: scoring.normalize) and, for each of ``scorings``, each scale's image-score mean
+        and std (``scale_scores`` by :func:`statistics_key`: scoring.scale_fusion), which are also
+        kept in the metadata for :meth:`fuse`."""
         total, total_sq, count = 0.0, 0.0, 0
+        per_image: dict[str, list[torch.Tensor]] = {statistics_key(s): [] for s in scorings}
         for images01 in batches:
-            stack = self.scale_stack(images01)[0].double()
-            total = total + stack.sum((0, 2, 3))
-            total_sq = total_sq + (stack * stack).sum((0, 2, 3))
-            count += stack.shape[0] * stack.shape[2] * stack.shape[3]
+            stacks = self._scale_stacks(images01, [self.config.scoring, *scorings])
+            own = stacks[self._pass_key(self.config.scoring)].double()
+            total = total + own.sum((0, 2, 3))
+            total_sq = total_sq + (own * own).sum((0, 2, 3))
+            count += own.shape[0] * own.shape[2] * own.shape[3]
+            for scoring in scorings:
+                smoothed = gaussian_smooth(stacks[self._pass_key(scoring)], scoring.sigma)
+                per_image[statistics_key(scoring)].append(per_scale_scores(smoothed, scoring).cpu())
+        if not count:
+            raise ValueError("no normal images to measure statistics on")
         mean = total / count
         std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
-        return {"scale_mean": mean.tolist(), "scale_std": std.tolist()}
+        scale_scores = {key: scale_score_statistics(torch.cat(scores)) for key, scores in per_image.items()}
+        if scale_scores:
+            self.metadata.setdefault("normal_statistics", {}).setdefault("scale_scores", {}).update(scale_scores)
+        return {"scale_mean": mean.tolist(), "scale_std": std.tolist(), "scale_scores": scale_scores}
 
     # ---------------------------------------------------------------------- persistence
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:

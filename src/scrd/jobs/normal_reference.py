@@ -35,11 +35,10 @@ def normal_statistics(detector: Detector, samples: list, count: int = REFERENCE_
     """Per-scale map statistics (``scoring.normalize = scale``) and, for the detector's own scoring,
     per-scale image-score statistics (``scoring.scale_fusion``) over normal images: the run's held-out
     images when it has them, else its first ``count`` training images."""
-    stats: dict[str, Any] = detector.normal_statistics(normal_batches(detector, samples, count))
-    if not detector.is_memory_bank:  # one map: nothing to fuse
-        scoring = detector.config.scoring
-        measured = detector.measure_scale_scores(normal_batches(detector, samples, count), scoring)
-        stats["scale_scores"] = {statistics_key(scoring): measured}
+    own = [] if detector.is_memory_bank else [detector.config.scoring]  # one map: nothing to fuse
+    stats = detector.measure_normal_statistics(normal_batches(detector, samples, count), own)
+    if not own:
+        del stats["scale_scores"]
     return stats
 
 
@@ -86,10 +85,8 @@ def ensure_scale_score_statistics(detector: Detector, model: str | Path, options
         scoring = dataclasses.replace(detector.config.scoring, **option)
         if scoring.scale_fusion != "sum" and statistics_key(scoring) not in stored:
             needed[statistics_key(scoring)] = scoring
-    if needed:
-        samples = reference_samples(model)
-        for scoring in needed.values():
-            detector.measure_scale_scores(normal_batches(detector, samples), scoring)
+    if needed:  # all in one pass over the images
+        detector.measure_normal_statistics(normal_batches(detector, reference_samples(model)), list(needed.values()))
 
 
 __all__ = ["NormalReference", "ensure_scale_score_statistics", "normal_statistics", "reference_samples"]
