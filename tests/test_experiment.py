@@ -4,6 +4,7 @@ evaluated once, a second call repeats nothing, and the report has the tables and
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +164,9 @@ def test_spearman_on_hand_computed_ranks():
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     # ranks (1, 2, 3, 4) against (2, 1, 4, 3): 1 − 6·Σd²/(n(n²−1)) = 1 − 6·4/60 = 0.6
     assert spearman([1, 2, 3, 4], [2, 1, 4, 3]) == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "docs" / "experiments").glob("*.yaml")))
+def test_the_documented_studies_are_valid_grids(path):
+    grid = load_grid(path)  # every row's config is validated on load
+    assert grid.variants and grid.data == "../shared/data/brain_tumor"
