@@ -171,6 +171,9 @@ def test_normal_statistics_share_one_network_pass_per_feature_pooling(fused_run,
         torch.testing.assert_close(torch.tensor(measured["mean"]), torch.tensor(expected["mean"]))
         torch.testing.assert_close(torch.tensor(measured["std"]), torch.tensor(expected["std"]))
         assert detector.scale_score_statistics(scoring) == (measured["mean"], measured["std"])  # kept for fuse
+    passes.clear()  # scale scores alone take no pass for the map moments of the detector's own pooling
+    assert "scale_mean" not in detector.measure_normal_statistics(iter(batches), [other_pass], map_moments=False)
+    assert len(passes) == 2
 
 
 def test_a_model_without_the_statistics_says_so(fused_run):

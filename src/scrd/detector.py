@@ -203,7 +203,8 @@ class Detector:
         """Per-scale image-score statistics of ``scoring`` over normal images, kept in the metadata
         (``normal_statistics.scale_scores``) for :meth:`fuse`."""
         scoring = scoring or self.config.scoring
-        return self.measure_normal_statistics(batches, [scoring])["scale_scores"][statistics_key(scoring)]
+        measured = self.measure_normal_statistics(batches, [scoring], map_moments=False)
+        return measured["scale_scores"][statistics_key(scoring)]
 
     @torch.no_grad()
     def score(self, images01: torch.Tensor, variants: dict[str, dict[str, Any]] | None = None) -> Scored:
@@ -231,25 +232,26 @@ class Detector:
         """What of ``scoring`` changes the network pass (the memory bank's distances depend on none of it)."""
         return "" if self.is_memory_bank else f"{scoring.alpha_weighting == 'inside_cosine'}-{scoring.feature_pool}"
 
-    def _scale_stacks(self, images01: torch.Tensor, scorings: list[ScoringConfig]) -> dict[str, torch.Tensor]:
-        """One scale stack per distinct network pass that ``scorings`` need, by :meth:`_pass_key`."""
-        stacks: dict[str, torch.Tensor] = {}
+    def _passes(
+        self, images01: torch.Tensor, scorings: list[ScoringConfig], passes: dict[str, tuple] | None = None
+    ) -> dict[str, tuple]:
+        """``passes`` with a network pass (scale stack, α) added for each :meth:`_pass_key` that
+        ``scorings`` need and it lacks: scorings that differ only after the network share one."""
+        passes = {} if passes is None else passes
         for scoring in scorings:
-            if (key := self._pass_key(scoring)) not in stacks:
-                stacks[key] = self.scale_stack(images01, scoring)[0]
-        return stacks
+            if (key := self._pass_key(scoring)) not in passes:
+                passes[key] = self.scale_stack(images01, scoring)
+        return passes
 
     def _variant_scores(
         self, images01: torch.Tensor, variants: dict[str, dict[str, Any]], passes: dict[str, tuple]
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(image scores, the per-image weights of the variants whose fusion sets its own) by name."""
         scores, alphas = {}, {}
-        for name, options in variants.items():
-            scoring = dataclasses.replace(self.config.scoring, **options)
-            key = self._pass_key(scoring)
-            if key not in passes:
-                passes[key] = self.scale_stack(images01, scoring)
-            maps, fusion = self.fuse(*passes[key], scoring)
+        scorings = {name: dataclasses.replace(self.config.scoring, **options) for name, options in variants.items()}
+        passes = self._passes(images01, list(scorings.values()), passes)
+        for name, scoring in scorings.items():
+            maps, fusion = self.fuse(*passes[self._pass_key(scoring)], scoring)
             scores[name] = image_score(maps, scoring.score, scoring.top_k_percent).double().cpu()
             if fusion is not None:
                 alphas[name] = fusion.float().cpu()
@@ -286,32 +288,38 @@ class Detector:
 
     @torch.no_grad()
     def measure_normal_statistics(
-        self, batches: Iterator[torch.Tensor], scorings: list[ScoringConfig]
+        self, batches: Iterator[torch.Tensor], scorings: list[ScoringConfig], map_moments: bool = True
     ) -> dict[str, Any]:
-        """Both statistics of normal images, from one network pass per batch (and feature pooling):
-        each unsmoothed scale map's mean and std under the detector's own scoring (``scale_mean``,
-        ``scale_std``: scoring.normalize) and, for each of ``scorings``, each scale's image-score mean
-        and std (``scale_scores`` by :func:`statistics_key`: scoring.scale_fusion), which are also
-        kept in the metadata for :meth:`fuse`."""
-        total, total_sq, count = 0.0, 0.0, 0
+        """Statistics of normal images, from one network pass per batch and feature pooling: with
+        ``map_moments``, each unsmoothed scale map's mean and std under the detector's own scoring
+        (``scale_mean``, ``scale_std``: scoring.normalize); for each of ``scorings``, each scale's
+        image-score mean and std (``scale_scores`` by :func:`statistics_key`: scoring.scale_fusion),
+        also kept in the metadata for :meth:`fuse`."""
+        own = [self.config.scoring] if map_moments else []
+        total, total_sq, pixels, images = 0.0, 0.0, 0, 0
         per_image: dict[str, list[torch.Tensor]] = {statistics_key(s): [] for s in scorings}
         for images01 in batches:
-            stacks = self._scale_stacks(images01, [self.config.scoring, *scorings])
-            own = stacks[self._pass_key(self.config.scoring)].double()
-            total = total + own.sum((0, 2, 3))
-            total_sq = total_sq + (own * own).sum((0, 2, 3))
-            count += own.shape[0] * own.shape[2] * own.shape[3]
+            passes = self._passes(images01, own + scorings)
+            images += len(images01)
+            if map_moments:
+                stack = passes[self._pass_key(self.config.scoring)][0].double()
+                total = total + stack.sum((0, 2, 3))
+                total_sq = total_sq + (stack * stack).sum((0, 2, 3))
+                pixels += stack.shape[0] * stack.shape[2] * stack.shape[3]
             for scoring in scorings:
-                smoothed = gaussian_smooth(stacks[self._pass_key(scoring)], scoring.sigma)
+                smoothed = gaussian_smooth(passes[self._pass_key(scoring)][0], scoring.sigma)
                 per_image[statistics_key(scoring)].append(per_scale_scores(smoothed, scoring).cpu())
-        if not count:
+        if not images:
             raise ValueError("no normal images to measure statistics on")
-        mean = total / count
-        std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
-        scale_scores = {key: scale_score_statistics(torch.cat(scores)) for key, scores in per_image.items()}
+        stats: dict[str, Any] = {}
+        if map_moments:
+            mean = total / pixels
+            std = (total_sq / pixels - mean * mean).clamp_min(0).sqrt()
+            stats.update(scale_mean=mean.tolist(), scale_std=std.tolist())
+        scale_scores = {key: scale_score_statistics(torch.cat(v)) for key, v in per_image.items()}
         if scale_scores:
             self.metadata.setdefault("normal_statistics", {}).setdefault("scale_scores", {}).update(scale_scores)
-        return {"scale_mean": mean.tolist(), "scale_std": std.tolist(), "scale_scores": scale_scores}
+        return {**stats, "scale_scores": scale_scores}
 
     # ---------------------------------------------------------------------- persistence
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:

@@ -247,8 +247,8 @@ def _check_trained_as_defined(run_dir: Path, config: Config) -> None:
     """A finished run is reused only if it was trained with its row's config: a row edited after its
     runs finished (or a run copied from another grid under a different definition) would otherwise
     report figures under a description they do not match."""
-    stored = _flat(Config.load(run_dir / CONFIG_FILE).to_dict())
-    defined = _flat(config.to_dict())
+    stored = _by_dotted_key(Config.load(run_dir / CONFIG_FILE))
+    defined = _by_dotted_key(config)
     differing = sorted(k for k in stored.keys() | defined.keys() if stored.get(k) != defined.get(k))
     if differing:
         shown = ", ".join(f"{k}: trained {stored.get(k)!r}, row says {defined.get(k)!r}" for k in differing)
@@ -258,14 +258,8 @@ def _check_trained_as_defined(run_dir: Path, config: Config) -> None:
         )
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return flat
+def _by_dotted_key(config: Config) -> dict[str, Any]:
+    return {f"{section}.{key}": v for section, fields in config.to_dict().items() for key, v in fields.items()}
 
 
 # ------------------------------------------------------------------------------------ report

@@ -86,7 +86,8 @@ def ensure_scale_score_statistics(detector: Detector, model: str | Path, options
         if scoring.scale_fusion != "sum" and statistics_key(scoring) not in stored:
             needed[statistics_key(scoring)] = scoring
     if needed:  # all in one pass over the images
-        detector.measure_normal_statistics(normal_batches(detector, reference_samples(model)), list(needed.values()))
+        batches = normal_batches(detector, reference_samples(model))
+        detector.measure_normal_statistics(batches, list(needed.values()), map_moments=False)
 
 
 __all__ = ["NormalReference", "ensure_scale_score_statistics", "normal_statistics", "reference_samples"]
