@@ -173,7 +173,7 @@ def scoring_alpha_vs_lesion_size(run_dir: Path, scorings: dict[str, dict[str, An
     """The same α-against-lesion-size reading for scorings that weigh each image's scales themselves
     (scale_fusion normal_softmax); None for a memory bank (one map) or a run without held-out images."""
     from ..detector import Detector
-    from ..method.alpha_size import alpha_by_lesion_size
+    from ..method.alpha_size import alphas_by_lesion_size
     from .normal_reference import ensure_scale_score_statistics
 
     detector = Detector.load(run_dir)
@@ -181,12 +181,9 @@ def scoring_alpha_vs_lesion_size(run_dir: Path, scorings: dict[str, dict[str, An
     if normals is None:
         return dict.fromkeys(scorings)
     ensure_scale_score_statistics(detector, run_dir, list(scorings.values()))
-
-    def weights_of(name: str, options: dict[str, Any]):
-        return lambda x: detector.score(x, {name: options}).variant_alpha[name]
-
     seed = detector.config.train.seed
-    return {name: alpha_by_lesion_size(weights_of(name, o), normals, seed) for name, o in scorings.items()}
+    weights = alphas_by_lesion_size(lambda x: detector.score(x, scorings).variant_alpha, normals, seed)
+    return {name: weights.get(name) for name in scorings}  # None: a scoring that weighs no scales
 
 
 def rescore(grid: Grid, run_dir: Path, summary: dict, scorings: dict[str, dict[str, Any]]) -> None:

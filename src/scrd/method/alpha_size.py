@@ -54,15 +54,33 @@ def alpha_by_lesion_size(
 ) -> dict:
     """Mean α per radius and Spearman's ρ(radius, α_k) per scale; ``alpha_of`` maps images to α [B, K]
     or, for a spatial head, [B, K, h, w] (then read over each lesion's mask)."""
+    return alphas_by_lesion_size(lambda x: {"": alpha_of(x)}, normals01, seed, radii, batch_size)[""]
+
+
+def alphas_by_lesion_size(
+    alphas_of: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    normals01: torch.Tensor,
+    seed: int,
+    radii: Sequence[float] = RADII,
+    batch_size: int = 32,
+) -> dict[str, dict]:
+    """:func:`alpha_by_lesion_size` for several named α read from one call per batch (for example the
+    weights of several scorings that share a network pass): {name: result}."""
     images, sizes, masks = lesions_of_sizes(normals01, radii, seed)
-    parts = []
+    parts: dict[str, list[torch.Tensor]] = {}
     for i in range(0, len(images), batch_size):
-        alpha = alpha_of(images[i : i + batch_size]).float().cpu()
-        parts.append(alpha if alpha.dim() == 2 else mean_over_mask(alpha, masks[i : i + batch_size]))
-    alpha = torch.cat(parts).numpy()
+        for name, alpha in alphas_of(images[i : i + batch_size]).items():
+            alpha = alpha.float().cpu()
+            parts.setdefault(name, []).append(
+                alpha if alpha.dim() == 2 else mean_over_mask(alpha, masks[i : i + batch_size])
+            )
+    return {name: _summary(torch.cat(p).numpy(), sizes, radii, len(normals01)) for name, p in parts.items()}
+
+
+def _summary(alpha: np.ndarray, sizes: np.ndarray, radii: Sequence[float], per_radius: int) -> dict:
     return {
         "radius_fraction": [float(r) for r in radii],
-        "images_per_radius": len(normals01),
+        "images_per_radius": per_radius,
         "mean_alpha": [[round(float(v), 4) for v in alpha[sizes == r].mean(0)] for r in radii],
         "spearman": [_rounded(spearman(list(sizes), list(alpha[:, k]))) for k in range(alpha.shape[1])],
     }
