@@ -10,7 +10,7 @@ import pytest
 
 from scrd.cli import main
 from scrd.errors import ConfigError
-from scrd.jobs.experiment import SUMMARY, load_grid, report, run_grid, spearman
+from scrd.jobs.experiment import SUMMARY, label_free_pick, load_grid, report, run_grid, spearman
 
 TINY_BASE = {
     "model.arch": "mobilenet_v2",
@@ -81,6 +81,14 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
     crd_row = next(line for line in text.splitlines() if line.startswith("| crd |"))
     assert crd_row.startswith("| crd | 2 |") and crd_row.count(" / ") >= 2  # per-seed values
     assert crd_row.split(" | ")[6].count(",") == 2 and knn_row.split(" | ")[6] == "–"  # α only where it acts
+    # the scoring a user without labels would choose: the best label-free criterion, and its real AUROC
+    criterion = crd["label_free_by_scoring"]
+    assert set(criterion) == {"max", "top1_pool3", "normalised"}  # the grid's scorings
+    assert all(0 <= v <= 1 for v in criterion.values())
+    chosen = text.split("## Scoring option chosen without labels")[1]
+    crd_choice = next(line for line in chosen.splitlines() if line.startswith("| crd |"))
+    pick = label_free_pick(crd, list(criterion))
+    assert f"{crd['auroc_by_scoring'][pick]:.4f}" in crd_choice.split(" | ")[3] and pick in crd_choice
 
     # a scoring added to the grid later is scored on the trained models, which are not retrained
     models = {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*/model.pt")}
@@ -132,6 +140,14 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
     assert "– (1 of 2 seeds)" in scoring_row
     summary.unlink()  # an unfinished run is named, not silently left out
     assert "Not finished yet (rerun the command to resume): crd (1 of 2 seeds)." in report(load_grid(grid), out, "cmd")
+
+
+def test_label_free_pick_is_the_best_criterion_first_of_equals():
+    summary = {"label_free_by_scoring": {"a": 0.6, "b": 0.8, "c": 0.8}}
+    assert label_free_pick(summary, ["a", "b", "c"]) == "b"
+    assert label_free_pick(summary, ["a", "c", "b"]) == "c"  # the grid's order breaks ties
+    assert label_free_pick(summary, ["a", "d"]) is None  # no criterion for every option: no choice
+    assert label_free_pick({"label_free_by_scoring": None}, ["a"]) is None  # a run without held-out images
 
 
 def test_grid_errors_name_the_problem(tmp_path, phantom_data):

@@ -183,6 +183,32 @@ def test_validation_set_needs_two_images():
         validation_set(torch.zeros(1, 3, 8, 8), seed=0)
 
 
+def test_label_free_criterion_per_scoring_is_each_scorings_own_criterion():
+    """The runner's label-free choice of a scoring compares, per option, exactly the AUROC that
+    label-free selection would compute for a model configured with that option."""
+    from sklearn.metrics import roc_auc_score
+
+    from scrd.jobs.selection import label_free_auroc
+
+    torch.manual_seed(0)
+    model = SCRD("mobilenet_v2").eval()
+    images, labels = validation_set(torch.rand(6, 3, 64, 64), seed=0)
+    variants = {"max": {"score": "max"}, "pool3_top5": {"score": "top_k", "top_k_percent": 5.0, "feature_pool": 3}}
+    by_scoring = label_free_auroc(
+        Detector(model, tiny_config(), torch.device("cpu"), precision="fp32"), images, labels, variants
+    )
+    assert set(by_scoring) == set(variants)
+    for name, options in variants.items():
+        own = Detector(
+            model,
+            tiny_config(**{f"scoring__{k}": v for k, v in options.items()}),
+            torch.device("cpu"),
+            precision="fp32",
+        )
+        assert by_scoring[name] == label_free_auroc(own, images, labels)
+        assert by_scoring[name] == roc_auc_score(labels, own.score(images).scores.numpy())
+
+
 def test_label_free_selection_keeps_the_best_checkpoint(phantom_data, tmp_path):
     from scrd.filenames import MODEL_META, SELECTION_LOG
     from scrd.jobs.train import train

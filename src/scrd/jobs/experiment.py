@@ -133,6 +133,10 @@ def run_grid(grid: Grid, out: str | Path, only: list[str] | None = None, progres
             variant = next(v for v in grid.variants if v.name == summary["variant"])
             summary["alpha_vs_size"] = alpha_vs_lesion_size(run_dir, grid.config(variant, summary["seed"]))
             write_json(run_dir / SUMMARY, summary)
+        label_free = summary.get("label_free_by_scoring", {})  # None: the run held out no images
+        if label_free is not None and set(grid.scorings) - set(label_free):
+            summary["label_free_by_scoring"] = label_free_by_scoring(run_dir, grid.scorings)
+            write_json(run_dir / SUMMARY, summary)
         by_scoring = summary.setdefault("alpha_vs_size_by_scoring", {})
         weighing = {k: v for k, v in grid.scorings.items() if v.get("scale_fusion") == "normal_softmax"}
         if missing := {k: v for k, v in weighing.items() if k not in by_scoring}:
@@ -184,6 +188,23 @@ def scoring_alpha_vs_lesion_size(run_dir: Path, scorings: dict[str, dict[str, An
     seed = detector.config.train.seed
     weights = alphas_by_lesion_size(lambda x: detector.score(x, scorings).variant_alpha, normals, seed)
     return {name: weights.get(name) for name in scorings}  # None: a scoring that weighs no scales
+
+
+def label_free_by_scoring(run_dir: Path, scorings: dict[str, dict[str, Any]]) -> dict[str, float] | None:
+    """The label-free criterion (:mod:`scrd.jobs.selection`: the run's held-out normals against cut-paste
+    and blob anomalies, no real label) of each scoring option; None when the run held out no images.
+    The fused scorings' statistics come from the same normal images, as they do in training's selection."""
+    from ..detector import Detector
+    from ..method.validation_anomalies import validation_set
+    from .normal_reference import ensure_scale_score_statistics
+    from .selection import label_free_auroc
+
+    detector = Detector.load(run_dir)
+    if (normals := _held_out_images(run_dir, detector)) is None:
+        return None
+    ensure_scale_score_statistics(detector, run_dir, list(scorings.values()))
+    images, labels = validation_set(normals, detector.config.train.seed)
+    return {name: round(value, 6) for name, value in label_free_auroc(detector, images, labels, scorings).items()}
 
 
 def rescore(grid: Grid, run_dir: Path, summary: dict, scorings: dict[str, dict[str, Any]]) -> None:
@@ -303,6 +324,61 @@ def _scoring_alpha_table(scoring_names: list[str], rows: dict[str, list[dict]]) 
         for s in weighing:
             found = [x["alpha_by_scoring"][s] for x in r if s in x.get("alpha_by_scoring", {})]
             cells.append(_alpha_text([{"alpha": a} for a in found]) if len(found) == len(r) else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def label_free_pick(summary: dict, scoring_names: list[str]) -> str | None:
+    """The scoring with the highest label-free criterion in a run's summary (the first of equals, in the
+    grid's order); None when the run has no criterion for every scoring."""
+    criterion = summary.get("label_free_by_scoring") or {}
+    if not scoring_names or any(name not in criterion for name in scoring_names):
+        return None
+    return max(scoring_names, key=lambda name: criterion[name])  # max keeps the first of equals
+
+
+def _label_free_scoring_tables(scoring_names: list[str], rows: dict[str, list[dict]]) -> list[str]:
+    """Choosing the scoring without labels: each run's pick, its real AUROC, and the criterion itself."""
+    with_criterion = {
+        name: r for name, r in rows.items() if all(label_free_pick(x, scoring_names) is not None for x in r)
+    }
+    if not with_criterion:
+        return []
+    lines = [
+        "## Scoring option chosen without labels",
+        "",
+        "For each run, the scoring option above with the highest label-free criterion (the run's held-out "
+        "normal images against cut-paste and blob copies of them, the criterion of label-free model "
+        "selection; no real label), and the real AUROC of that choice. ρ: Spearman's rank correlation "
+        "between the criterion and the real AUROC over the scoring options, mean over seeds.",
+        "",
+        "| variant | n | AUROC of the label-free choice | AUROC per seed | chosen (per seed) | ρ over scorings |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in with_criterion.items():
+        picks = [label_free_pick(x, scoring_names) for x in r]
+        aurocs = [x["auroc_by_scoring"].get(p) for x, p in zip(r, picks)]
+        rhos = [
+            spearman(
+                [x["label_free_by_scoring"][s] for s in scoring_names],
+                [x["auroc_by_scoring"][s] for s in scoring_names],
+            )
+            for x in r
+            if all(s in x["auroc_by_scoring"] for s in scoring_names)
+        ]
+        rho = f"{np.mean(rhos):.3f}" if rhos and all(np.isfinite(rhos)) else "–"
+        lines.append(
+            f"| {name} | {len(r)} | {_scoring_cell(aurocs)} | {_seeds(aurocs)} | {' / '.join(picks)} | {rho} |"
+        )
+    lines += [
+        "",
+        "The label-free criterion of each scoring option (mean ± std over seeds):",
+        "",
+        "| variant | " + " | ".join(scoring_names) + " |",
+        "|---|" + "---|" * len(scoring_names),
+    ]
+    for name, r in with_criterion.items():
+        cells = [_mean_std([x["label_free_by_scoring"][s] for x in r]) for s in scoring_names]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -457,6 +533,7 @@ def report(grid: Grid, out: str | Path, command: str) -> str:
             cells = [_scoring_cell([x["auroc_by_scoring"].get(s) for x in r]) for s in scoring_names]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += _label_free_scoring_tables(scoring_names, rows)
     lines += _scoring_alpha_table(scoring_names, rows)
     lines += _alpha_size_table(rows)
     pairs = {

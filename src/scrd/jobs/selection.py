@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 from sklearn.metrics import roc_auc_score
@@ -59,8 +60,7 @@ class LabelFreeMonitor:
             self.best_state = Detector.load(saved, "cpu").model.state_dict()
 
     def criterion(self, detector: Detector) -> float:
-        scores = torch.cat([detector.score(self.images[i : i + 32]).scores for i in range(0, len(self.images), 32)])
-        return float(roc_auc_score(self.labels, scores.numpy()))
+        return label_free_auroc(detector, self.images, self.labels)
 
     def evaluate(self, model: torch.nn.Module, device: torch.device, iteration: int) -> bool:
         """Log the criterion at ``iteration``; returns True when training should stop early."""
@@ -85,3 +85,19 @@ class LabelFreeMonitor:
     def close(self) -> None:
         if self.log is not None:
             self.log.close()
+
+
+def label_free_auroc(
+    detector: Detector, images01: torch.Tensor, labels, scorings: dict[str, dict[str, Any]] | None = None
+) -> Any:
+    """AUROC of the pseudo-task (``images01`` from :func:`validation_set`, ``labels`` 1 for altered):
+    of the detector's own score, or with ``scorings`` ({name: scoring options}) a dict of each one's
+    AUROC, all from one network pass per feature pooling."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, len(images01), 32):
+        scored = detector.score(images01[i : i + 32], scorings)
+        named = {name: scored.by_reduction[name] for name in scorings} if scorings else {"": scored.scores}
+        for name, scores in named.items():
+            parts.setdefault(name, []).append(scores)
+    aurocs = {name: float(roc_auc_score(labels, torch.cat(p).numpy())) for name, p in parts.items()}
+    return aurocs if scorings else aurocs[""]
