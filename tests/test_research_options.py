@@ -188,13 +188,13 @@ def test_label_free_criterion_per_scoring_is_each_scorings_own_criterion():
     label-free selection would compute for a model configured with that option."""
     from sklearn.metrics import roc_auc_score
 
-    from scrd.jobs.selection import label_free_auroc
+    from scrd.jobs.selection import label_free_auroc, label_free_aurocs
 
     torch.manual_seed(0)
     model = SCRD("mobilenet_v2").eval()
     images, labels = validation_set(torch.rand(6, 3, 64, 64), seed=0)
     variants = {"max": {"score": "max"}, "pool3_top5": {"score": "top_k", "top_k_percent": 5.0, "feature_pool": 3}}
-    by_scoring = label_free_auroc(
+    by_scoring = label_free_aurocs(
         Detector(model, tiny_config(), torch.device("cpu"), precision="fp32"), images, labels, variants
     )
     assert set(by_scoring) == set(variants)

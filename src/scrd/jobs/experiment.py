@@ -197,14 +197,14 @@ def label_free_by_scoring(run_dir: Path, scorings: dict[str, dict[str, Any]]) ->
     from ..detector import Detector
     from ..method.validation_anomalies import validation_set
     from .normal_reference import ensure_scale_score_statistics
-    from .selection import label_free_auroc
+    from .selection import label_free_aurocs
 
     detector = Detector.load(run_dir)
     if (normals := _held_out_images(run_dir, detector)) is None:
         return None
     ensure_scale_score_statistics(detector, run_dir, list(scorings.values()))
     images, labels = validation_set(normals, detector.config.train.seed)
-    return {name: round(value, 6) for name, value in label_free_auroc(detector, images, labels, scorings).items()}
+    return {name: round(value, 6) for name, value in label_free_aurocs(detector, images, labels, scorings).items()}
 
 
 def rescore(grid: Grid, run_dir: Path, summary: dict, scorings: dict[str, dict[str, Any]]) -> None:

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
@@ -87,17 +88,21 @@ class LabelFreeMonitor:
             self.log.close()
 
 
-def label_free_auroc(
-    detector: Detector, images01: torch.Tensor, labels, scorings: dict[str, dict[str, Any]] | None = None
-) -> Any:
-    """AUROC of the pseudo-task (``images01`` from :func:`validation_set`, ``labels`` 1 for altered):
-    of the detector's own score, or with ``scorings`` ({name: scoring options}) a dict of each one's
-    AUROC, all from one network pass per feature pooling."""
-    parts: dict[str, list[torch.Tensor]] = {}
+def label_free_auroc(detector: Detector, images01: torch.Tensor, labels: np.ndarray) -> float:
+    """AUROC of the detector's own score on the pseudo-task (``images01``, ``labels`` from
+    :func:`validation_set`: 1 for an altered copy)."""
+    scores = torch.cat([detector.score(images01[i : i + 32]).scores for i in range(0, len(images01), 32)])
+    return float(roc_auc_score(labels, scores.numpy()))
+
+
+def label_free_aurocs(
+    detector: Detector, images01: torch.Tensor, labels: np.ndarray, scorings: dict[str, dict[str, Any]]
+) -> dict[str, float]:
+    """:func:`label_free_auroc` of each of several scoring options ({name: options}), from one network
+    pass per feature pooling."""
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in scorings}
     for i in range(0, len(images01), 32):
-        scored = detector.score(images01[i : i + 32], scorings)
-        named = {name: scored.by_reduction[name] for name in scorings} if scorings else {"": scored.scores}
-        for name, scores in named.items():
-            parts.setdefault(name, []).append(scores)
-    aurocs = {name: float(roc_auc_score(labels, torch.cat(p).numpy())) for name, p in parts.items()}
-    return aurocs if scorings else aurocs[""]
+        by_name = detector.score(images01[i : i + 32], scorings).by_reduction
+        for name in scorings:
+            parts[name].append(by_name[name])
+    return {name: float(roc_auc_score(labels, torch.cat(p).numpy())) for name, p in parts.items()}
