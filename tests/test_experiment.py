@@ -75,7 +75,10 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
     assert len(sizes["radius_fraction"]) == len(sizes["mean_alpha"]) == 5 and len(sizes["spearman"]) == 3
     assert all(sum(a) == pytest.approx(1, abs=1e-3) for a in sizes["mean_alpha"])
     assert json.loads((out / "knn" / "seed-2" / SUMMARY).read_text())["alpha_vs_size"] is None
-    assert "## Scale weights α on synthetic lesions of growing size" in text and "| crd/seed-1 |" in text
+    size_table = text.split("## Scale weights α on synthetic lesions of growing size")[1]
+    per_seed = [json.loads((out / "crd" / f"seed-{s}" / SUMMARY).read_text())["alpha_vs_size"] for s in (1, 2)]
+    mean_rho_1 = sum(a["spearman"][0] for a in per_seed) / 2  # one line per variant, its seeds averaged
+    assert f"| crd | 2 | {mean_rho_1:.3f} / " in size_table and "| knn |" not in size_table
     knn_row = next(line for line in text.splitlines() if line.startswith("| knn |"))
     assert knn_row.startswith("| knn | 1 |") and "memory bank" in knn_row  # its seed count and description
     crd_row = next(line for line in text.splitlines() if line.startswith("| crd |"))
@@ -113,7 +116,7 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
         sum(a) == pytest.approx(1, abs=1e-3) for a in fused_sizes["mean_alpha"]
     )
     assert json.loads((out / "knn" / "seed-2" / SUMMARY).read_text())["alpha_vs_size_by_scoring"] == {"fused": None}
-    assert "| crd/seed-1, scoring fused |" in md.read_text()
+    assert "| crd, scoring fused | 2 |" in md.read_text()
 
     # a run finished before the α-size analysis existed gets it on the next call, without retraining
     summary = out / "crd" / "seed-1" / SUMMARY

@@ -418,21 +418,26 @@ def _machines(out: Path, grid: Grid, rows: dict[str, list[dict]]) -> list[str]:
 
 
 def _alpha_size_table(rows: dict[str, list[dict]]) -> list[str]:
-    """α against the radius of synthetic lesions, for the runs where α acts."""
-    runs = [(name, x) for name, r in rows.items() for x in r]
-    found = [(f"{name}/seed-{x['seed']}", x["alpha_vs_size"]) for name, x in runs if x.get("alpha_vs_size")]
-    found += [
-        (f"{name}/seed-{x['seed']}, scoring {scoring}", a)
-        for name, x in runs
-        for scoring, a in x.get("alpha_vs_size_by_scoring", {}).items()
-        if a
-    ]
+    """α against the radius of synthetic lesions, for the variants where α acts: one line per variant
+    (and per scoring that weighs the scales itself), averaged over its seeds."""
+    found: list[tuple[str, list[dict]]] = []
+    for name, r in rows.items():
+        own = [x["alpha_vs_size"] for x in r if x.get("alpha_vs_size")]
+        found += [(name, own)] if own else []
+        scorings = dict.fromkeys(k for x in r for k, a in x.get("alpha_vs_size_by_scoring", {}).items() if a)
+        for scoring in scorings:
+            per_seed = [a for x in r if (a := x.get("alpha_vs_size_by_scoring", {}).get(scoring))]
+            found.append((f"{name}, scoring {scoring}", per_seed))
     if not found:
         return []
-    radii = found[0][1]["radius_fraction"]
+    radii = found[0][1][0]["radius_fraction"]
 
-    def alphas(values: list[float]) -> str:
-        return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
+    def rho(per_seed: list[dict], k: int) -> str:
+        values = [a["spearman"][k] for a in per_seed if a["spearman"][k] is not None]
+        return f"{np.mean(values):.3f}" if values else "–"
+
+    def alphas(per_seed: list[dict], i: int) -> str:
+        return "(" + ", ".join(f"{v:.3f}" for v in np.mean([a["mean_alpha"][i] for a in per_seed], 0)) + ")"
 
     lines = [
         "## Scale weights α on synthetic lesions of growing size",
@@ -440,14 +445,15 @@ def _alpha_size_table(rows: dict[str, list[dict]]) -> list[str]:
         "Each held-out normal image gets one smooth intensity blob at each radius "
         f"({', '.join(f'{r:g}' for r in radii)} of the side; same centre and contrast across radii). "
         "ρ_k is Spearman's correlation between the radius and α_k over all these images (ρ_k > 0: scale k, "
-        "1 = finest, gains weight as the lesion grows).",
+        "1 = finest, gains weight as the lesion grows). Means over the seeds (n) of each row; a mean α "
+        "over seeds whose α collapsed onto different scales spreads over those scales.",
         "",
-        f"| run | ρ_1 / ρ_2 / ρ_3 | mean α at radius {radii[0]:g} | mean α at radius {radii[-1]:g} |",
-        "|---|---|---|---|",
+        f"| variant | n | ρ_1 / ρ_2 / ρ_3 | mean α at radius {radii[0]:g} | mean α at radius {radii[-1]:g} |",
+        "|---|---|---|---|---|",
     ]
-    for label, a in found:
-        rho = " / ".join("–" if v is None else f"{v:.3f}" for v in a["spearman"])
-        lines.append(f"| {label} | {rho} | {alphas(a['mean_alpha'][0])} | {alphas(a['mean_alpha'][-1])} |")
+    for label, per_seed in found:
+        rhos = " / ".join(rho(per_seed, k) for k in range(len(per_seed[0]["spearman"])))
+        lines.append(f"| {label} | {len(per_seed)} | {rhos} | {alphas(per_seed, 0)} | {alphas(per_seed, -1)} |")
     return lines + [""]
 
 
