@@ -3,6 +3,9 @@ from the caches ends where a run without them ends, and a disk cache is reused o
 
 from __future__ import annotations
 
+import errno
+import os
+
 import pytest
 import torch
 from helpers import tiny_config
@@ -10,6 +13,7 @@ from helpers import tiny_config
 from scrd.data.dataset import ImageDataset
 from scrd.data.layouts import load_samples
 from scrd.data.transforms import normalize
+from scrd.errors import TrainingError
 from scrd.filenames import MODEL_FILE
 from scrd.jobs import train as training
 from scrd.jobs.train_cache import CACHE_DIR, ArrayStore, build_training_cache
@@ -25,6 +29,24 @@ def test_array_store_round_trips(tmp_path, dtype, on_disk):
     store.put(3, values[3:])
     assert torch.equal(store.take([4, 0, 2]), values[[4, 0, 2]])
     assert store.nbytes == 30 * (4 if dtype == torch.float32 else 2)
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="reservation needs posix_fallocate")
+def test_a_disk_store_reserves_its_space_up_front(tmp_path):
+    store = ArrayStore((64, 1024), torch.float32, tmp_path / "a.bin")
+    assert store.path.stat().st_size == store.nbytes
+    assert store.path.stat().st_blocks * 512 >= store.nbytes  # allocated, not a sparse file
+
+
+def test_a_full_disk_is_a_clear_error_not_a_bus_error(tmp_path, monkeypatch):
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space, raising=False)
+    path = tmp_path / "features_1.bin"
+    with pytest.raises(TrainingError, match=r"features_1\.bin: cannot reserve 0\.25 GiB .*No space left"):
+        ArrayStore((2**16, 1024), torch.float32, path)
+    assert not path.exists()  # no half-made file left for a resume to trust
 
 
 @pytest.mark.parametrize("where", ["memory", "disk"])

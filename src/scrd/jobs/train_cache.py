@@ -12,6 +12,7 @@ same data, teacher, image size and precision (``cache/meta.json``).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,9 @@ class ArrayStore:
         if path is None:
             self.data: Any = torch.empty(self.shape, dtype=dtype)
         else:
-            mode = "r+" if reuse and path.is_file() else "w+"
-            self.data = np.memmap(path, dtype=_NUMPY[dtype], mode=mode, shape=self.shape)
+            if not (reuse and path.is_file()):
+                _reserve(path, self.nbytes)
+            self.data = np.memmap(path, dtype=_NUMPY[dtype], mode="r+", shape=self.shape)
 
     @property
     def nbytes(self) -> int:
@@ -68,6 +70,23 @@ class ArrayStore:
     def flush(self) -> None:
         if self.path is not None:
             self.data.flush()
+
+
+def _reserve(path: Path, nbytes: int) -> None:
+    """Create ``path`` with ``nbytes`` allocated on disk now. A memory map over a sparse file would
+    only find a full disk when a page is written, and the process would die of a bus error."""
+    try:
+        with open(path, "wb") as f:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(f.fileno(), 0, nbytes)
+            else:  # no fallocate (macOS, Windows): a plain extension, sparse where the filesystem allows
+                f.truncate(nbytes)
+    except OSError as error:
+        path.unlink(missing_ok=True)
+        raise TrainingError(
+            f"{path}: cannot reserve {nbytes / 2**30:.2f} GiB for the training cache ({error.strerror}); free disk "
+            "space there, or set train.feature_cache / train.image_cache to memory or off"
+        ) from error
 
 
 @dataclass
