@@ -49,6 +49,16 @@ def test_a_full_disk_is_a_clear_error_not_a_bus_error(tmp_path, monkeypatch):
     assert not path.exists()  # no half-made file left for a resume to trust
 
 
+def test_a_filesystem_without_fallocate_still_gets_a_disk_store(tmp_path, monkeypatch):
+    def unsupported(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported, raising=False)
+    store = ArrayStore((4, 3), torch.float32, tmp_path / "a.bin")
+    store.put(0, torch.ones(4, 3))
+    assert store.path.stat().st_size == store.nbytes and torch.equal(store.take([3]), torch.ones(1, 3))
+
+
 @pytest.mark.parametrize("where", ["memory", "disk"])
 def test_cached_features_are_the_teachers(phantom_data, tmp_path, where):
     config = tiny_config(train__precision="fp32", train__feature_cache=where, train__image_cache=where)

@@ -11,6 +11,7 @@ same data, teacher, image size and precision (``cache/meta.json``).
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from ..storage import read_json, write_json
 
 CACHE_DIR = "cache"  # inside the run directory
 _META = "meta.json"
+_CANNOT_FALLOCATE = {errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS}  # the filesystem, not the space
 _NUMPY = {torch.float32: np.float32, torch.bfloat16: np.uint16}  # numpy has no bf16: keep its bits
 
 
@@ -77,10 +79,12 @@ def _reserve(path: Path, nbytes: int) -> None:
     only find a full disk when a page is written, and the process would die of a bus error."""
     try:
         with open(path, "wb") as f:
-            if hasattr(os, "posix_fallocate"):
+            try:
                 os.posix_fallocate(f.fileno(), 0, nbytes)
-            else:  # no fallocate (macOS, Windows): a plain extension, sparse where the filesystem allows
-                f.truncate(nbytes)
+            except (AttributeError, OSError) as error:  # no fallocate here (macOS, Windows, some filesystems)
+                if isinstance(error, OSError) and error.errno not in _CANNOT_FALLOCATE:
+                    raise
+                f.truncate(nbytes)  # a plain extension, sparse where the filesystem allows
     except OSError as error:
         path.unlink(missing_ok=True)
         raise TrainingError(
