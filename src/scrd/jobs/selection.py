@@ -88,11 +88,24 @@ class LabelFreeMonitor:
             self.log.close()
 
 
+_BATCH = 32
+_OWN = ""  # the detector's own score among the named ones
+
+
+def _scores(detector: Detector, images01: torch.Tensor, scorings: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The detector's own image scores (under ``_OWN``) and those of ``scorings``, batch by batch."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, len(images01), _BATCH):
+        scored = detector.score(images01[i : i + _BATCH], scorings or None)
+        for name, scores in {_OWN: scored.scores, **{n: scored.by_reduction[n] for n in scorings}}.items():
+            parts.setdefault(name, []).append(scores)
+    return {name: torch.cat(p).numpy() for name, p in parts.items()}
+
+
 def label_free_auroc(detector: Detector, images01: torch.Tensor, labels: np.ndarray) -> float:
     """AUROC of the detector's own score on the pseudo-task (``images01``, ``labels`` from
     :func:`validation_set`: 1 for an altered copy)."""
-    scores = torch.cat([detector.score(images01[i : i + 32]).scores for i in range(0, len(images01), 32)])
-    return float(roc_auc_score(labels, scores.numpy()))
+    return float(roc_auc_score(labels, _scores(detector, images01, {})[_OWN]))
 
 
 def label_free_aurocs(
@@ -100,9 +113,5 @@ def label_free_aurocs(
 ) -> dict[str, float]:
     """:func:`label_free_auroc` of each of several scoring options ({name: options}), from one network
     pass per feature pooling."""
-    parts: dict[str, list[torch.Tensor]] = {name: [] for name in scorings}
-    for i in range(0, len(images01), 32):
-        by_name = detector.score(images01[i : i + 32], scorings).by_reduction
-        for name in scorings:
-            parts[name].append(by_name[name])
-    return {name: float(roc_auc_score(labels, torch.cat(p).numpy())) for name, p in parts.items()}
+    scores = _scores(detector, images01, scorings)
+    return {name: float(roc_auc_score(labels, scores[name])) for name in scorings}
