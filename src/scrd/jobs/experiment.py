@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -126,83 +127,94 @@ def run_grid(grid: Grid, out: str | Path, only: list[str] | None = None, progres
     # then scorings added to the grid after a run was evaluated: scored on the trained model, no retraining
     for summary in summaries:
         run_dir = out / summary["variant"] / f"seed-{summary['seed']}"
+        finished = FinishedRun(run_dir)  # the analyses below share its model and images
         missing = {k: v for k, v in grid.scorings.items() if k not in summary["auroc_by_scoring"]}
         if missing:
             rescore(grid, run_dir, summary, missing)
         if "alpha_vs_size" not in summary:  # added to the runner after some runs had finished
             variant = next(v for v in grid.variants if v.name == summary["variant"])
-            summary["alpha_vs_size"] = alpha_vs_lesion_size(run_dir, grid.config(variant, summary["seed"]))
+            summary["alpha_vs_size"] = alpha_vs_lesion_size(finished, grid.config(variant, summary["seed"]))
             write_json(run_dir / SUMMARY, summary)
         label_free = summary.get("label_free_by_scoring", {})  # None: the run held out no images
         if label_free is not None and set(grid.scorings) - set(label_free):
-            summary["label_free_by_scoring"] = label_free_by_scoring(run_dir, grid.scorings)
+            summary["label_free_by_scoring"] = label_free_by_scoring(finished, grid.scorings)
             write_json(run_dir / SUMMARY, summary)
         by_scoring = summary.setdefault("alpha_vs_size_by_scoring", {})
         weighing = {k: v for k, v in grid.scorings.items() if v.get("scale_fusion") == "normal_softmax"}
         if missing := {k: v for k, v in weighing.items() if k not in by_scoring}:
-            by_scoring.update(scoring_alpha_vs_lesion_size(run_dir, missing))
+            by_scoring.update(scoring_alpha_vs_lesion_size(finished, missing))
             write_json(run_dir / SUMMARY, summary)
     return summaries
 
 
-def _held_out_images(run_dir: Path, detector) -> torch.Tensor | None:
-    """The run's held-out normal images [N, 3, S, S] as the detector reads them; None if it held out none."""
-    from ..data.dataset import ImageDataset
-    from .training_data import read_sample_list
+class FinishedRun:
+    """A finished run's model and held-out normal images, each loaded once, on first use, for the
+    analyses that read them (α against lesion size, the label-free criterion of each scoring)."""
 
-    held = read_sample_list(run_dir / HOLDOUT_SAMPLES) if (run_dir / HOLDOUT_SAMPLES).is_file() else []
-    if not held:
-        return None
-    dataset = ImageDataset(held, detector.image_size, data=detector.config.data)
-    return torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    @cached_property
+    def detector(self):
+        from ..detector import Detector
+
+        return Detector.load(self.run_dir)
+
+    @cached_property
+    def normals(self) -> torch.Tensor | None:
+        """The held-out normal images [N, 3, S, S] as the detector reads them; None if it held out none."""
+        from ..data.dataset import ImageDataset
+        from .training_data import read_sample_list
+
+        path = self.run_dir / HOLDOUT_SAMPLES
+        held = read_sample_list(path) if path.is_file() else []
+        if not held:
+            return None
+        dataset = ImageDataset(held, self.detector.image_size, data=self.detector.config.data)
+        return torch.stack([dataset[i]["image"] for i in range(len(dataset))])
 
 
-def alpha_vs_lesion_size(run_dir: Path, config: Config) -> dict | None:
+def alpha_vs_lesion_size(run: FinishedRun, config: Config) -> dict | None:
     """α on synthetic lesions of several sizes in the run's held-out normals (:mod:`scrd.method.alpha_size`);
     None when α plays no part in the run or it held out no images."""
-    from ..detector import Detector
     from ..method.alpha_size import alpha_by_lesion_size
 
-    if not _uses_alpha(config):
+    if not _uses_alpha(config) or (normals := run.normals) is None:
         return None
-    detector = Detector.load(run_dir)
-    if (normals := _held_out_images(run_dir, detector)) is None:
-        return None
+    detector = run.detector
     if config.scoring.scale_fusion == "normal_softmax":  # the weights the scoring gives each image
         return alpha_by_lesion_size(lambda x: detector.score(x).alpha, normals, detector.config.train.seed)
     return alpha_by_lesion_size(lambda x: detector.scale_stack(x)[1], normals, detector.config.train.seed)
 
 
-def scoring_alpha_vs_lesion_size(run_dir: Path, scorings: dict[str, dict[str, Any]]) -> dict[str, dict | None]:
+def scoring_alpha_vs_lesion_size(run: FinishedRun, scorings: dict[str, dict[str, Any]]) -> dict[str, dict | None]:
     """The same α-against-lesion-size reading for scorings that weigh each image's scales themselves
     (scale_fusion normal_softmax); None for a memory bank (one map) or a run without held-out images."""
-    from ..detector import Detector
     from ..method.alpha_size import alphas_by_lesion_size
     from .normal_reference import ensure_scale_score_statistics
 
-    detector = Detector.load(run_dir)
-    normals = None if detector.is_memory_bank else _held_out_images(run_dir, detector)
+    detector = run.detector
+    normals = None if detector.is_memory_bank else run.normals
     if normals is None:
         return dict.fromkeys(scorings)
-    ensure_scale_score_statistics(detector, run_dir, list(scorings.values()))
+    ensure_scale_score_statistics(detector, run.run_dir, list(scorings.values()))
     seed = detector.config.train.seed
     weights = alphas_by_lesion_size(lambda x: detector.score(x, scorings).variant_alpha, normals, seed)
     return {name: weights.get(name) for name in scorings}  # None: a scoring that weighs no scales
 
 
-def label_free_by_scoring(run_dir: Path, scorings: dict[str, dict[str, Any]]) -> dict[str, float] | None:
+def label_free_by_scoring(run: FinishedRun, scorings: dict[str, dict[str, Any]]) -> dict[str, float] | None:
     """The label-free criterion (:mod:`scrd.jobs.selection`: the run's held-out normals against cut-paste
     and blob anomalies, no real label) of each scoring option; None when the run held out no images.
     The fused scorings' statistics come from the same normal images, as they do in training's selection."""
-    from ..detector import Detector
     from ..method.validation_anomalies import validation_set
     from .normal_reference import ensure_scale_score_statistics
     from .selection import label_free_aurocs
 
-    detector = Detector.load(run_dir)
-    if (normals := _held_out_images(run_dir, detector)) is None:
+    if (normals := run.normals) is None:
         return None
-    ensure_scale_score_statistics(detector, run_dir, list(scorings.values()))
+    detector = run.detector
+    ensure_scale_score_statistics(detector, run.run_dir, list(scorings.values()))
     images, labels = validation_set(normals, detector.config.train.seed)
     return {name: round(value, 6) for name, value in label_free_aurocs(detector, images, labels, scorings).items()}
 
@@ -255,7 +267,7 @@ def run_one(grid: Grid, variant: Variant, seed: int, run_dir: Path, progress: bo
         "train_seconds": meta.get("train_seconds"),
         "selection": meta.get("selection"),
         "wall_seconds_this_call": round(time.perf_counter() - started, 1),
-        "alpha_vs_size": alpha_vs_lesion_size(run_dir, config),
+        "alpha_vs_size": alpha_vs_lesion_size(FinishedRun(run_dir), config),
     }
     write_json(run_dir / SUMMARY, summary)
     return summary
