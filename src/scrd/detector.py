@@ -3,7 +3,9 @@
 A saved model is two files in one folder: ``model.pt``, a state dict loaded with
 ``weights_only=True`` (it cannot run code), and ``model.json``, its config, teacher weights,
 calibration, normal-image statistics and provenance. The model is SCRD (``model.method = scrd``)
-or the memory-bank reference (``knn``); both give a map per image and a score from it.
+or the memory-bank reference (``knn``); both give a map per image and a score from it. An SCRD model
+fitted with ``model.memory_bank`` also holds a bank of teacher patches (``memory_bank`` in model.pt),
+whose map is added to the student's (:mod:`scrd.method.bank_fusion`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from .device import autocast, choose_device, memory_format, resolve_precision
 from .errors import CheckpointError
 from .filenames import CHECKPOINT_FORMAT, MODEL_FILE, MODEL_META, STATE_FILE
 from .method.anomaly_map import combine_scales, gaussian_smooth, image_score, standardize_scales, upsampled_scale_maps
-from .method.knn import PatchMemoryBank
+from .method.bank_fusion import add_bank_map, bank_statistics_key
+from .method.knn import PatchMemoryBank, bank_distances, patch_vectors
 from .method.scale_fusion import fuse_on_normal_scale, per_scale_scores, scale_score_statistics, statistics_key
 from .model import SCRD
 from .storage import load_tensors, read_json, save_tensors, write_json
@@ -110,17 +113,28 @@ class Detector:
     metadata: dict[str, Any] = field(default_factory=dict)
     precision: str = "auto"
     channels_last: bool = True
+    # [N, C] normal teacher patches beside an SCRD student (model.memory_bank); None without
+    memory_bank: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self.precision = resolve_precision(self.precision, self.device)
         self.model.to(memory_format=memory_format(self.channels_last))
+        if self.memory_bank is not None:
+            self.memory_bank = self.memory_bank.to(self.device)
 
     @classmethod
     def for_training(
-        cls, model: torch.nn.Module, config: Config, device: torch.device, metadata: dict[str, Any] | None = None
+        cls,
+        model: torch.nn.Module,
+        config: Config,
+        device: torch.device,
+        metadata: dict[str, Any] | None = None,
+        memory_bank: torch.Tensor | None = None,
     ) -> Detector:
         """A detector over a model being trained: it runs as training does (precision, memory format)."""
-        return cls(model, config, device, metadata or {}, config.train.precision, config.train.channels_last)
+        return cls(
+            model, config, device, metadata or {}, config.train.precision, config.train.channels_last, memory_bank
+        )
 
     @property
     def image_size(self) -> int:
@@ -135,10 +149,16 @@ class Detector:
         calibration = self.metadata.get("calibration")
         return None if calibration is None else float(calibration["threshold"])
 
+    @property
+    def has_memory_bank(self) -> bool:
+        """An SCRD student with a bank of teacher patches beside it (model.memory_bank)."""
+        return self.memory_bank is not None
+
     @torch.no_grad()
     def scale_stack(self, images01: torch.Tensor, scoring: ScoringConfig | None = None):
         """(unsmoothed per-scale maps [B, K, S, S] at image size, α) of [0, 1] images; α is [B, 3], or
-        [B, 3, h, w] for a spatial scale head."""
+        [B, 3, h, w] for a spatial scale head. With a memory bank beside the student its distance map
+        is one more channel, the last (:meth:`split_stack`)."""
         scoring = scoring or self.config.scoring
         self.model.eval()
         x = normalize(images01.to(self.device, non_blocking=True))
@@ -153,7 +173,17 @@ class Detector:
         alpha = (out.alpha if out.alpha_map is None else out.alpha_map).float()
         inside = alpha if scoring.alpha_weighting == "inside_cosine" else None
         teacher, student = [f.float() for f in out.teacher], [f.float() for f in out.student]
-        return upsampled_scale_maps(teacher, student, size, inside, scoring.feature_pool), alpha
+        stack = upsampled_scale_maps(teacher, student, size, inside, scoring.feature_pool)
+        if self.memory_bank is not None:
+            knn = self.config.knn
+            distances = bank_distances(patch_vectors(teacher, knn.scales, knn.pool), self.memory_bank)
+            bank = F.interpolate(distances[:, None], size=size, mode="bilinear", align_corners=False)
+            stack = torch.cat([stack, bank.to(stack.dtype)], dim=1)
+        return stack, alpha
+
+    def split_stack(self, stack: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the student's per-scale maps [B, K, S, S], the memory bank's map [B, 1, S, S] or None)."""
+        return (stack[:, :-1], stack[:, -1:]) if self.memory_bank is not None else (stack, None)
 
     def combine(self, stack: torch.Tensor, alpha: torch.Tensor, scoring: ScoringConfig | None = None) -> torch.Tensor:
         """Smoothed anomaly maps [B, S, S] from a scale stack, as ``scoring`` says."""
@@ -163,8 +193,21 @@ class Detector:
         self, stack: torch.Tensor, alpha: torch.Tensor, scoring: ScoringConfig | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(smoothed anomaly maps [B, S, S], the per-image scale weights [B, K] of a ``normal_softmax``
-        fusion, else None) from a scale stack, as ``scoring`` says."""
+        fusion, else None) from a scale stack, as ``scoring`` says; a memory bank's map is added to the
+        student's with ``scoring.memory_bank_weight``."""
         scoring = scoring or self.config.scoring
+        stack, bank = self.split_stack(stack)
+        maps, weights = self._fuse_scales(stack, alpha, scoring)
+        if bank is None or scoring.memory_bank_weight == 0:
+            return maps, weights
+        mean, std = self.bank_score_statistics(scoring)
+        bank_map = gaussian_smooth(bank, scoring.sigma)[:, 0]
+        return add_bank_map(maps, bank_map, mean, std, scoring.memory_bank_weight), weights
+
+    def _fuse_scales(
+        self, stack: torch.Tensor, alpha: torch.Tensor, scoring: ScoringConfig
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`fuse` of the student's (or the knn reference's) maps alone."""
         if scoring.scale_fusion != "sum" and stack.shape[1] > 1:  # knn has one map: n/a
             mean, std = self.scale_score_statistics(scoring)
             maps, weights = fuse_on_normal_scale(gaussian_smooth(stack, scoring.sigma), mean, std, scoring)
@@ -198,6 +241,39 @@ class Detector:
                 "store them; scrd evaluate computes them from the run's held-out normal images"
             )
         return found["mean"], found["std"]
+
+    def bank_score_statistics(self, scoring: ScoringConfig | None = None) -> tuple[list[float], list[float]]:
+        """(mean, std) of the (student's, memory bank's) image score over normal images, for ``scoring``,
+        as stored by :meth:`measure_bank_statistics` (training stores them for its own scoring)."""
+        scoring = scoring or self.config.scoring
+        key = bank_statistics_key(scoring)
+        found = self.metadata.get("normal_statistics", {}).get("memory_bank", {}).get(key)
+        if found is None:
+            raise CheckpointError(
+                f"a memory bank beside the student needs the normal images' statistics of both maps for this "
+                f"scoring ({key}); model.json has none. Training stores them for the model's own scoring; "
+                "scrd evaluate computes them from the run's held-out normal images"
+            )
+        return found["mean"], found["std"]
+
+    @torch.no_grad()
+    def measure_bank_statistics(self, batches: Iterator[torch.Tensor], scorings: list[ScoringConfig]) -> dict:
+        """For each of ``scorings``: the (student's, memory bank's) image-score mean and std over normal
+        images, kept in the metadata (``normal_statistics.memory_bank``) for :meth:`fuse`. The student's
+        scale fusion must be measurable already (its own statistics stored)."""
+        per_image: dict[str, list[torch.Tensor]] = {bank_statistics_key(s): [] for s in scorings}
+        for images01 in batches:
+            passes = self._passes(images01, scorings)
+            for scoring in scorings:
+                stack, alpha = passes[self._pass_key(scoring)]
+                student, bank = self.split_stack(stack)
+                maps = torch.stack(
+                    [self._fuse_scales(student, alpha, scoring)[0], gaussian_smooth(bank, scoring.sigma)[:, 0]], 1
+                )
+                per_image[bank_statistics_key(scoring)].append(per_scale_scores(maps, scoring).cpu())
+        measured = {key: scale_score_statistics(torch.cat(v)) for key, v in per_image.items()}
+        self.metadata.setdefault("normal_statistics", {}).setdefault("memory_bank", {}).update(measured)
+        return measured
 
     def measure_scale_scores(self, batches: Iterator[torch.Tensor], scoring: ScoringConfig | None = None) -> dict:
         """Per-scale image-score statistics of ``scoring`` over normal images, kept in the metadata
@@ -302,12 +378,12 @@ class Detector:
             passes = self._passes(images01, own + scorings)
             images += len(images01)
             if map_moments:
-                stack = passes[self._pass_key(self.config.scoring)][0].double()
+                stack = self.split_stack(passes[self._pass_key(self.config.scoring)][0])[0].double()
                 total = total + stack.sum((0, 2, 3))
                 total_sq = total_sq + (stack * stack).sum((0, 2, 3))
                 pixels += stack.shape[0] * stack.shape[2] * stack.shape[3]
             for scoring in scorings:
-                smoothed = gaussian_smooth(passes[self._pass_key(scoring)][0], scoring.sigma)
+                smoothed = gaussian_smooth(self.split_stack(passes[self._pass_key(scoring)][0])[0], scoring.sigma)
                 per_image[statistics_key(scoring)].append(per_scale_scores(smoothed, scoring).cpu())
         if not images:
             raise ValueError("no normal images to measure statistics on")
@@ -325,13 +401,19 @@ class Detector:
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
         directory = Path(directory)
         path = directory / MODEL_FILE
-        save_tensors(
-            path,
-            {"state_dict": self.model.state_dict(), "method": self.config.model.method, "arch": self.config.model.arch},
-        )
+        tensors = {
+            "state_dict": self.model.state_dict(),
+            "method": self.config.model.method,
+            "arch": self.config.model.arch,
+        }
+        if self.memory_bank is not None:
+            tensors["memory_bank"] = self.memory_bank.cpu()
+        save_tensors(path, tensors)
         self.metadata.update(extra or {})
         if isinstance(self.model, PatchMemoryBank):
             self.metadata["bank_shape"] = list(self.model.bank.shape)
+        if self.memory_bank is not None:
+            self.metadata["memory_bank_shape"] = list(self.memory_bank.shape)
         self.metadata.update(
             {
                 "format": CHECKPOINT_FORMAT,
@@ -374,5 +456,11 @@ class Detector:
             raise CheckpointError(
                 f"{model_path}: does not fit a {config.model.method} {config.model.arch} model ({first})"
             ) from exc
+        bank = state.get("memory_bank")
+        if config.model.memory_bank and bank is None:
+            raise CheckpointError(
+                f"{model_path}: {MODEL_META} says model.memory_bank, but the file holds no memory bank; "
+                "keep a run's model.pt and model.json together"
+            )
         target = choose_device(device)
-        return cls(model.to(target).eval(), config, target, metadata, precision, channels_last)
+        return cls(model.to(target).eval(), config, target, metadata, precision, channels_last, bank)

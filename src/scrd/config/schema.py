@@ -39,11 +39,16 @@ class ModelConfig:
     # global: one α per image from the bottleneck (paper Eq. 3); spatial: one α per location from the
     # teacher's features there (our extension; trained with loss.alpha_objective = separation)
     scale_head: Literal["global", "spatial"] = "global"
+    # scrd only: after training, also fit the knn section's memory bank of teacher patches (the
+    # reference detector's, on the same teacher, no training) and add its map to the student's when
+    # scoring (scoring.memory_bank_weight): two detectors that miss different things, one pass
+    memory_bank: bool = False
 
 
 @dataclass
 class KnnConfig:
-    """The memory-bank reference detector (model.method = knn), PatchCore-style."""
+    """The memory-bank reference detector (model.method = knn), PatchCore-style; also the bank that
+    model.memory_bank fits beside a trained student."""
 
     scales: tuple[int, int] = (2, 3)  # teacher scales whose 3x3-averaged features make a patch vector
     pool: int = 3  # local averaging window (1: none)
@@ -158,6 +163,9 @@ class ScoringConfig:
     # a fixed weight for each scale's map when they are combined (0 drops a scale): (0, 1, 1) compares
     # the two deeper scales only, the features the knn reference uses
     scale_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # a model with a memory bank (model.memory_bank): its map's weight beside the student's, each map
+    # first put in units of its image score's spread over normal images (0: the student's map alone)
+    memory_bank_weight: float = 1.0
 
 
 @dataclass

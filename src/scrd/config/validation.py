@@ -155,6 +155,12 @@ def validate(config) -> None:
             "knn.scales must be two increasing teacher scales out of 1, 2, 3",
         ),
         (knn.pool >= 1 and knn.pool % 2 == 1, "knn.pool must be an odd number >= 1"),
+        (
+            not m.memory_bank or m.method == "scrd",
+            "model.memory_bank adds a bank beside a trained student: it needs model.method 'scrd' "
+            "(the knn method is a memory bank already)",
+        ),
+        (s.memory_bank_weight >= 0, "scoring.memory_bank_weight must be >= 0"),
         (0 < knn.fraction <= 1, "knn.fraction must be in (0, 1]"),
         (
             loss.form != "rd4ad" or loss.alpha_placement != "inside_cosine",

@@ -80,6 +80,11 @@ def export_onnx(
     detector = Detector.load(model, device="cpu", precision="fp32", channels_last=False)
     if detector.is_memory_bank:
         raise CheckpointError(f"{model_file}: a knn memory-bank model; scrd export supports SCRD models only")
+    if detector.has_memory_bank:
+        raise CheckpointError(
+            f"{model_file}: an SCRD model with a memory bank beside it (model.memory_bank); scrd export "
+            "supports the student alone: score this model with scrd predict"
+        )
     size = detector.image_size
     graph = ScoringGraph(detector).eval()
     example = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))

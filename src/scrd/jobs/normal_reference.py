@@ -20,6 +20,7 @@ from ..data.dataset import ImageDataset, make_loader
 from ..detector import Detector, resolve_model_path
 from ..errors import InputError, TrainingError
 from ..filenames import HOLDOUT_SAMPLES, TRAIN_SAMPLES
+from ..method.bank_fusion import bank_statistics_key
 from ..method.scale_fusion import statistics_key
 from .training_data import read_sample_list
 
@@ -39,6 +40,8 @@ def normal_statistics(detector: Detector, samples: list, count: int = REFERENCE_
     stats = detector.measure_normal_statistics(normal_batches(detector, samples, count), own)
     if not own:
         del stats["scale_scores"]
+    if detector.has_memory_bank:  # a second pass: the student's fused map needs the statistics just measured
+        stats["memory_bank"] = detector.measure_bank_statistics(normal_batches(detector, samples, count), own)
     return stats
 
 
@@ -75,19 +78,24 @@ def reference_samples(model: str | Path) -> list:
 
 
 def ensure_scale_score_statistics(detector: Detector, model: str | Path, options: list[dict[str, Any]]) -> None:
-    """Measure, from the run's normal images, the per-scale image-score statistics that scoring
-    ``options`` (as scrd experiment's scorings give them) need and the model does not store."""
+    """Measure, from the run's normal images, the per-scale image-score statistics (and, for a memory
+    bank beside the student, both maps' statistics) that scoring ``options`` (as scrd experiment's
+    scorings give them) need and the model does not store."""
     if detector.is_memory_bank:
         return
+    scorings = [dataclasses.replace(detector.config.scoring, **option) for option in options]
     stored = detector.metadata.get("normal_statistics", {}).get("scale_scores", {})
-    needed = {}
-    for option in options:
-        scoring = dataclasses.replace(detector.config.scoring, **option)
-        if scoring.scale_fusion != "sum" and statistics_key(scoring) not in stored:
-            needed[statistics_key(scoring)] = scoring
+    needed = {statistics_key(s): s for s in scorings if s.scale_fusion != "sum" and statistics_key(s) not in stored}
     if needed:  # all in one pass over the images
         batches = normal_batches(detector, reference_samples(model))
         detector.measure_normal_statistics(batches, list(needed.values()), map_moments=False)
+    if detector.has_memory_bank:
+        stored = detector.metadata.get("normal_statistics", {}).get("memory_bank", {})
+        needed = {bank_statistics_key(s): s for s in scorings if s.memory_bank_weight > 0}
+        needed = {key: s for key, s in needed.items() if key not in stored}
+        if needed:
+            batches = normal_batches(detector, reference_samples(model))
+            detector.measure_bank_statistics(batches, list(needed.values()))
 
 
 __all__ = ["NormalReference", "ensure_scale_score_statistics", "normal_statistics", "reference_samples"]

@@ -8,6 +8,7 @@ generator's state is checkpointed, so a resumed run continues exactly where it s
 from __future__ import annotations
 
 import shutil
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,18 +313,27 @@ def _finish(
     selection: str,
     train_seconds: float,
 ) -> None:
-    """Save the final model; metadata of an earlier save is merged, except what the new weights void."""
+    """Save the final model (with the memory bank beside it that model.memory_bank asks for); metadata
+    of an earlier save is merged, except what the new weights void."""
     old = read_json(run_dir / MODEL_META) if (run_dir / MODEL_META).is_file() else {}
     old.pop("calibration", None)  # calibrated for other weights (a run extended with more iterations)
     old.pop("normal_statistics", None)  # measured on other weights too
-    detector = Detector.for_training(model.eval(), config, device, old)
+    bank, bank_seconds = None, 0.0
+    if config.model.memory_bank:
+        from .fit_memory_bank import fit_memory_bank
+
+        started = time.perf_counter()
+        bank = fit_memory_bank(config, images.fit, progress=False)[0].bank
+        bank_seconds = time.perf_counter() - started
+    detector = Detector.for_training(model.eval(), config, device, old, bank)
     # first: scoring.scale_fusion reads these statistics, and the display range scores images
     statistics = normal_statistics(detector, images.holdout or images.fit)
     detector.save(
         run_dir,
         {
             "iterations": iterations,
-            "train_seconds": round(train_seconds, 1),
+            "train_seconds": round(train_seconds + bank_seconds, 1),  # a memory bank is part of training
+            **({"memory_bank_seconds": round(bank_seconds, 1)} if bank is not None else {}),
             "teacher_weights": weights_note,
             "selection": selection,
             "data": {

@@ -38,16 +38,7 @@ class PatchMemoryBank(nn.Module):
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Patch vectors [B, C, H, W] of normalised images at the finer selected scale."""
-        features = self.teacher(x)
-        picked = [features[k - 1].float() for k in self.scales]
-        if self.pool > 1:
-            picked = [F.avg_pool2d(f, self.pool, stride=1, padding=self.pool // 2) for f in picked]
-        size = picked[0].shape[-2:]
-        picked = [
-            f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False)
-            for f in picked
-        ]
-        return torch.cat(picked, dim=1)
+        return patch_vectors(self.teacher(x), self.scales, self.pool)
 
     def fit(
         self,
@@ -76,11 +67,28 @@ class PatchMemoryBank(nn.Module):
     @torch.no_grad()
     def distances(self, x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
         """Nearest-bank-patch distance of every patch: [B, H, W] (float32)."""
-        e = self.embed(x)
-        b, c, h, w = e.shape
-        queries = e.permute(0, 2, 3, 1).reshape(-1, c)
-        with torch.autocast(x.device.type, enabled=False):  # distances in float32: ‖q‖² − 2q·b + ‖b‖² cancels
-            return nearest_distance(queries, self.bank, chunk).view(b, h, w)
+        return bank_distances(self.embed(x), self.bank, chunk)
+
+
+def patch_vectors(features: list[torch.Tensor], scales: tuple[int, ...], pool: int) -> torch.Tensor:
+    """Patch vectors [B, C, H, W] from the teacher's features (highest resolution first): the selected
+    scales, each averaged over a pool × pool neighbourhood, at the finer one's grid, concatenated."""
+    picked = [features[k - 1].float() for k in scales]
+    if pool > 1:
+        picked = [F.avg_pool2d(f, pool, stride=1, padding=pool // 2) for f in picked]
+    size = picked[0].shape[-2:]
+    picked = [
+        f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in picked
+    ]
+    return torch.cat(picked, dim=1)
+
+
+def bank_distances(vectors: torch.Tensor, bank: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """Distance of each patch vector [B, C, H, W] to its nearest bank row: [B, H, W] (float32)."""
+    b, c, h, w = vectors.shape
+    queries = vectors.permute(0, 2, 3, 1).reshape(-1, c)
+    with torch.autocast(vectors.device.type, enabled=False):  # in float32: ‖q‖² − 2q·b + ‖b‖² cancels
+        return nearest_distance(queries, bank, chunk).view(b, h, w)
 
 
 def nearest_distance(

@@ -1,0 +1,153 @@
+"""model.memory_bank: the knn reference's bank of teacher patches fitted beside a trained student, its
+map added to the student's, each in units of its image score's spread over normal images. Hand-computed
+sums, the detector's maps against an independent computation (brute-force nearest neighbours), the
+statistics training stores and evaluation measures, saving and loading, and the clear refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import tiny_config
+
+from scrd.config import ScoringConfig
+from scrd.detector import Detector
+from scrd.errors import CheckpointError, ConfigError
+from scrd.filenames import MODEL_FILE, MODEL_META
+from scrd.jobs.evaluate import evaluate
+from scrd.jobs.train import train
+from scrd.method.anomaly_map import gaussian_smooth, image_score
+from scrd.method.bank_fusion import add_bank_map, bank_statistics_key
+from scrd.storage import load_tensors, save_tensors
+
+
+def test_add_bank_map_by_hand():
+    student = torch.full((1, 2, 2), 5.0)
+    bank = torch.tensor([[[1.0, 3.0], [3.0, 7.0]]])
+    # student (5 − 1) / 2 = 2 everywhere; bank (b − 3) / 2 = (−1, 0, 0, 2); weight 0.5
+    combined = add_bank_map(student, bank, mean=[1.0, 3.0], std=[2.0, 2.0], weight=0.5)
+    torch.testing.assert_close(combined, torch.tensor([[[1.5, 2.0], [2.0, 3.0]]]))
+
+
+def test_bank_statistics_key_names_what_changes_either_map():
+    base = ScoringConfig(score="top_k", top_k_percent=5.0, scale_fusion="normal_softmax")
+    key = bank_statistics_key(base)
+    changed = [
+        dataclasses.replace(base, fusion_temperature=4.0),
+        dataclasses.replace(base, scale_weights=(1.0, 1.0, 0.0)),
+        dataclasses.replace(base, scale_fusion="normal_sum"),
+        dataclasses.replace(base, top_k_percent=1.0),
+        dataclasses.replace(base, feature_pool=3),
+        dataclasses.replace(base, sigma=2.0),
+    ]
+    assert len({key, *(bank_statistics_key(s) for s in changed)}) == 1 + len(changed)
+    # the weight only mixes the two standardised maps: the statistics are the same
+    assert bank_statistics_key(dataclasses.replace(base, memory_bank_weight=3.0)) == key
+
+
+def test_config_refuses_a_bank_beside_no_student_and_negative_weights():
+    with pytest.raises(ConfigError, match="model.memory_bank .*model.method 'scrd'"):
+        tiny_config("knn", model__memory_bank=True)
+    with pytest.raises(ConfigError, match="scoring.memory_bank_weight must be >= 0"):
+        tiny_config("denoising_knn", scoring__memory_bank_weight=-1.0)
+
+
+@pytest.fixture(scope="module")
+def bank_run(phantom_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("bank") / "run"
+    train(
+        tiny_config("denoising_knn", train__iterations=4, train__holdout_fraction=0.25),
+        phantom_data,
+        run,
+        progress=False,
+    )
+    return run
+
+
+def test_training_fits_the_bank_and_stores_both_maps_statistics(bank_run):
+    meta = json.loads((bank_run / MODEL_META).read_text())
+    detector = Detector.load(bank_run, "cpu")
+    knn = detector.config.knn
+    assert detector.has_memory_bank
+    # 12 training images (16 less 4 held out) x 8 x 8 positions of scale 2 at 64 px, 10 % kept
+    assert detector.memory_bank.shape[0] == round(12 * 8 * 8 * knn.fraction)
+    assert meta["memory_bank_shape"] == list(detector.memory_bank.shape)
+    stored = meta["normal_statistics"]["memory_bank"][bank_statistics_key(detector.config.scoring)]
+    assert stored["images"] == meta["data"]["n_holdout"] == 4  # measured on the held-out normals
+    assert len(stored["mean"]) == 2 and all(s > 0 for s in stored["std"])
+    assert meta["train_seconds"] >= meta["memory_bank_seconds"] > 0  # the bank counts as training time
+
+
+def test_the_map_is_the_standardised_sum_of_the_student_and_the_bank(bank_run):
+    detector = Detector.load(bank_run, "cpu", precision="fp32")
+    scoring = detector.config.scoring
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    scored = detector.score(images)
+    # independently: the student's own map (weight 0), and the bank's brute-force nearest distances
+    student = dataclasses.replace(detector, config=detector.config.with_overrides({"scoring.memory_bank_weight": 0.0}))
+    student_maps = student.score(images).maps.double()
+    from scrd.data.transforms import normalize
+
+    features = detector.model.teacher(normalize(images))
+    picked = [F.avg_pool2d(features[k - 1].float(), 3, stride=1, padding=1) for k in detector.config.knn.scales]
+    picked = [F.interpolate(f, size=picked[0].shape[-2:], mode="bilinear", align_corners=False) for f in picked]
+    vectors = torch.cat(picked, 1).permute(0, 2, 3, 1)
+    nearest = torch.cdist(vectors.reshape(-1, vectors.shape[-1]), detector.memory_bank).amin(1)
+    bank = F.interpolate(nearest.view(3, 1, 8, 8), size=(64, 64), mode="bilinear", align_corners=False)
+    bank_maps = gaussian_smooth(bank, scoring.sigma)[:, 0].double()
+    mean, std = detector.bank_score_statistics()
+    expected = (student_maps - mean[0]) / std[0] + (bank_maps - mean[1]) / std[1]
+    torch.testing.assert_close(scored.maps.double(), expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(scored.scores, image_score(expected, "top_k", 5.0), rtol=1e-4, atol=1e-4)
+
+
+def test_the_stored_statistics_are_those_of_the_held_out_normals(bank_run):
+    from scrd.jobs.normal_reference import normal_batches, reference_samples
+
+    detector = Detector.load(bank_run, "cpu")
+    stored = detector.bank_score_statistics()
+    scoring = detector.config.scoring
+    student = dataclasses.replace(detector, config=detector.config.with_overrides({"scoring.memory_bank_weight": 0.0}))
+    student_scores, bank_scores = [], []
+    for images in normal_batches(detector, reference_samples(bank_run)):
+        student_scores.append(student.score(images).scores)
+        stack, _ = detector.scale_stack(images)
+        bank_scores.append(image_score(gaussian_smooth(stack[:, -1:], scoring.sigma)[:, 0], "top_k", 5.0).double())
+    for values, mean, std in zip((student_scores, bank_scores), *stored):
+        values = torch.cat(values)
+        assert values.mean().item() == pytest.approx(mean, rel=1e-4)
+        assert values.std(unbiased=False).item() == pytest.approx(std, rel=1e-3)
+
+
+def test_evaluate_scores_the_student_alone_and_other_scorings_of_the_bank(bank_run, phantom_data, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(bank_run, run)
+    variants = {"student_alone": {"memory_bank_weight": 0.0}, "softmax_t4": {"fusion_temperature": 4.0}}
+    metrics = evaluate(run, phantom_data, tmp_path / "eval", scoring_variants=variants, report=False)
+    assert set(variants) <= set(metrics["auroc_by_image_score"])
+    assert all(0.0 <= metrics["auroc_by_image_score"][name] <= 1.0 for name in variants)
+
+
+def test_a_model_file_without_its_bank_is_refused(bank_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(bank_run, run)
+    state = load_tensors(run / MODEL_FILE)
+    del state["memory_bank"]
+    save_tensors(run / MODEL_FILE, state)
+    with pytest.raises(CheckpointError, match="model.memory_bank, but the file holds no memory bank"):
+        Detector.load(run, "cpu")
+
+
+def test_missing_statistics_and_export_are_clear_errors(bank_run, tmp_path):
+    detector = Detector.load(bank_run, "cpu")
+    detector.metadata["normal_statistics"].pop("memory_bank")
+    with pytest.raises(CheckpointError, match="memory bank beside the student needs .*statistics"):
+        detector.score(torch.rand(1, 3, 64, 64))
+    from scrd.deploy.onnx_export import export_onnx
+
+    with pytest.raises(CheckpointError, match="memory bank beside it .*scrd predict"):
+        export_onnx(bank_run, tmp_path / "model.onnx")
