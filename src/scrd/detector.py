@@ -232,27 +232,23 @@ class Detector:
         """(mean, std) of each scale's image score over normal images, for ``scoring``'s reduction,
         as stored by :meth:`measure_scale_scores` (training stores them for its own scoring)."""
         scoring = scoring or self.config.scoring
-        key = statistics_key(scoring)
-        found = self.metadata.get("normal_statistics", {}).get("scale_scores", {}).get(key)
-        if found is None:
-            raise CheckpointError(
-                f"scoring.scale_fusion = {scoring.scale_fusion} needs each scale's image-score statistics on "
-                f"normal images for this scoring ({key}); model.json has none. Models trained with this scoring "
-                "store them; scrd evaluate computes them from the run's held-out normal images"
-            )
-        return found["mean"], found["std"]
+        needs = f"scoring.scale_fusion = {scoring.scale_fusion} needs each scale's image-score statistics"
+        return self._stored_statistics("scale_scores", statistics_key(scoring), needs)
 
     def bank_score_statistics(self, scoring: ScoringConfig | None = None) -> tuple[list[float], list[float]]:
         """(mean, std) of the (student's, memory bank's) image score over normal images, for ``scoring``,
         as stored by :meth:`measure_bank_statistics` (training stores them for its own scoring)."""
         scoring = scoring or self.config.scoring
-        key = bank_statistics_key(scoring)
-        found = self.metadata.get("normal_statistics", {}).get("memory_bank", {}).get(key)
+        needs = "a memory bank beside the student needs both maps' image-score statistics"
+        return self._stored_statistics("memory_bank", bank_statistics_key(scoring), needs)
+
+    def _stored_statistics(self, kind: str, key: str, needs: str) -> tuple[list[float], list[float]]:
+        """(mean, std) stored under ``normal_statistics.<kind>.<key>``; a clear error without them."""
+        found = self.metadata.get("normal_statistics", {}).get(kind, {}).get(key)
         if found is None:
             raise CheckpointError(
-                f"a memory bank beside the student needs the normal images' statistics of both maps for this "
-                f"scoring ({key}); model.json has none. Training stores them for the model's own scoring; "
-                "scrd evaluate computes them from the run's held-out normal images"
+                f"{needs} on normal images for this scoring ({key}); model.json has none. Training stores "
+                "them for the model's own scoring; scrd evaluate computes them from the run's held-out normal images"
             )
         return found["mean"], found["std"]
 
