@@ -151,3 +151,21 @@ def test_missing_statistics_and_export_are_clear_errors(bank_run, tmp_path):
 
     with pytest.raises(CheckpointError, match="memory bank beside it .*scrd predict"):
         export_onnx(bank_run, tmp_path / "model.onnx")
+
+
+def test_predict_scores_files_with_the_bank(bank_run, phantom_data, tmp_path):
+    import csv
+
+    from scrd.cli import main
+
+    images = sorted((phantom_data / "images").glob("*.png"))[:5]
+    out = tmp_path / "pred"
+    assert main(["predict", *map(str, images), "--model", str(bank_run), "--out", str(out), "--no-heatmaps"]) == 0
+    with open(out / "predictions.csv") as f:
+        predicted = {r["path"]: float(r["score"]) for r in csv.DictReader(f)}
+    detector = Detector.load(bank_run, "cpu")
+    expected = detector.score(torch.stack([detector.load_image(p) for p in images])).scores
+    student = dataclasses.replace(detector, memory_bank=None)
+    alone = student.score(torch.stack([detector.load_image(p) for p in images])).scores
+    assert [predicted[str(p)] for p in images] == pytest.approx(expected.tolist(), rel=1e-5, abs=1e-5)
+    assert not torch.allclose(expected, alone)  # the bank's map is part of what predict scores

@@ -102,7 +102,7 @@ _PRESETS += (
 
 PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
-DEFAULT_PRESET = "denoising"  # the best measured (docs/results.md); Config() stays the released code
+DEFAULT_PRESET = "denoising_knn"  # the best measured (docs/results.md); Config() stays the released code
 
 
 def preset_overrides(name: str) -> dict[str, Any]:
