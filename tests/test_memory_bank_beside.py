@@ -79,7 +79,7 @@ def test_training_fits_the_bank_and_stores_both_maps_statistics(bank_run):
     stored = meta["normal_statistics"]["memory_bank"][bank_statistics_key(detector.config.scoring)]
     assert stored["images"] == meta["data"]["n_holdout"] == 4  # measured on the held-out normals
     assert len(stored["mean"]) == 2 and all(s > 0 for s in stored["std"])
-    assert meta["train_seconds"] >= meta["memory_bank_seconds"] > 0  # the bank counts as training time
+    assert meta["train_seconds"] >= meta["memory_bank_seconds"] >= 0  # recorded; the bank counts as training time
 
 
 def test_the_map_is_the_standardised_sum_of_the_student_and_the_bank(bank_run):
