@@ -13,22 +13,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 
 import torch
+from scale_fusion_cost import seconds_per_batch  # the same timing, run from benchmarks/
 
 from scrd.config import preset
 from scrd.detector import Detector
 from scrd.method.knn import patch_vectors
 from scrd.model import SCRD
-
-
-def seconds_per_batch(detector: Detector, images: torch.Tensor, repeats: int) -> float:
-    detector.score(images)  # warm-up
-    started = time.perf_counter()
-    for _ in range(repeats):
-        detector.score(images)
-    return (time.perf_counter() - started) / repeats
 
 
 def untrained_with_bank(arch: str, image_size: int, train_images: int) -> Detector:
