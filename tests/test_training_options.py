@@ -105,3 +105,24 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(dat
     assert not (run / "model.pt").exists()
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_max_images_trains_on_a_seeded_subset_and_keeps_the_held_out_images(dataset):
+    from scrd.config import ConfigError
+    from scrd.jobs.training_data import load_training_images
+
+    def images(**overrides):
+        return load_training_images(dataset, _config(**{"train.holdout_fraction": 0.25, **overrides}))
+
+    everything = images()
+    limited = images(**{"train.max_images": 5})
+    ids = [s.id for s in limited.fit]
+    assert len(ids) == 5 and set(ids) < {s.id for s in everything.fit}
+    assert ids == sorted(ids, key=[s.id for s in everything.fit].index)  # the dataset's order, kept
+    # the held-out images (calibration, statistics) are the same with or without the limit
+    assert [s.id for s in limited.holdout] == [s.id for s in everything.holdout]
+    assert [s.id for s in images(**{"train.max_images": 5}).fit] == ids  # chosen by the seed: repeatable
+    assert [s.id for s in images(**{"train.max_images": 5, "train.seed": 5}).fit] != ids
+    assert len(images(**{"train.max_images": 1000}).fit) == len(everything.fit)
+    with pytest.raises(ConfigError, match="max_images"):
+        _config(**{"train.max_images": -1})

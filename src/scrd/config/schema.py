@@ -119,6 +119,9 @@ class TrainConfig:
     # Normal training images kept out of training (chosen by seed, listed in the run directory),
     # so a threshold calibrated on them is not calibrated on images the model has learnt.
     holdout_fraction: float = 0.0
+    # Train on at most this many of the normal images left after the held-out split, chosen by seed
+    # (0: all): a few-normals study on a large dataset, with the same held-out images.
+    max_images: int = 0
     seed: int = 111
     deterministic: bool = False
     device: str = "auto"  # auto: CUDA when available

@@ -53,6 +53,15 @@ def split_holdout(samples: list[Sample], fraction: float, seed: int) -> tuple[li
     return ([s for i, s in enumerate(samples) if i not in held], [s for i, s in enumerate(samples) if i in held])
 
 
+def limit_images(samples: list[Sample], count: int, seed: int) -> list[Sample]:
+    """At most ``count`` of ``samples`` (0: all), chosen by ``seed``, in their original order."""
+    if count == 0 or count >= len(samples):
+        return samples
+    # a stream of its own: the held-out split of the same seed stays what it was without the limit
+    kept = set(np.random.default_rng([seed, 1]).permutation(len(samples))[:count].tolist())
+    return [s for i, s in enumerate(samples) if i in kept]
+
+
 def load_training_images(source: str | Path, config: Config) -> TrainingImages:
     """The normal training images of ``source``, split and decode-checked (nothing is written)."""
     samples = load_samples(str(source), "train", config.data)
@@ -63,6 +72,7 @@ def load_training_images(source: str | Path, config: Config) -> TrainingImages:
             f"{len(abnormal)} are labelled abnormal, e.g. {abnormal[0].path}"
         )
     fit, holdout = split_holdout(samples, config.train.holdout_fraction, config.train.seed)
+    fit = limit_images(fit, config.train.max_images, config.train.seed)
     images = TrainingImages(str(source), samples_fingerprint(samples), fit, holdout)
     # Decode every image now: fail (or skip) before training starts, not hours into it.
     bad = unreadable_items(ImageDataset(fit, config.model.image_size, data=config.data), config.train.num_workers)
