@@ -48,9 +48,7 @@ def split_holdout(samples: list[Sample], fraction: float, seed: int) -> tuple[li
         count = 1
     if count >= len(samples) and count:
         raise TrainingError(f"train.holdout_fraction = {fraction} would hold out all {len(samples)} training images")
-    order = np.random.default_rng(seed).permutation(len(samples))
-    held = set(order[:count].tolist())
-    return ([s for i, s in enumerate(samples) if i not in held], [s for i, s in enumerate(samples) if i in held])
+    return _choose(samples, count, np.random.default_rng(seed))
 
 
 def limit_images(samples: list[Sample], count: int, seed: int) -> list[Sample]:
@@ -58,8 +56,13 @@ def limit_images(samples: list[Sample], count: int, seed: int) -> list[Sample]:
     if count == 0 or count >= len(samples):
         return samples
     # a stream of its own: the held-out split of the same seed stays what it was without the limit
-    kept = set(np.random.default_rng([seed, 1]).permutation(len(samples))[:count].tolist())
-    return [s for i, s in enumerate(samples) if i in kept]
+    return _choose(samples, count, np.random.default_rng([seed, 1]))[1]
+
+
+def _choose(samples: list[Sample], count: int, rng: np.random.Generator) -> tuple[list[Sample], list[Sample]]:
+    """(the others, ``count`` samples drawn by ``rng``), both in the samples' original order."""
+    chosen = set(rng.permutation(len(samples))[:count].tolist())
+    return ([s for i, s in enumerate(samples) if i not in chosen], [s for i, s in enumerate(samples) if i in chosen])
 
 
 def load_training_images(source: str | Path, config: Config) -> TrainingImages:
