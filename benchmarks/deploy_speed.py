@@ -23,7 +23,7 @@ from scrd.config import preset
 from scrd.deploy.onnx_export import export_onnx
 from scrd.deploy.ort_detector import OrtDetector
 from scrd.detector import Detector
-from scrd.jobs.predict_memory import make_images
+from scrd.lab.predict_memory import make_images
 from scrd.model import SCRD
 
 

@@ -19,8 +19,8 @@ from scale_fusion_cost import seconds_per_batch  # the same timing, run from ben
 
 from scrd.config import preset
 from scrd.detector import Detector
-from scrd.method.knn import patch_vectors
 from scrd.model import SCRD
+from scrd.scoring.bank import patch_vectors
 
 
 def untrained_with_bank(arch: str, image_size: int, train_images: int) -> Detector:

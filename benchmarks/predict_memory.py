@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from scrd.jobs.predict_memory import make_images, make_untrained_model, peak_rss_mib
+from scrd.lab.predict_memory import make_images, make_untrained_model, peak_rss_mib
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scrd.anomalies.label_free import validation_set
 from scrd.data.dataset import ImageDataset, make_loader
 from scrd.data.layouts import load_samples
 from scrd.detector import Detector
+from scrd.evaluation.metrics import oracle_metrics
 from scrd.filenames import HOLDOUT_SAMPLES
-from scrd.jobs.training_data import read_sample_list
-from scrd.method.anomaly_map import image_score
-from scrd.method.metrics import oracle_metrics
-from scrd.method.validation_anomalies import validation_set
+from scrd.runs.sample_lists import read_sample_list
+from scrd.scoring.maps import image_score
 
 SUBSETS = {
     "1+2+3": (1, 1, 1),

@@ -28,8 +28,8 @@ def phantom_data(tmp_path_factory) -> Path:
 def tiny_run(phantom_data, tmp_path_factory) -> Path:
     """A finished 6-iteration run on ``phantom_data`` with 4 held-out normals, calibrated on them.
     Tests that change it must copy it first (``copy_run``)."""
-    from scrd.jobs.calibrate import calibrate
-    from scrd.jobs.train import train
+    from scrd.evaluation.calibrate import calibrate
+    from scrd.training.train import train
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
     train(tiny_config(train__holdout_fraction=0.25, train__checkpoint_every=4), phantom_data, run, progress=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scrd.method.alpha_size import alpha_by_lesion_size, lesions_of_sizes
+from scrd.lab.alpha_size import alpha_by_lesion_size, lesions_of_sizes
 
 
 def _changed_area(images: torch.Tensor, base: torch.Tensor) -> list[int]:

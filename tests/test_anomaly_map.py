@@ -8,7 +8,7 @@ import torch
 from golden import npz as golden
 from scipy.ndimage import gaussian_filter
 
-from scrd.method.anomaly_map import (
+from scrd.scoring.maps import (
     anomaly_map,
     combine_scales,
     gaussian_smooth,

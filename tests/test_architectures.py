@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from scrd.config import LossConfig
-from scrd.method.loss_step import scrd_loss
+from scrd.losses.step import scrd_loss
 from scrd.model import BACKBONES, SCRD
 
 PAPER_LOSS = LossConfig(form="per_scale_ratio", alpha_placement="outside", batch_reduction="mean_of_ratios", eps=1e-6)

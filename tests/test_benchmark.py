@@ -3,7 +3,7 @@ settings here: what is checked is that the measurement works, not how fast this 
 
 from __future__ import annotations
 
-from scrd.jobs.benchmark import _child, print_table
+from scrd.lab.benchmark import _child, print_table
 
 TINY = dict(arch="mobilenet_v2", size=64, batch=2, steps=1, device="cpu", weights="none")
 

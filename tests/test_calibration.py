@@ -13,11 +13,11 @@ from PIL import Image
 
 from scrd.cli import main
 from scrd.errors import InputError
+from scrd.evaluation.calibrate import calibrate
+from scrd.evaluation.evaluate import evaluate
 from scrd.filenames import HOLDOUT_SAMPLES, METRICS_FILE, MODEL_META, SKIPPED_FILE
-from scrd.jobs.calibrate import calibrate
-from scrd.jobs.evaluate import evaluate
-from scrd.jobs.train import train
 from scrd.storage import read_json
+from scrd.training.train import train
 
 
 @pytest.fixture(scope="module")

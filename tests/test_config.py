@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from helpers import TINY_FLAGS
 
 from scrd.cli import main
 from scrd.config import PRESETS, Config, ConfigError, preset
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -16,9 +21,48 @@ def test_presets_round_trip_through_yaml(name, tmp_path):
     assert Config.load(tmp_path / "c.yaml") == config
 
 
+def test_the_defaults_are_the_product():
+    """Config(), the command line without flags and the default preset are one config."""
+    from scrd.cli import build_parser, config_from_args
+    from scrd.config import DEFAULT_PRESET
+
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o"])
+    assert config_from_args(args) == Config() == preset(DEFAULT_PRESET)
+    c = Config()
+    assert (c.model.arch, c.model.memory_bank, c.train.holdout_fraction) == ("mobilenet_v2", True, 0.1)
+    assert (c.scoring.scale_fusion, c.scoring.score, c.loss.student_input) == ("normal_softmax", "top_k", "noisy")
+
+
+@pytest.mark.parametrize("name", ["official", "paper", "rd4ad", "knn"])
+def test_the_replay_presets_are_what_they_were(name):
+    """The presets that replay the released code, the paper and the baselines resolve to exactly the
+    configs of scrd 0.2.0, when the defaults were the released code's (only the one renamed option
+    differs: scoring.normalize 'none' is scale_fusion's default reading now)."""
+    old = json.loads((FIXTURES / "presets_0.2.0.json").read_text())["presets"][name]
+    assert Config.from_dict(old) == preset(name)
+
+
+def test_a_config_of_scrd_0_2_with_normalize_loads_as_standardized():
+    old = preset("paper").to_dict()
+    old["scoring"]["normalize"] = "scale"
+    assert Config.from_dict(old).scoring.scale_fusion == "standardized"
+    old["scoring"]["scale_fusion"] = "normal_softmax"
+    with pytest.raises(ConfigError, match="standardized"):
+        Config.from_dict(old)
+
+
+def test_a_scoring_variant_is_validated_like_a_config():
+    import dataclasses
+
+    with pytest.raises(ConfigError, match="fusion_temperature"):
+        dataclasses.replace(Config().scoring, fusion_temperature=0.0)
+    with pytest.raises(ConfigError, match="not one of"):
+        dataclasses.replace(Config().scoring, score="nonsense")
+
+
 def test_official_preset_is_the_released_code():
     c = preset("official")
-    assert c == Config()  # the defaults are the released code's values
+    assert c.model.arch == "wide_resnet50_2" and not c.model.memory_bank and c.train.holdout_fraction == 0.0
     assert (c.loss.form, c.loss.alpha_placement, c.loss.batch_reduction, c.loss.eps) == (
         "ratio_of_sums",
         "inside_cosine",

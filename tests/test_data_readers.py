@@ -205,9 +205,9 @@ def test_registry_accepts_new_readers(tmp_path):
         assert ".fake3d" in supported_suffixes()
         np.testing.assert_array_equal(read_image(tmp_path / "a.fake3d"), 0.5)
     finally:
-        from scrd.data import readers
+        from scrd.data import registry
 
-        readers._READERS.pop(".fake3d", None)
+        registry._READERS.pop(".fake3d", None)
 
 
 # --- transforms ----------------------------------------------------------------------------------

@@ -14,11 +14,11 @@ from helpers import tiny_config
 from scipy.ndimage import gaussian_filter
 
 from scrd.detector import Detector
+from scrd.evaluation.evaluate import evaluate
 from scrd.filenames import MODEL_META, PREDICTIONS_FILE, SCORES_FILE, TRAIN_LOG
-from scrd.jobs.evaluate import evaluate
-from scrd.jobs.predict import predict
-from scrd.jobs.train import train
+from scrd.inference.predict import predict
 from scrd.model import SCRD, parameter_counts
+from scrd.training.train import train
 
 
 @pytest.mark.parametrize("name, form", [("paper", "per_scale_ratio"), ("rd4ad", "rd4ad")])

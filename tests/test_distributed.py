@@ -18,15 +18,15 @@ import pytest
 import torch
 from helpers import TINY_FLAGS, tiny_config
 
+from scrd.anomalies.synthesis import AnomalySynthesizer
 from scrd.errors import ConfigError, ResumeError
 from scrd.filenames import STATE_FILE, STATE_META, TRAIN_LOG
-from scrd.jobs import train as training
-from scrd.jobs.distributed import World, check_shardable, joined, trained_parameters, wrap_trained
-from scrd.jobs.global_batchnorm import use_global_batchnorm
-from scrd.jobs.train_loop import train_step
-from scrd.method.synthesis import AnomalySynthesizer
 from scrd.model import build_model
 from scrd.storage import load_tensors, read_json
+from scrd.training import train as training
+from scrd.training.distributed import World, check_shardable, joined, trained_parameters, wrap_trained
+from scrd.training.global_batchnorm import use_global_batchnorm
+from scrd.training.loop import train_step
 
 TOTAL = 5  # a global batch that 2 ranks split unevenly (3 + 2)
 

@@ -65,7 +65,7 @@ def test_every_error_class_is_a_scrd_error():
 
 
 def test_all_images_unreadable_points_at_a_list_that_exists(tiny_run, tmp_path):
-    from scrd.jobs.evaluate import evaluate
+    from scrd.evaluation.evaluate import evaluate
 
     data = tmp_path / "data"
     for label in ("normal", "abnormal"):

@@ -10,7 +10,7 @@ import pytest
 
 from scrd.cli import main
 from scrd.errors import ConfigError
-from scrd.jobs.experiment import SUMMARY, label_free_pick, load_grid, report, run_grid, spearman
+from scrd.lab.experiment import SUMMARY, label_free_pick, load_grid, report, run_grid, spearman
 
 TINY_BASE = {
     "model.arch": "mobilenet_v2",

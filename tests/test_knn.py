@@ -13,8 +13,8 @@ from scrd.data.dataset import ImageDataset
 from scrd.data.layouts import load_samples
 from scrd.detector import Detector
 from scrd.filenames import METRICS_FILE, MODEL_META, PREDICTIONS_FILE
-from scrd.jobs.train import train
-from scrd.method.knn import greedy_coreset, nearest_distance
+from scrd.scoring.bank import greedy_coreset, nearest_distance
+from scrd.training.train import train
 
 
 def test_nearest_distance_equals_brute_force():

@@ -23,7 +23,7 @@ from scrd.data.layouts import load_samples
 from scrd.data.phantom import render_phantom
 from scrd.detector import Detector
 from scrd.filenames import SPLIT_FILE
-from scrd.jobs.train import train
+from scrd.training.train import train
 
 SIZE = 128
 

@@ -8,7 +8,7 @@ import torch
 from golden import npz, t
 
 from scrd.config import LossConfig
-from scrd.method.losses import distillation_loss, flat_cosine_distance
+from scrd.losses.distillation import distillation_loss, flat_cosine_distance
 
 FORMS = {
     "eq4": LossConfig(form="per_scale_ratio", alpha_placement="outside", batch_reduction="mean_of_ratios", eps=1e-6),

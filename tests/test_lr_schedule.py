@@ -9,8 +9,8 @@ import torch
 from helpers import tiny_config
 
 from scrd.config import ConfigError
-from scrd.jobs.train import train
-from scrd.method.lr_schedule import learning_rate
+from scrd.training.lr_schedule import learning_rate
+from scrd.training.train import train
 
 
 def test_constant_is_the_base_rate_at_every_iteration():

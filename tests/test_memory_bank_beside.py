@@ -17,12 +17,12 @@ from helpers import tiny_config
 from scrd.config import ScoringConfig
 from scrd.detector import Detector
 from scrd.errors import CheckpointError, ConfigError
+from scrd.evaluation.evaluate import evaluate
 from scrd.filenames import MODEL_FILE, MODEL_META
-from scrd.jobs.evaluate import evaluate
-from scrd.jobs.train import train
-from scrd.method.anomaly_map import gaussian_smooth, image_score
-from scrd.method.bank_fusion import add_bank_map, bank_statistics_key
+from scrd.scoring.bank_fusion import add_bank_map, bank_statistics_key
+from scrd.scoring.maps import gaussian_smooth, image_score
 from scrd.storage import load_tensors, save_tensors
+from scrd.training.train import train
 
 
 def test_add_bank_map_by_hand():
@@ -106,7 +106,7 @@ def test_the_map_is_the_standardised_sum_of_the_student_and_the_bank(bank_run):
 
 
 def test_the_stored_statistics_are_those_of_the_held_out_normals(bank_run):
-    from scrd.jobs.normal_reference import normal_batches, reference_samples
+    from scrd.evaluation.normal_reference import normal_batches, reference_samples
 
     detector = Detector.load(bank_run, "cpu")
     stored = detector.bank_score_statistics()

@@ -11,7 +11,7 @@ from golden import json_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scrd.method.metrics import (
+from scrd.evaluation.metrics import (
     best_f1_threshold,
     calibrate_threshold,
     metrics_at_threshold,

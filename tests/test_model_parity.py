@@ -14,7 +14,7 @@ import torch
 from golden import canonical_state_dict, keys, npz, t
 
 from scrd.config import LossConfig
-from scrd.method.loss_step import scrd_loss
+from scrd.losses.step import scrd_loss
 from scrd.model import SCRD, from_official_state_dict, load_official_state_dict, to_official_state_dict
 
 OFFICIAL_LOSS = LossConfig(
@@ -103,7 +103,7 @@ def test_eval_official_loss_and_gradients_end_to_end(eval_case):
 @pytest.mark.parametrize("arch", ARCHS_WITH_FORWARD)
 def test_official_loss_from_stored_features(arch):
     """Stored u, z, v, α as leaves: loss, ∂L/∂v_k and ∂L/∂α (zero: α cancels inside the cosine)."""
-    from scrd.method.losses import distillation_loss
+    from scrd.losses.distillation import distillation_loss
 
     g = npz(f"forward_{arch}_64.npz")
     u = [t(g[f"u{k}"]) for k in (1, 2, 3)]

@@ -9,10 +9,10 @@ import pytest
 import torch
 from golden import npz as golden
 
+from scrd.anomalies.patches import make_rng, sample_patches
+from scrd.anomalies.simplex import official_noise_field
+from scrd.anomalies.synthesis import AnomalySynthesizer, paste_patches
 from scrd.config import OFFICIAL_NOISE_SEED, ConfigError, NoiseConfig
-from scrd.method.patches import make_rng, sample_patches
-from scrd.method.simplex import official_noise_field
-from scrd.method.synthesis import AnomalySynthesizer, paste_patches
 
 
 def synth(seed: int = 0, **noise) -> AnomalySynthesizer:

@@ -24,7 +24,7 @@ pytest.importorskip("onnxscript", reason="the onnx extra is not installed (pip i
 
 from scrd.deploy.onnx_export import export_onnx, sidecar_path  # noqa: E402
 from scrd.deploy.ort_detector import OrtDetector  # noqa: E402
-from scrd.jobs.predict import predict  # noqa: E402
+from scrd.inference.predict import predict  # noqa: E402
 
 SIZE = 64  # small enough for wide_resnet50_2 on a CPU in seconds
 SCORE_RTOL, MAP_ATOL = 1e-4, 1e-4
@@ -33,7 +33,7 @@ SCORING = {
     "scoring.score": "top_k",
     "scoring.feature_pool": 3,
     "scoring.alpha_weighting": "weighted",
-    "scoring.normalize": "scale",
+    "scoring.scale_fusion": "standardized",
     "scoring.scale_weights": (1.0, 0.5, 2.0),
 }
 

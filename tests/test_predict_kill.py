@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from scrd.data.phantom import make_phantom_dataset
-from scrd.jobs.predict_memory import make_untrained_model as _make_model
+from scrd.lab.predict_memory import make_untrained_model as _make_model
 
 
 def _rows(path: Path) -> list[dict]:

@@ -4,7 +4,7 @@ predict_memory.py measures the 1,000 vs 20,000 figures; this is the CI-sized che
 from __future__ import annotations
 
 from scrd.filenames import PREDICTIONS_FILE
-from scrd.jobs.predict_memory import make_images, make_untrained_model, peak_rss_mib
+from scrd.lab.predict_memory import make_images, make_untrained_model, peak_rss_mib
 
 
 def test_peak_memory_is_flat_in_the_number_of_images(tmp_path):

@@ -16,9 +16,9 @@ import pytest
 from scrd.cli import main
 from scrd.data.phantom import make_phantom_dataset
 from scrd.errors import ConfigError, InputError
-from scrd.jobs.predict import predict
-from scrd.jobs.predict_memory import make_untrained_model
-from scrd.jobs.shards import Shard, device_for_rank, merge_shards, resolve_shard
+from scrd.inference.predict import predict
+from scrd.inference.shards import Shard, device_for_rank, merge_shards, resolve_shard
+from scrd.lab.predict_memory import make_untrained_model
 
 BATCH = 3
 

@@ -27,8 +27,8 @@ from scrd.filenames import (
     SCORES_FILE,
     TRAIN_LOG,
 )
-from scrd.jobs.panels import PANEL_PX
-from scrd.jobs.run_logs import read_scores, read_train_log
+from scrd.reporting.panels import PANEL_PX
+from scrd.runs.run_logs import read_scores, read_train_log
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def test_predict_writes_legible_panels_beside_plain_overlays(tiny_run, phantom_d
 
 
 def test_report_says_so_when_the_evaluated_images_moved(tiny_run, evaluation, tmp_path):
-    from scrd.jobs.report import write_report
+    from scrd.reporting.report import write_report
 
     moved = tmp_path / "eval"
     moved.mkdir()

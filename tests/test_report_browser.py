@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from scrd.filenames import REPORT_FILE
-from scrd.jobs.report_html import CHECK, ERROR_HOOK
+from scrd.reporting.report_html import CHECK, ERROR_HOOK
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
 pytestmark = pytest.mark.skipif(

@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from scrd.cli import main
-from scrd.jobs.experiment import SUMMARY
-from scrd.jobs.reproduce import TABLES, load_table
+from scrd.lab.experiment import SUMMARY
+from scrd.lab.reproduce import load_table
+from scrd.lab.reproduce_settings import TABLES
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def _rows(text: str, dataset_title: str) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("table", list(TABLES))
 def test_smoke_run_writes_the_table_with_the_paper_column(table, shared_out, capsys):
-    from scrd.jobs.reproduce import DATASET_TITLES
+    from scrd.lab.reproduce_settings import DATASET_TITLES
 
     assert main(["reproduce", table, "--out", str(shared_out), "--smoke", "--no-progress"]) == 0
     report = shared_out / f"{table}-smoke.md"
@@ -86,7 +87,7 @@ def test_a_run_trained_with_other_settings_is_refused(shared_out, capsys):
 @pytest.mark.parametrize("table", list(TABLES))
 def test_shipped_grids_hold_the_papers_settings(table, tmp_path):
     """Every row's full config is valid and has the paper's settings (Sec. 3.1.3)."""
-    from scrd.jobs.experiment import load_grid
+    from scrd.lab.experiment import load_grid
 
     spec = load_table(table)
     path = tmp_path / "grid.yaml"

@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from helpers import tiny_config
 
+from scrd.anomalies.label_free import validation_set
 from scrd.config import LossConfig
 from scrd.detector import Detector
 from scrd.errors import ConfigError
-from scrd.method.anomaly_map import image_score, scale_maps, standardize_scales
-from scrd.method.losses import alpha_entropy, distillation_loss
-from scrd.method.scale_objective import patch_mask, patch_separation, separation_objective
-from scrd.method.validation_anomalies import validation_set
+from scrd.losses.distillation import alpha_entropy, distillation_loss
+from scrd.losses.scale_objective import patch_mask, patch_separation, separation_objective
 from scrd.model import SCRD
+from scrd.scoring.maps import image_score, scale_maps, standardize_scales
 
 
 # ---------------------------------------------------------------------------------- α objectives
@@ -188,7 +188,7 @@ def test_label_free_criterion_per_scoring_is_each_scorings_own_criterion():
     label-free selection would compute for a model configured with that option."""
     from sklearn.metrics import roc_auc_score
 
-    from scrd.jobs.selection import label_free_auroc, label_free_aurocs
+    from scrd.training.selection import label_free_auroc, label_free_aurocs
 
     torch.manual_seed(0)
     model = SCRD("mobilenet_v2").eval()
@@ -211,8 +211,8 @@ def test_label_free_criterion_per_scoring_is_each_scorings_own_criterion():
 
 def test_label_free_selection_keeps_the_best_checkpoint(phantom_data, tmp_path):
     from scrd.filenames import MODEL_META, SELECTION_LOG
-    from scrd.jobs.train import train
     from scrd.storage import read_json
+    from scrd.training.train import train
 
     config = tiny_config(
         train__holdout_fraction=0.25, train__select_every=2, train__iterations=6, train__selection="label_free"
@@ -229,8 +229,8 @@ def test_label_free_selection_keeps_the_best_checkpoint(phantom_data, tmp_path):
 
 
 def test_a_noisy_student_input_reconstructs_the_clean_features_from_the_noisy_ones():
-    from scrd.method.loss_step import scrd_loss
-    from scrd.method.losses import flat_cosine_distance
+    from scrd.losses.distillation import flat_cosine_distance
+    from scrd.losses.step import scrd_loss
 
     torch.manual_seed(0)
     model = SCRD("mobilenet_v2").eval()
@@ -248,9 +248,9 @@ def test_a_noisy_student_input_reconstructs_the_clean_features_from_the_noisy_on
 
 def test_the_rd4ad_loss_with_a_noisy_student_is_a_denoising_distillation(phantom_data, tmp_path):
     from scrd.config import uses_synthetic_anomalies
-    from scrd.jobs.train import train
-    from scrd.method.loss_step import scrd_loss
-    from scrd.method.losses import flat_cosine_distance
+    from scrd.losses.distillation import flat_cosine_distance
+    from scrd.losses.step import scrd_loss
+    from scrd.training.train import train
 
     config = LossConfig(form="rd4ad", alpha_placement="none", student_input="noisy")
     assert uses_synthetic_anomalies(config) and not uses_synthetic_anomalies(LossConfig(form="rd4ad"))

@@ -12,9 +12,9 @@ from scrd.cli import main
 from scrd.data.phantom import make_phantom_dataset
 from scrd.errors import ResumeError
 from scrd.filenames import EVAL_LOG, MODEL_FILE, MODEL_META, STATE_META, TRAIN_LOG
-from scrd.jobs import train as training
-from scrd.jobs import train_loop
 from scrd.storage import read_json
+from scrd.training import loop as train_loop
+from scrd.training import train as training
 
 
 def _iterations(path):

@@ -16,17 +16,17 @@ from helpers import tiny_config
 from scrd.config import ScoringConfig
 from scrd.detector import Detector
 from scrd.errors import CheckpointError, ConfigError
+from scrd.evaluation.evaluate import evaluate
 from scrd.filenames import MODEL_META
-from scrd.jobs.evaluate import evaluate
-from scrd.jobs.train import train
-from scrd.method.anomaly_map import gaussian_smooth, image_score
-from scrd.method.scale_fusion import (
+from scrd.scoring.maps import gaussian_smooth, image_score
+from scrd.scoring.scale_fusion import (
     fuse_on_normal_scale,
     fusion_weights,
     per_scale_scores,
     scale_score_statistics,
     statistics_key,
 )
+from scrd.training.train import train
 
 
 def test_fusion_weights_by_hand():
@@ -99,8 +99,6 @@ def test_statistics_key_names_what_changes_a_scale_score():
 def test_config_rejects_conflicting_fusion_options():
     with pytest.raises(ConfigError, match="fusion_temperature"):
         tiny_config("denoising", scoring__scale_fusion="normal_softmax", scoring__fusion_temperature=0.0)
-    with pytest.raises(ConfigError, match="scale_fusion"):
-        tiny_config("denoising", scoring__scale_fusion="normal_softmax", scoring__normalize="scale")
     with pytest.raises(ConfigError, match="scale_fusion"):
         tiny_config("paper", scoring__scale_fusion="normal_softmax", scoring__alpha_weighting="weighted")
 

@@ -12,13 +12,13 @@ from helpers import tiny_config
 
 from scrd.config import ConfigError
 from scrd.detector import Detector
-from scrd.jobs.evaluate import alpha_statistics
-from scrd.jobs.train import train
-from scrd.method.anomaly_map import combine_scales
-from scrd.method.loss_step import _head_objective
-from scrd.method.scale_objective import spatial_separation_objective
+from scrd.evaluation.evaluate import alpha_statistics
+from scrd.losses.scale_objective import spatial_separation_objective
+from scrd.losses.step import _head_objective
 from scrd.model import SCRD
 from scrd.model.scale_head import SpatialScaleHead
+from scrd.scoring.maps import combine_scales
+from scrd.training.train import train
 
 SPATIAL = {
     "model__scale_head": "spatial",

@@ -15,9 +15,9 @@ from scrd.data.layouts import load_samples
 from scrd.data.transforms import normalize
 from scrd.errors import TrainingError
 from scrd.filenames import MODEL_FILE
-from scrd.jobs import train as training
-from scrd.jobs.train_cache import CACHE_DIR, ArrayStore, build_training_cache
 from scrd.model import SCRD
+from scrd.training import train as training
+from scrd.training.cache import CACHE_DIR, ArrayStore, build_training_cache
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

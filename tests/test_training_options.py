@@ -11,8 +11,8 @@ import torch
 
 from scrd.config import preset
 from scrd.data.phantom import make_phantom_dataset
-from scrd.jobs import train_loop
-from scrd.jobs.train import TrainingError, train
+from scrd.training import loop as train_loop
+from scrd.training.train import TrainingError, train
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(dat
 
 def test_max_images_trains_on_a_seeded_subset_and_keeps_the_held_out_images(dataset):
     from scrd.config import ConfigError
-    from scrd.jobs.training_data import load_training_images
+    from scrd.training.data import load_training_images
 
     def images(**overrides):
         return load_training_images(dataset, _config(**{"train.holdout_fraction": 0.25, **overrides}))

@@ -21,6 +21,8 @@ from helpers import TINY_FLAGS, tiny_config
 from PIL import Image
 
 from scrd.cli import build_parser, main
+from scrd.evaluation import evaluate as evaluate_module
+from scrd.evaluation.metrics import trivial_rule_check
 from scrd.filenames import (
     CONFIG_FILE,
     ENV_FILE,
@@ -32,10 +34,8 @@ from scrd.filenames import (
     STATE_FILE,
     STATE_META,
 )
-from scrd.jobs import evaluate as evaluate_module
-from scrd.jobs.train import train
-from scrd.method.metrics import trivial_rule_check
 from scrd.storage import read_json
+from scrd.training.train import train
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -182,7 +182,7 @@ def test_written_files_follow_the_umask(phantom_data, tmp_path):
 
 # ------------------------------------------------------------------- calibration
 def test_evaluate_calibration_is_stored_and_reused(tiny_run, phantom_data, copy_run, tmp_path, capsys, monkeypatch):
-    from scrd.jobs import calibrate as calibrate_module
+    from scrd.evaluation import calibrate as calibrate_module
 
     run = copy_run(tiny_run)
     command = [

@@ -21,11 +21,11 @@ _EXPORTS = {
     "load_image": "scrd.data.dataset",
     "Config": "scrd.config",
     "preset": "scrd.config",
-    "train": "scrd.jobs.train",
-    "resume": "scrd.jobs.train",
-    "evaluate": "scrd.jobs.evaluate",
-    "calibrate": "scrd.jobs.calibrate",
-    "predict": "scrd.jobs.predict",
+    "train": "scrd.training.train",
+    "resume": "scrd.training.train",
+    "evaluate": "scrd.evaluation.evaluate",
+    "calibrate": "scrd.evaluation.calibrate",
+    "predict": "scrd.inference.predict",
 }
 __all__ = sorted(_EXPORTS)
 

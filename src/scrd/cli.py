@@ -81,7 +81,7 @@ def _flags_given(args: argparse.Namespace, allowed: set[str]) -> list[str]:
 
 # ------------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
-    from .jobs.train import resume, train
+    from .training.train import resume, train
 
     if args.resume:
         extra = _flags_given(args, allowed={"--iterations"})
@@ -120,7 +120,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{result.run_dir / SKIPPED_FILE}"
         )
     if args.calibration:
-        from .jobs.calibrate import calibrate
+        from .evaluation.calibrate import calibrate
 
         info = calibrate(args.out, args.calibration, args.calibration_split, args.specificity)
         _print_calibration(info)
@@ -135,7 +135,7 @@ def _print_calibration(info: dict[str, Any]) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .jobs.evaluate import evaluate
+    from .evaluation.evaluate import evaluate
 
     r = evaluate(
         args.model,
@@ -180,8 +180,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .jobs.predict import predict
-    from .jobs.shards import device_for_rank
+    from .inference.predict import predict
+    from .inference.shards import device_for_rank
 
     shard = _predict_shard(args)
     if args.merge:
@@ -211,7 +211,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _predict_shard(args: argparse.Namespace):
     """--shard I/N, or torchrun's RANK/WORLD_SIZE; checks the inputs --merge does without."""
-    from .jobs.shards import resolve_shard
+    from .inference.shards import resolve_shard
 
     if args.merge:
         if args.inputs or args.model or args.shard:
@@ -225,7 +225,7 @@ def _predict_shard(args: argparse.Namespace):
 
 
 def _merge_predictions(args: argparse.Namespace) -> int:
-    from .jobs.shards import merge_shards
+    from .inference.shards import merge_shards
 
     path, rows = merge_shards(args.out)
     print(f"merged {rows} rows: {path}")
@@ -243,7 +243,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .jobs.calibrate import calibrate
+    from .evaluation.calibrate import calibrate
 
     info = calibrate(
         args.model,
@@ -262,14 +262,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .jobs.demo import run_demo
+    from .demo import run_demo
 
     run_demo(args.out, iterations=args.iterations, arch=args.arch, n_train=args.n_train, n_test=args.n_test)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .jobs.report import write_report
+    from .reporting.report import write_report
 
     path = write_report(args.run, args.eval, args.out, gallery_size=args.gallery, device=args.device)
     print(f"report: {path}")
@@ -310,7 +310,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from .jobs.benchmark import run_benchmark
+    from .lab.benchmark import run_benchmark
 
     run_benchmark(
         args.arch,
@@ -328,7 +328,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .jobs.experiment import load_grid, report, run_grid
+    from .lab.experiment import load_grid, report, run_grid
 
     grid = load_grid(args.grid)
     if args.experiment_command == "run":
@@ -345,7 +345,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .jobs.reproduce import reproduce
+    from .lab.reproduce import reproduce
 
     given = dict(item.split("=", 1) for item in args.data or [] if "=" in item)
     if len(given) != len(args.data or []):
@@ -660,7 +660,7 @@ def _experiment_parser(sub) -> None:
         ("report", "write the markdown report of the finished runs"),
     ):
         q = ex_sub.add_parser(name, help=about, description=about, formatter_class=HelpFormatter)
-        q.add_argument("grid", help="grid YAML file (see scrd.jobs.experiment)")
+        q.add_argument("grid", help="grid YAML file (see scrd.lab.experiment)")
         q.add_argument("--out", required=True, help="folder of the runs")
         q.add_argument("--report", help="markdown file to write the tables to")
         if name == "run":
@@ -670,7 +670,7 @@ def _experiment_parser(sub) -> None:
 
 
 def _reproduce_parser(sub) -> None:
-    from .jobs.reproduce import TABLES
+    from .lab.reproduce_settings import TABLES
 
     p = sub.add_parser(
         "reproduce",

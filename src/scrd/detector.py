@@ -5,7 +5,7 @@ A saved model is two files in one folder: ``model.pt``, a state dict loaded with
 calibration, normal-image statistics and provenance. The model is SCRD (``model.method = scrd``)
 or the memory-bank reference (``knn``); both give a map per image and a score from it. An SCRD model
 fitted with ``model.memory_bank`` also holds a bank of teacher patches (``memory_bank`` in model.pt),
-whose map is added to the student's (:mod:`scrd.method.bank_fusion`).
+whose map is added to the student's (:mod:`scrd.scoring.bank_fusion`).
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from .data.transforms import normalize
 from .device import autocast, choose_device, memory_format, resolve_precision
 from .errors import CheckpointError
 from .filenames import CHECKPOINT_FORMAT, MODEL_FILE, MODEL_META, STATE_FILE
-from .method.anomaly_map import combine_scales, gaussian_smooth, image_score, standardize_scales, upsampled_scale_maps
-from .method.bank_fusion import add_bank_map, bank_statistics_key
-from .method.knn import PatchMemoryBank, bank_distances, patch_vectors
-from .method.scale_fusion import fuse_on_normal_scale, per_scale_scores, scale_score_statistics, statistics_key
 from .model import SCRD
+from .scoring.bank import PatchMemoryBank, bank_distances, patch_vectors
+from .scoring.bank_fusion import add_bank_map, bank_statistics_key
+from .scoring.maps import combine_scales, gaussian_smooth, image_score, standardize_scales, upsampled_scale_maps
+from .scoring.scale_fusion import fuse_on_normal_scale, per_scale_scores, scale_score_statistics, statistics_key
 from .storage import load_tensors, read_json, save_tensors, write_json
 
 REDUCTIONS = ("mean", "max", "top_k")
@@ -208,15 +208,15 @@ class Detector:
         self, stack: torch.Tensor, alpha: torch.Tensor, scoring: ScoringConfig
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """:meth:`fuse` of the student's (or the knn reference's) maps alone."""
-        if scoring.scale_fusion != "sum" and stack.shape[1] > 1:  # knn has one map: n/a
+        if scoring.scale_fusion in ("normal_sum", "normal_softmax") and stack.shape[1] > 1:  # knn: one map
             mean, std = self.scale_score_statistics(scoring)
             maps, weights = fuse_on_normal_scale(gaussian_smooth(stack, scoring.sigma), mean, std, scoring)
             return maps, weights if scoring.scale_fusion == "normal_softmax" else None
-        if scoring.normalize == "scale" and stack.shape[1] > 1:
+        if scoring.scale_fusion == "standardized" and stack.shape[1] > 1:
             stats = self.metadata.get("normal_statistics")
             if stats is None:
                 raise CheckpointError(
-                    "scoring.normalize = scale needs the normal-image statistics that training "
+                    "scoring.scale_fusion = standardized needs the normal-image statistics that training "
                     "stores in model.json (normal_statistics); this model has none"
                 )
             stack = standardize_scales(stack, stats["scale_mean"], stats["scale_std"])
@@ -354,7 +354,7 @@ class Detector:
             yield batch, self.score(batch["image"], variants) if len(batch["image"]) else None
 
     def normal_statistics(self, batches: Iterator[torch.Tensor]) -> dict[str, list[float]]:
-        """Mean and std of each unsmoothed scale map over normal images (for scoring.normalize)."""
+        """Mean and std of each unsmoothed scale map over normal images (for scoring.scale_fusion standardized)."""
         stats = self.measure_normal_statistics(batches, [])
         return {"scale_mean": stats["scale_mean"], "scale_std": stats["scale_std"]}
 
@@ -364,7 +364,7 @@ class Detector:
     ) -> dict[str, Any]:
         """Statistics of normal images, from one network pass per batch and feature pooling: with
         ``map_moments``, each unsmoothed scale map's mean and std under the detector's own scoring
-        (``scale_mean``, ``scale_std``: scoring.normalize); for each of ``scorings``, each scale's
+        (``scale_mean``, ``scale_std``: scoring.scale_fusion standardized); for each of ``scorings``, each scale's
         image-score mean and std (``scale_scores`` by :func:`statistics_key`: scoring.scale_fusion),
         also kept in the metadata for :meth:`fuse`."""
         own = [self.config.scoring] if map_moments else []

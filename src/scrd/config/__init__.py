@@ -1,13 +1,13 @@
-"""Configuration: typed sections, named presets, YAML round trip (torch-free)."""
+"""Configuration: typed sections whose defaults are the recommended detector, named presets, YAML
+round trip (torch-free)."""
 
 from ..errors import ConfigError
-from .presets import DEFAULT_PRESET, PRESET_NAMES, PRESETS, Preset, preset, preset_overrides
-from .schema import (
+from .presets import DEFAULT_PRESET, OFFICIAL, PRESET_NAMES, PRESETS, Preset, preset_overrides
+from .schema import SECTIONS, Config, preset
+from .sections import (
     ARCHITECTURES,
     OFFICIAL_NOISE_SEED,
-    SECTIONS,
     SIMPLEX_FRACTAL_STD,
-    Config,
     DataConfig,
     KnnConfig,
     LossConfig,
@@ -15,6 +15,7 @@ from .schema import (
     NoiseConfig,
     ScoringConfig,
     TrainConfig,
+    is_replay,
     uses_synthetic_anomalies,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "LossConfig",
     "ModelConfig",
     "NoiseConfig",
+    "OFFICIAL",
     "OFFICIAL_NOISE_SEED",
     "PRESETS",
     "PRESET_NAMES",
@@ -36,6 +38,7 @@ __all__ = [
     "SIMPLEX_FRACTAL_STD",
     "ScoringConfig",
     "TrainConfig",
+    "is_replay",
     "uses_synthetic_anomalies",
     "preset",
     "preset_overrides",

@@ -13,33 +13,8 @@ from typing import Any, Literal
 from ..errors import ConfigError
 
 
-def build_config(data: dict[str, Any]):
-    """A :class:`Config` from nested values (see ``Config.from_dict``)."""
-    from .presets import preset
-    from .schema import Config
-
-    if not isinstance(data, dict):
-        raise ConfigError(f"config: expected a mapping, got {type(data).__name__}")
-    data = dict(data)
-    base_name = data.pop("preset", None)
-    if base_name is not None:
-        if not isinstance(base_name, str):
-            raise ConfigError(f"config.preset: expected a preset name, got {base_name!r}")
-        data = _merge(preset(base_name).to_dict(), data)
-    return _build(Config, data, "config")
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
+def build_dataclass(cls: type, data: Any, where: str) -> Any:
+    """An instance of the dataclass ``cls`` from nested values, every value checked against its type."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -51,7 +26,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     for name, value in data.items():
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, f"{where}.{name}")
+            kwargs[name] = build_dataclass(hint, value, f"{where}.{name}")
         else:
             kwargs[name] = coerce(value, hint, f"{where}.{name}")
     return cls(**kwargs)
@@ -88,57 +63,53 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
     raise TypeError(f"{where}: no coercion for type {hint!r}")  # a schema bug, not a user error
 
 
-def validate_section(section: Any, name: str) -> None:
-    """The type of every field of one config section (a dataclass built directly, not from YAML)."""
-    hints = typing.get_type_hints(type(section))
-    for f in dataclasses.fields(section):
-        coerce(getattr(section, f.name), hints[f.name], f"{name}.{f.name}")
-    if name == "noise" and not 0 < section.min_size <= section.max_size:
-        raise ConfigError("noise: need 0 < min_size <= max_size")
+Check = tuple[bool, str]
 
 
-def validate(config) -> None:
-    """Types of every field, and the range checks that types alone do not express."""
-    from .schema import SECTIONS
-
-    for name in SECTIONS:
-        validate_section(getattr(config, name), name)
-    m, n, loss, t, s, d = config.model, config.noise, config.loss, config.train, config.scoring, config.data
-    knn = config.knn
-    checks = [
+def _model(m: Any) -> list[Check]:
+    return [
         (m.image_size >= 32, "model.image_size must be at least 32"),
         (m.image_size % 16 == 0, "model.image_size must be a multiple of 16"),
+    ]
+
+
+def _knn(k: Any) -> list[Check]:
+    return [
+        (
+            all(s in (1, 2, 3) for s in k.scales) and k.scales[0] < k.scales[1],
+            "knn.scales must be two increasing teacher scales out of 1, 2, 3",
+        ),
+        (k.pool >= 1 and k.pool % 2 == 1, "knn.pool must be an odd number >= 1"),
+        (0 < k.fraction <= 1, "knn.fraction must be in (0, 1]"),
+    ]
+
+
+def _noise(n: Any) -> list[Check]:
+    return [
         (0 < n.min_size <= n.max_size, "noise: need 0 < min_size <= max_size"),
-        (n.max_size + 2 <= m.image_size, "noise.max_size must fit inside the image (max_size + 2 <= image_size)"),
         (n.strength >= 0, "noise.strength must be >= 0"),
         (n.octaves >= 1, "noise.octaves must be >= 1"),
         (n.patches_per_image >= 1, "noise.patches_per_image must be >= 1"),
         (n.frequency > 0, "noise.frequency must be > 0"),
         (n.gaussian_std >= 0, "noise.gaussian_std must be >= 0"),
+    ]
+
+
+def _loss(loss: Any) -> list[Check]:
+    return [
         (loss.eps >= 0, "loss.eps must be >= 0"),
         (loss.alpha_entropy >= 0, "loss.alpha_entropy must be >= 0"),
         (
-            min(s.scale_weights) >= 0 and sum(s.scale_weights) > 0,
-            "scoring.scale_weights must be >= 0 and not all 0",
+            loss.form != "rd4ad" or loss.alpha_placement != "inside_cosine",
+            "loss: alpha_placement 'inside_cosine' has no meaning for the rd4ad form",
         ),
-        (s.fusion_temperature > 0, "scoring.fusion_temperature must be > 0"),
-        (
-            s.scale_fusion == "sum" or (s.alpha_weighting != "weighted" and s.normalize == "none"),
-            f"scoring.scale_fusion '{s.scale_fusion}' sets the scale weights and the maps' scale itself: it needs "
-            "scoring.alpha_weighting 'none' or 'inside_cosine' and scoring.normalize 'none' (or set "
-            "scoring.scale_fusion 'sum' to keep the raw maps)",
-        ),
+    ]
+
+
+def _train(t: Any) -> list[Check]:
+    return [
         (t.iterations >= 1, "train.iterations must be >= 1"),
         (t.batch_size >= 1, "train.batch_size must be >= 1"),
-        (
-            m.scale_head == "global" or (loss.alpha_objective == "separation" and loss.alpha_placement == "none"),
-            "model.scale_head 'spatial' needs loss.alpha_objective 'separation' and loss.alpha_placement 'none' "
-            "(its per-location α weights the maps, not the per-scale loss)",
-        ),
-        (
-            m.scale_head == "global" or s.alpha_weighting != "inside_cosine",
-            "model.scale_head 'spatial' needs scoring.alpha_weighting 'weighted' or 'none'",
-        ),
         (t.lr > 0, "train.lr must be > 0"),
         (0 <= t.lr_warmup < t.iterations, "train.lr_warmup must be in [0, train.iterations)"),
         (t.eval_every >= 0, "train.eval_every must be >= 0"),
@@ -148,39 +119,42 @@ def validate(config) -> None:
         (t.log_every >= 1, "train.log_every must be >= 1"),
         (t.num_workers >= 0, "train.num_workers must be >= 0"),
         (t.cache_memory_gb >= 0, "train.cache_memory_gb must be >= 0"),
-        (s.sigma >= 0, "scoring.sigma must be >= 0"),
-        (0 < s.top_k_percent <= 100, "scoring.top_k_percent must be in (0, 100]"),
-        (s.feature_pool >= 1 and s.feature_pool % 2 == 1, "scoring.feature_pool must be an odd number >= 1"),
-        (
-            all(k in (1, 2, 3) for k in knn.scales) and knn.scales[0] < knn.scales[1],
-            "knn.scales must be two increasing teacher scales out of 1, 2, 3",
-        ),
-        (knn.pool >= 1 and knn.pool % 2 == 1, "knn.pool must be an odd number >= 1"),
-        (
-            not m.memory_bank or m.method == "scrd",
-            "model.memory_bank adds a bank beside a trained student: it needs model.method 'scrd' "
-            "(the knn method is a memory bank already)",
-        ),
-        (s.memory_bank_weight >= 0, "scoring.memory_bank_weight must be >= 0"),
-        (0 < knn.fraction <= 1, "knn.fraction must be in (0, 1]"),
-        (
-            loss.form != "rd4ad" or loss.alpha_placement != "inside_cosine",
-            "loss: alpha_placement 'inside_cosine' has no meaning for the rd4ad form",
-        ),
+        (t.select_every >= 0 and t.early_stop_patience >= 0, "train.select_every and early_stop_patience must be >= 0"),
         (
             t.selection != "best_on_test" or t.eval_every > 0,
             "train.selection 'best_on_test' needs train.eval_every > 0",
         ),
-        (t.select_every >= 0 and t.early_stop_patience >= 0, "train.select_every and early_stop_patience must be >= 0"),
         (
             t.selection != "label_free" or t.select_every > 0,
             "train.selection 'label_free' needs train.select_every > 0",
         ),
         (t.early_stop_patience == 0 or t.select_every > 0, "train.early_stop_patience needs train.select_every > 0"),
         (
-            (t.select_every == 0) or t.holdout_fraction > 0,
+            t.select_every == 0 or t.holdout_fraction > 0,
             "train.select_every needs held-out normal images (train.holdout_fraction > 0)",
         ),
+    ]
+
+
+def _scoring(s: Any) -> list[Check]:
+    return [
+        (s.sigma >= 0, "scoring.sigma must be >= 0"),
+        (0 < s.top_k_percent <= 100, "scoring.top_k_percent must be in (0, 100]"),
+        (s.feature_pool >= 1 and s.feature_pool % 2 == 1, "scoring.feature_pool must be an odd number >= 1"),
+        (s.fusion_temperature > 0, "scoring.fusion_temperature must be > 0"),
+        (s.memory_bank_weight >= 0, "scoring.memory_bank_weight must be >= 0"),
+        (min(s.scale_weights) >= 0 and sum(s.scale_weights) > 0, "scoring.scale_weights must be >= 0 and not all 0"),
+        # the one rule between the ways scales are combined
+        (
+            s.scale_fusion not in ("normal_sum", "normal_softmax") or s.alpha_weighting != "weighted",
+            f"scoring.scale_fusion '{s.scale_fusion}' sets the scale weights itself: it cannot be combined "
+            "with scoring.alpha_weighting 'weighted' (set scale_fusion 'sum' or 'standardized' to weight by α)",
+        ),
+    ]
+
+
+def _data(d: Any) -> list[Check]:
+    return [
         (0 <= d.percentiles[0] < d.percentiles[1] <= 100, "data.percentiles must satisfy 0 <= low < high <= 100"),
         (d.window[0] < d.window[1], "data.window must satisfy low < high"),
         (d.nifti_axis in (0, 1, 2), "data.nifti_axis must be 0, 1 or 2"),
@@ -192,6 +166,55 @@ def validate(config) -> None:
         (0 <= d.nifti_min_tissue <= 1, "data.nifti_min_tissue must be in [0, 1]"),
         (d.max_image_pixels >= 1, "data.max_image_pixels must be >= 1"),
     ]
+
+
+SECTION_CHECKS = {
+    "model": _model,
+    "knn": _knn,
+    "noise": _noise,
+    "loss": _loss,
+    "train": _train,
+    "scoring": _scoring,
+    "data": _data,
+}
+
+
+def _raise_first(checks: list[Check]) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+def validate_section(section: Any, name: str) -> None:
+    """The type of every field of one config section and its own range checks: also for a section
+    built directly or with ``dataclasses.replace`` (a scoring variant), not only from YAML."""
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        coerce(getattr(section, f.name), hints[f.name], f"{name}.{f.name}")
+    _raise_first(SECTION_CHECKS[name](section))
+
+
+def validate(config: Any) -> None:
+    """Every section (:func:`validate_section`), then the rules between sections."""
+    for f in dataclasses.fields(config):
+        validate_section(getattr(config, f.name), f.name)
+    m, n, loss, s = config.model, config.noise, config.loss, config.scoring
+    _raise_first(
+        [
+            (n.max_size + 2 <= m.image_size, "noise.max_size must fit inside the image (max_size + 2 <= image_size)"),
+            (
+                m.scale_head == "global" or (loss.alpha_objective == "separation" and loss.alpha_placement == "none"),
+                "model.scale_head 'spatial' needs loss.alpha_objective 'separation' and loss.alpha_placement "
+                "'none' (its per-location α weights the maps, not the per-scale loss)",
+            ),
+            (
+                m.scale_head == "global" or s.alpha_weighting != "inside_cosine",
+                "model.scale_head 'spatial' needs scoring.alpha_weighting 'weighted' or 'none'",
+            ),
+            (
+                not m.memory_bank or m.method == "scrd",
+                "model.memory_bank adds a bank beside a trained student: it needs model.method 'scrd' "
+                "(the knn method is a memory bank already)",
+            ),
+        ]
+    )

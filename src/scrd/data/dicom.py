@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ImageReadError
 from .intensity import apply_intensity, voi_window
-from .readers import optional_module, register_reader
+from .registry import optional_module, register_reader
 
 if TYPE_CHECKING:
     from ..config import DataConfig

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import ImageReadError
 from .intensity import apply_intensity
-from .readers import optional_module, register_reader
+from .registry import optional_module, register_reader
 
 if TYPE_CHECKING:
     from ..config import DataConfig

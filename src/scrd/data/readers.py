@@ -13,16 +13,39 @@ uint8 would lose 16-bit precision. Other mappings are in :mod:`.intensity`.
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from ..errors import ImageReadError
 from .intensity import apply_intensity
+from .registry import (
+    data_options,
+    file_suffix,
+    frame_word,
+    is_image_file,
+    list_frames,
+    optional_module,
+    read_error,
+    read_image,
+    register_reader,
+    supported_suffixes,
+)
+
+__all__ = [
+    "PIL_SUFFIXES",
+    "file_suffix",
+    "frame_word",
+    "is_image_file",
+    "list_frames",
+    "optional_module",
+    "pil_stored_values",
+    "pil_to_array",
+    "read_image",
+    "register_reader",
+    "supported_suffixes",
+]
 
 if TYPE_CHECKING:
     from ..config import DataConfig
@@ -33,36 +56,6 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 # option); Pillow's own global limit would refuse large scans with no way to allow them.
 Image.MAX_IMAGE_PIXELS = None
 
-Reader = Callable[..., np.ndarray]
-# frames(path, options) -> the indices of the frames/slices to use as images, or None for a file
-# that holds one image.
-FrameLister = Callable[[Path, "DataConfig"], "list[int] | None"]
-
-
-def _error(path: str | Path, problem: str) -> ImageReadError:
-    return ImageReadError(f"{path}: {problem}", path)
-
-
-def optional_module(name: str, path: Path, what: str, install_hint: str):
-    """Import an optional dependency when a file needs it; its absence names the file and the fix."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        raise ImageReadError(
-            f"{path}: reading {what} needs {name}, which is not installed; {install_hint}", path
-        ) from None
-
-
-@dataclass(frozen=True)
-class _Entry:
-    reader: Reader
-    configurable: bool = False
-    frames: FrameLister | None = None
-    frame_word: str = "frame"
-
-
-_READERS: dict[str, _Entry] = {}
-
 # Divisor that maps each Pillow mode's integer range onto [0, 1].
 _SCALE_8 = 255.0
 _SCALE_16 = 65535.0
@@ -70,111 +63,6 @@ _MODES_16 = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _EXIF_ORIENTATION = 0x0112
 # Modes Pillow can only reach by converting; the value range is 8 bits after conversion.
 _CONVERT_TO_RGB = {"P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa"}
-
-
-def register_reader(
-    suffixes: tuple[str, ...] | list[str],
-    reader: Reader,
-    *,
-    configurable: bool = False,
-    frames: FrameLister | None = None,
-    frame_word: str = "frame",
-) -> None:
-    """Make ``reader`` handle files with these suffixes (multi-dot suffixes like ``.nii.gz`` work).
-
-    A plain reader is called as ``reader(path)``; a ``configurable`` one as
-    ``reader(path, frame=..., options=DataConfig)``. Either returns float32 ``[H, W, C]``.
-    ``frames`` lists the frames of a file that are images of their own; their sample ids get
-    ``#<frame_word>=<index>``.
-    """
-    for suffix in suffixes:
-        _READERS[suffix.lower()] = _Entry(reader, configurable, frames, frame_word)
-
-
-def supported_suffixes() -> tuple[str, ...]:
-    """Lower-case suffixes (with the dot) that :func:`read_image` accepts."""
-    return tuple(sorted(_READERS))
-
-
-def file_suffix(path: str | Path) -> str:
-    """The longest registered suffix the file name ends with (``.nii.gz``), else its last suffix."""
-    name = Path(path).name.lower()
-    matches = [s for s in _READERS if name.endswith(s) and len(name) > len(s)]
-    return max(matches, key=len) if matches else Path(path).suffix.lower()
-
-
-def is_image_file(path: str | Path) -> bool:
-    """True when the suffix has a registered reader (content is not checked)."""
-    return file_suffix(path) in _READERS
-
-
-def _options(options: "DataConfig | None") -> "DataConfig":
-    if options is not None:
-        return options
-    from ..config import DataConfig
-
-    return DataConfig()
-
-
-def list_frames(path: str | Path, options: "DataConfig | None" = None) -> tuple[str, list[int]] | None:
-    """``(word, indices)`` of the frames of ``path`` to use as separate images, or None.
-
-    None means the file is one image (or its reader handles frames itself, e.g. by rejecting
-    them). Used to expand NIfTI volumes into slices and, with ``data.dicom_frames = all``,
-    multi-frame DICOM files into frames.
-    """
-    path = Path(path)
-    entry = _READERS.get(file_suffix(path))
-    if entry is None or entry.frames is None:
-        return None
-    try:
-        indices = entry.frames(path, _options(options))
-    except ImageReadError:
-        raise
-    except Exception as exc:
-        raise _error(path, f"cannot read ({type(exc).__name__}: {exc})") from exc
-    return None if indices is None else (entry.frame_word, list(indices))
-
-
-def frame_word(path: str | Path) -> str:
-    """The word used in sample ids for a frame of this kind of file (``slice`` for NIfTI)."""
-    entry = _READERS.get(file_suffix(path))
-    return entry.frame_word if entry is not None else "frame"
-
-
-def read_image(path: str | Path, frame: int | None = None, options: "DataConfig | None" = None) -> np.ndarray:
-    """Read an image as float32 ``[H, W, C]`` (C = 1 or 3) with its values mapped to [0, 1].
-
-    With the default mapping 8-bit data is divided by 255, 16-bit by 65535, float TIFF is kept as
-    stored; ``options.intensity`` selects another (:mod:`.intensity`). ``frame`` picks one frame
-    or slice of a multi-frame file (DICOM, NIfTI). Every failure (missing, empty, truncated, not
-    an image, unsupported suffix, NaN/Inf, missing optional package) raises
-    :class:`ImageReadError`.
-    """
-    path = Path(path)
-    entry = _READERS.get(file_suffix(path))
-    if entry is None:
-        raise _error(path, f"unsupported file type {path.suffix!r}; supported: {', '.join(supported_suffixes())}")
-    if not path.is_file():
-        raise _error(path, "no such file" if not path.exists() else "not a file")
-    if path.stat().st_size == 0:
-        raise _error(path, "file is empty (0 bytes)")
-    if frame is not None and not entry.configurable:
-        raise _error(path, f"frame {frame} requested, but this file type has no frames")
-    try:
-        if entry.configurable:
-            arr = entry.reader(path, frame=frame, options=_options(options))
-        else:
-            arr = entry.reader(path)
-    except ImageReadError:
-        raise
-    except Exception as exc:  # decoder errors come in many types (OSError, SyntaxError, ...)
-        raise _error(path, f"cannot decode image ({type(exc).__name__}: {exc})") from exc
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3) or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise _error(path, f"decoded to unexpected shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise _error(path, "contains NaN or Inf values")
-    return arr
 
 
 def _rawmode(im: Image.Image) -> str:
@@ -229,11 +117,11 @@ def pil_to_array(im: Image.Image, options: "DataConfig | None" = None) -> np.nda
 
 def _read_pil(path: Path, frame: int | None = None, options: "DataConfig | None" = None) -> np.ndarray:
     if frame is not None:
-        raise _error(path, f"frame {frame} requested, but this file type holds one image")
+        raise read_error(path, f"frame {frame} requested, but this file type holds one image")
     with Image.open(path) as im:
-        limit = _options(options).max_image_pixels
+        limit = data_options(options).max_image_pixels
         if im.width * im.height > limit:
-            raise _error(
+            raise read_error(
                 path,
                 f"image is {im.width}x{im.height} = {im.width * im.height:,} pixels, more than "
                 f"data.max_image_pixels ({limit:,}), a guard against decompression bombs; if the "
@@ -241,11 +129,11 @@ def _read_pil(path: Path, frame: int | None = None, options: "DataConfig | None"
             )
         frames = getattr(im, "n_frames", 1)
         if frames > 1:
-            raise _error(path, f"has {frames} frames/pages; only single 2-D images are supported")
+            raise read_error(path, f"has {frames} frames/pages; only single 2-D images are supported")
         raw = _rawmode(im)
         if ";16" in raw and im.mode not in _MODES_16:
             # Pillow has no 16-bit colour modes and would silently keep only the top 8 bits.
-            raise _error(
+            raise read_error(
                 path,
                 f"16-bit colour image (raw mode {raw}) cannot be decoded "
                 "losslessly by Pillow; save it as 16-bit grayscale or 8-bit",

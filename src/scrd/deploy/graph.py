@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..detector import Detector
-from ..method.anomaly_map import image_score
+from ..scoring.maps import image_score
 
 
 class ScoringGraph(nn.Module):

@@ -30,30 +30,11 @@ from ..errors import CheckpointError, ConfigError
 from ..model.weights import sha256_of
 from ..storage import write_json
 from .graph import ScoringGraph
+from .onnx_format import INPUT, ONNX_FORMAT, OUTPUTS, ort_session, require_onnx, sidecar_path
 
-ONNX_FORMAT = "scrd-onnx/1"
-INPUT, OUTPUTS = "images", ("anomaly_map", "score")
 # What the self-check accepts (the parity tests hold every architecture to these).
 SCORE_RTOL, MAP_ATOL = 1e-4, 1e-4
 EXPORTERS = ("torchscript", "dynamo")
-
-
-def sidecar_path(onnx_file: str | Path) -> Path:
-    """``model.onnx`` -> ``model.onnx.json`` (never a run's own ``model.json``)."""
-    onnx_file = Path(onnx_file)
-    return onnx_file.with_name(onnx_file.name + ".json")
-
-
-def require_onnx() -> None:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError as exc:
-        raise ConfigError(
-            f"ONNX export and the onnxruntime backend need the onnx extra ({exc.name} is missing): "
-            "pip install 'scrd[onnx]'"
-        ) from None
 
 
 @dataclass
@@ -120,8 +101,6 @@ def export_onnx(
 
 
 def _self_check(onnx_file: Path, detector: Detector, batch: int) -> tuple[float, float]:
-    from .ort_detector import ort_session
-
     size = detector.image_size
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
     maps, scores = ort_session(onnx_file, "cpu").run(list(OUTPUTS), {INPUT: images.numpy()})

@@ -17,28 +17,7 @@ from ..detector import Detector, Scored
 from ..errors import CheckpointError, ConfigError
 from ..model.weights import sha256_of
 from ..storage import read_json
-from .onnx_export import INPUT, ONNX_FORMAT, OUTPUTS, require_onnx, sidecar_path
-
-
-def ort_session(onnx_file: str | Path, device: str = "auto"):
-    """An ONNX Runtime session on the CPU, or CUDA when ``device`` asks for it and it is there."""
-    require_onnx()
-    import onnxruntime as ort
-
-    providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda") or (device == "auto" and "CUDAExecutionProvider" in ort.get_available_providers()):
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise ConfigError(f"--device {device}: this onnxruntime has no CUDA provider (install onnxruntime-gpu)")
-        index = device.partition(":")[2] or "0"
-        providers = [("CUDAExecutionProvider", {"device_id": int(index)}), *providers]
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: ORT warns about unused initialisers otherwise
-    # torch's thread count (OMP_NUM_THREADS, which torchrun sets per process), not every core per process
-    options.intra_op_num_threads = torch.get_num_threads()
-    try:
-        return ort.InferenceSession(str(onnx_file), options, providers=providers)
-    except Exception as exc:  # ORT raises its own types for a bad or truncated file
-        raise CheckpointError(f"{onnx_file}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:200]})") from exc
+from .onnx_format import INPUT, ONNX_FORMAT, OUTPUTS, ort_session, sidecar_path
 
 
 @dataclass

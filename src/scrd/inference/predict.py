@@ -1,0 +1,205 @@
+"""The prediction job: score image files in streamed batches, write a CSV and heat maps.
+
+Rows are appended and flushed batch by batch, so memory stays bounded and a killed run,
+started again with the same output folder, skips the images it already finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..data.dataset import ImageDataset, SkippedImages, make_loader
+from ..data.layouts import collect_samples
+from ..deploy.backends import Scorer, load_scorer
+from ..detector import decision_of
+from ..errors import InputError
+from ..filenames import HEATMAP_DIR, PANEL_DIR
+from ..model.weights import sha256_of
+from ..runs.rundir import prepare_process
+from ..storage import read_json, remove_stale_temporaries, write_json
+from .shards import OutputNames, Shard, mark_done, merge_shards, remove_own_temporaries, shards_finished
+
+FIELDS = ["path", "score", "decision", "heatmap", "panel"]
+
+
+def _finished_paths(csv_path: Path) -> set[str]:
+    """Paths already written; a torn last line (a kill mid-write) is cut off first."""
+    if not csv_path.is_file():
+        return set()
+    data = csv_path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with open(csv_path, "r+b") as f:
+            f.truncate(cut)
+    with open(csv_path, newline="") as f:
+        return {row["path"] for row in csv.DictReader(f)}
+
+
+def heatmap_name(path: str) -> str:
+    """A file name unique per input path (two folders may hold the same file name).
+
+    ``path`` may end in ``#slice=K`` / ``#frame=K`` (one image of a volume): that part is kept.
+    """
+    digest = hashlib.sha1(path.encode()).hexdigest()[:8]
+    file, _, fragment = path.partition("#")
+    stem = Path(file).name.split(".")[0] if fragment else Path(file).stem
+    part = "-" + fragment.replace("=", "") if fragment else ""
+    return f"{stem}{part}-{digest}.png"
+
+
+@dataclass
+class PredictResult:
+    csv: Path
+    scored: int  # images scored by this call (earlier finished ones are not counted again)
+    skipped: int  # unreadable images skipped so far, listed in skipped_images.csv beside the CSV
+
+
+def predict(
+    model: str | Path,
+    inputs: Sequence[str],
+    out_dir: str | Path,
+    batch_size: int = 16,
+    heatmaps: bool = True,
+    panels: bool = True,
+    device: str = "auto",
+    num_workers: int = 0,
+    on_bad_image: str | None = None,
+    precision: str = "auto",
+    fresh: bool = False,
+    backend: str = "torch",
+    shard: Shard | None = None,
+) -> PredictResult:
+    """Score every image of ``inputs`` (files, folders, globs or a CSV manifest).
+
+    Volumes are scored slice by slice (rows ``vol.nii.gz#slice=K``), with the model's own
+    ``data`` options, so prediction reads files exactly as training did. An output folder holds
+    the results of one model: ``predict_info.json`` records which (the sha256 of its model.pt) and
+    how; a folder written by another model or with other settings is refused unless ``fresh``,
+    which starts it afresh. ``heatmaps`` writes plain overlays, ``panels`` the titled panels of
+    :mod:`.panels` (original | heat map with colour bar | overlay).
+
+    ``backend`` "onnxruntime" scores with a file from ``scrd export`` (``model`` is the .onnx).
+    ``shard`` scores only that shard's part of the inputs into part files (see :mod:`.shards`);
+    the last shard to finish merges the parts into the CSV a single process would write.
+    """
+    from ..reporting.panels import write_image_heatmaps
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: --out is a file; give a folder for the predictions")
+    prepare_process()
+    detector, model_file = load_scorer(backend, model, device, precision)
+    names = OutputNames.of(shard)
+    samples = collect_samples(list(inputs), detector.config.data)
+    samples = samples if shard is None else shard.select(samples, batch_size)
+    own = {} if shard is None else {"shard": str(shard), "assigned": len(samples), "batch_size": batch_size}
+    _claim_output_folder(out_dir, model_file, detector, heatmaps, panels, fresh, names, own)
+    (out_dir / HEATMAP_DIR).mkdir(parents=True, exist_ok=True)
+    if shard is None:
+        remove_stale_temporaries(out_dir)  # left by a kill in the middle of a write; never results
+    else:
+        remove_own_temporaries(out_dir, names)  # the other shards may be writing now
+    csv_path = out_dir / names.predictions
+    done = _finished_paths(csv_path)
+    samples = [s for s in samples if s.key not in done]
+    threshold = detector.threshold
+    display_range = detector.metadata.get("display_range")
+
+    skipped = SkippedImages(out_dir / names.skipped)
+    new_file, count = not csv_path.is_file(), 0
+    with open(csv_path, "a", newline="") as f:
+        writer = csv.writer(f)
+        if new_file:
+            writer.writerow(FIELDS)
+        if not samples:
+            return _finish(out_dir, names, shard, PredictResult(csv_path, 0, skipped.count))
+        dataset = ImageDataset(samples, detector.image_size, data=detector.config.data, on_bad_image=on_bad_image)
+        loader = make_loader(dataset, batch_size, num_workers, detector.device.type == "cuda")
+        for batch, scored in detector.iterate(loader):
+            skipped.add(batch["skipped"])
+            if scored is None:
+                continue
+            count += len(batch["path"])
+            for i, path in enumerate(batch["path"]):
+                score = float(scored.scores[i])
+                heatmap = panel = ""
+                if heatmaps or panels:
+                    heatmap, panel = write_image_heatmaps(
+                        out_dir,
+                        heatmap_name(path),
+                        path,
+                        batch["image"][i].permute(1, 2, 0).numpy(),
+                        scored.maps[i].numpy(),
+                        score,
+                        threshold,
+                        display_range,
+                        overlay=heatmaps,
+                        panel=panels,
+                    )
+                decision = decision_of(score, threshold) or ""
+                writer.writerow([path, repr(score), decision, heatmap, panel])
+            f.flush()
+            os.fsync(f.fileno())
+    return _finish(out_dir, names, shard, PredictResult(csv_path, count, skipped.count))
+
+
+def _finish(out_dir: Path, names: OutputNames, shard: Shard | None, result: PredictResult) -> PredictResult:
+    """A shard marks its part finished; the last one merges every part (``result.csv``: the merge)."""
+    if shard is None:
+        return result
+    mark_done(out_dir, names, len(_finished_paths(result.csv)))
+    if shards_finished(out_dir, shard.count):
+        result.csv = merge_shards(out_dir)[0]
+    return result
+
+
+def _claim_output_folder(
+    out_dir: Path,
+    model_file: Path,
+    detector: Scorer,
+    heatmaps: bool,
+    panels: bool,
+    fresh: bool,
+    names: OutputNames | None = None,
+    own: dict | None = None,
+) -> None:
+    """Record which model and settings write ``out_dir``; refuse a folder another one wrote.
+    ``own``: what only this shard records (which shard, how many images it was given)."""
+    names = names or OutputNames.of(None)
+    info = {
+        "model": str(model_file),
+        "model_sha256": sha256_of(model_file),
+        "threshold": detector.threshold,
+        "scoring": detector.config.to_dict()["scoring"],
+        "precision": detector.precision,
+        "heatmaps": heatmaps,
+        "panels": panels,
+        **(own or {}),
+    }
+    path = out_dir / names.info
+    previous = read_json(path) if path.is_file() else None
+    results = [out_dir / names.predictions, out_dir / names.skipped, path]
+    # heat maps and panels are shared by the shards: only an unsharded run clears them
+    results += [out_dir / HEATMAP_DIR, out_dir / PANEL_DIR] if names.done is None else [out_dir / names.done]
+    if fresh:
+        for old in results:
+            shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+    elif previous is None and (out_dir / names.predictions).is_file():
+        raise InputError(
+            f"{out_dir}: holds predictions of an unknown model (no {names.info}); pass --fresh to "
+            "start the folder afresh, or choose another --out"
+        )
+    elif previous is not None and previous != info:
+        what = [k for k in info if previous.get(k) != info[k]]
+        raise InputError(
+            f"{out_dir}: was written by {previous['model']} (sha256 {previous['model_sha256'][:12]}) "
+            f"with other {', '.join(what)}; pass --fresh to start the folder afresh, or choose "
+            "another --out"
+        )
+    write_json(path, info)

@@ -1,0 +1,3 @@
+"""Everything between the networks' features and an image score: per-scale distances, smoothing,
+scale fusion, the memory bank, the reduction.
+"""

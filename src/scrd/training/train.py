@@ -1,0 +1,352 @@
+"""The training job: iteration-based SCRD training into a run directory, with exact resume.
+
+``train`` starts a run, ``resume`` continues one from its checkpoint (or extends a finished one
+with more iterations). Batches are a pure function of (seed, iteration) and every random
+generator's state is checkpointed, so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..anomalies.synthesis import AnomalySynthesizer
+from ..config import Config
+from ..data.dataset import ImageDataset, SkippedImages
+from ..detector import Detector
+from ..device import memory_format, resolve_precision
+from ..errors import ConfigError, ResumeError, TrainingError
+from ..evaluation.evaluate import normal_map_range
+from ..evaluation.normal_reference import normal_statistics
+from ..filenames import (
+    CONFIG_FILE,
+    ENV_FILE,
+    HOLDOUT_SAMPLES,
+    MODEL_META,
+    SKIPPED_FILE,
+    STATE_FILE,
+    TRAIN_SAMPLES,
+)
+from ..model import build_model
+from ..runs.rundir import environment_report, prepare_process, seed_everything
+from ..runs.sample_lists import write_sample_list
+from ..storage import read_json, remove_stale_temporaries, write_json
+from .cache import build_training_cache
+from .data import TrainingImages, load_training_images
+from .distributed import World, check_shardable, check_supported, joined, world_from_env, wrap_trained
+from .global_batchnorm import use_global_batchnorm
+from .interrupt import StopRequest, TrainingInterrupted
+from .loop import Clock, TrainingLoop
+from .monitors import Monitors
+from .state import data_record, restore_state, save_state
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    iterations: int
+    final_loss: float
+    images_per_s: float
+    skipped_images: int = 0  # unreadable images skipped (data.on_bad_image = skip), listed in the run
+    started_at: int = 0  # the iteration this call started from (0 for a new run)
+
+
+def train(
+    config: Config,
+    train_source: str | Path,
+    run_dir: str | Path,
+    progress: bool = True,
+    eval_source: str | Path | None = None,
+    eval_split: str = "test",
+) -> TrainResult:
+    """Train SCRD on the normal images of ``train_source`` into the new run directory ``run_dir``.
+
+    With ``train.eval_every > 0`` the labelled ``eval_split`` of ``eval_source`` is scored during
+    training and logged (``eval_log.csv``); with ``train.selection = best_on_test`` the best-AUROC
+    model is also kept, marked as selected on test labels. The final model is always the last
+    iteration's. A run that fails before its first iteration leaves the directory as it was, so
+    the same command can simply be run again once the problem is fixed.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TrainingError(f"{run_dir}: --out is a file; give the run directory to create")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise TrainingError(
+            f"{run_dir}: run directory is not empty; pass --resume to continue it or choose a new directory"
+        )
+    _check_eval_source(config, eval_source)
+    world = world_from_env()
+    if world.distributed:
+        check_supported(config)
+    existed = run_dir.exists()
+    images = load_training_images(train_source, config)
+    started: list[int] = []  # _run records the iterations done here
+    try:
+        if config.model.method == "knn":
+            return _fit_knn(config, images, run_dir, progress)
+        return _run(config, images, run_dir, False, progress, eval_source, eval_split, started)
+    except BaseException:
+        if world.main and not started and not (run_dir / MODEL_META).is_file():
+            _clear_failed_start(run_dir, existed)  # nothing was trained: leave no half-made run behind
+        raise
+
+
+def _check_eval_source(config: Config, eval_source) -> None:
+    if eval_source is not None and not config.train.eval_every:
+        raise ConfigError(
+            "--eval-data is scored every train.eval_every iterations, which is 0 (never): "
+            "add e.g. --set train.eval_every=250, or drop --eval-data"
+        )
+
+
+def _clear_failed_start(run_dir: Path, existed: bool) -> None:
+    if not run_dir.is_dir():
+        return
+    for child in run_dir.iterdir():
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    if not existed:
+        run_dir.rmdir()
+
+
+def _fit_knn(config: Config, images: TrainingImages, run_dir: Path, progress: bool) -> TrainResult:
+    """model.method = knn: no iterations; the memory bank is fitted and saved like a trained model."""
+    from .fit_bank import fit_memory_bank
+
+    prepare_process()
+    seed_everything(config.train.seed, config.train.deterministic)
+    clock = Clock()
+    model, weights_note, device = fit_memory_bank(config, images.fit, progress)
+    _write_run_files(run_dir, config, images, device)
+    dataset = ImageDataset(images.fit, config.model.image_size, data=config.data)
+    _finish(
+        run_dir,
+        model,
+        config,
+        device,
+        weights_note,
+        images,
+        dataset,
+        0,
+        "no selection: nothing is trained",
+        clock.elapsed,
+    )
+    return TrainResult(run_dir, 0, float("nan"), 0.0)
+
+
+def resume(
+    run_dir: str | Path,
+    train_source: str | Path,
+    iterations: int | None = None,
+    progress: bool = True,
+    eval_source: str | Path | None = None,
+    eval_split: str = "test",
+) -> TrainResult:
+    """Continue the run in ``run_dir`` from its checkpoint, on the same data (checked by fingerprint).
+
+    ``iterations`` extends the run to that many iterations. A finished run asked for no more
+    iterations is left exactly as it is (its model and calibration included).
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ResumeError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}); start it without --resume")
+    world = world_from_env()
+    if world.main:
+        remove_stale_temporaries(run_dir)  # what a kill in the middle of an atomic write left
+    config = Config.load(run_dir / CONFIG_FILE)
+    _check_eval_source(config, eval_source)
+    if world.distributed:
+        check_supported(config)
+    if iterations is not None:
+        config = config.with_overrides({"train.iterations": iterations})
+    if config.model.method == "knn":  # fitted in one go: finished, or fitted again
+        if (run_dir / MODEL_META).is_file():
+            return TrainResult(run_dir, 0, float("nan"), 0.0)
+        return _fit_knn(config, load_training_images(train_source, config), run_dir, progress)
+    done = read_json(run_dir / MODEL_META)["iterations"] if (run_dir / MODEL_META).is_file() else None
+    if done is not None and done >= config.train.iterations:
+        return TrainResult(run_dir, done, float("nan"), 0.0, started_at=done)  # finished: nothing to do
+    if done is not None and not (run_dir / STATE_FILE).is_file():
+        raise ResumeError(f"{run_dir}: finished at {done} iterations without a checkpoint to extend from")
+    if not (run_dir / STATE_FILE).is_file() and world.main:
+        warnings.warn(
+            f"{run_dir}: no checkpoint was written before the run stopped (train.checkpoint_every = "
+            f"{config.train.checkpoint_every}); training starts again from iteration 0",
+            stacklevel=2,
+        )
+    images = load_training_images(train_source, config)
+    return _run(config, images, run_dir, True, progress, eval_source, eval_split)
+
+
+def _run(
+    config: Config,
+    images: TrainingImages,
+    run_dir: Path,
+    resuming: bool,
+    progress: bool,
+    eval_source: str | Path | None,
+    eval_split: str,
+    started: list[int] | None = None,
+) -> TrainResult:
+    """Train (or continue) the run: build, restore, cache, iterate with checkpoints, select, save.
+    Each finished iteration is appended to ``started``. Under torchrun every rank runs this; rank 0
+    alone writes (see :mod:`.distributed`)."""
+    tc = config.train
+    prepare_process()
+    seed_everything(tc.seed, tc.deterministic)
+    with joined(tc.device) as (world, device):
+        check_shardable(len(images.fit), tc.batch_size, world)
+        world.barrier()  # every rank has checked the run directory before rank 0 writes into it
+        model, weights_note = build_model(config.model.arch, config.model.weights, config.model.scale_head)
+        model.to(device).to(memory_format=memory_format(tc.channels_last))
+        if world.distributed:
+            use_global_batchnorm(model.bottleneck, world)
+            use_global_batchnorm(model.decoder, world)
+        optimizer = torch.optim.Adam(model.trainable_parameters(), lr=tc.lr, betas=tc.betas)
+        synth = AnomalySynthesizer(config.noise, seed=tc.seed)
+        monitors = Monitors.create(config, images, run_dir, eval_source, eval_split)
+        start, seconds = 0, 0.0
+        if resuming and (run_dir / STATE_FILE).is_file():
+            start, seconds = restore_state(
+                run_dir, model, optimizer, synth, images.source, images.fingerprint, world.size
+            )
+        if world.main:
+            _write_run_files(run_dir, config, images, device)
+        monitors.open(start, model)
+        dataset = ImageDataset(images.fit, config.model.image_size, data=config.data)
+        cache = _build_cache(config, images, weights_note, device, run_dir, dataset, model, progress, world)
+        ddp = wrap_trained(model, config.loss, world, device)
+        loop = TrainingLoop(
+            config,
+            model,
+            optimizer,
+            synth,
+            monitors,
+            dataset,
+            cache,
+            run_dir,
+            device,
+            start,
+            seconds,
+            progress,
+            world=world,
+            ddp=ddp,
+        )
+        it = _iterate(loop, run_dir, images, model, optimizer, synth, world, started)
+        loop.close()
+        monitors.close()
+        selection = monitors.select(model)
+        if world.main:
+            _finish(run_dir, model, config, device, weights_note, images, dataset, it, selection, loop.clock.total)
+        world.barrier()  # the model is saved when any rank returns
+    return TrainResult(run_dir, it, loop.clock.loss, loop.clock.rate, loop.skipped.count, started_at=start)
+
+
+def _build_cache(config, images, weights_note, device, run_dir, dataset, model, progress, world: World):
+    """The training cache; with several ranks rank 0 builds (and writes) it first, the others then
+    read its files and fill their own memory stores."""
+    identity = _cache_identity(config, images, weights_note, device)
+    cache = None
+    if world.main:
+        cache = build_training_cache(dataset, model, config, device, run_dir, identity, progress)
+    world.barrier()
+    if not world.main:
+        cache = build_training_cache(dataset, model, config, device, run_dir, identity, False, writer=False)
+    return cache
+
+
+def _iterate(loop: TrainingLoop, run_dir: Path, images: TrainingImages, model, optimizer, synth, world: World, started):
+    """The iterations, with checkpoints (rank 0) and a clean stop on SIGINT/SIGTERM; the last iteration."""
+    tc = loop.config.train
+    data, it = data_record(images.source, images.fingerprint), loop.batches.start
+    with StopRequest() as stop_request:
+        for it, stop in loop:
+            if started is not None:
+                started.append(it)
+            interrupted = world.any(bool(stop_request.signum))  # every rank stops after the same iteration
+            if world.main and (it % tc.checkpoint_every == 0 or it == tc.iterations or stop or interrupted):
+                save_state(run_dir, model, optimizer, synth, it, data, loop.clock.total, world.size)
+            if interrupted:
+                raise TrainingInterrupted(
+                    f"interrupted at iteration {it}; a checkpoint was written: continue with "
+                    f"scrd train --resume --out {run_dir} --data {images.source}"
+                )
+            if stop:
+                break
+    return it
+
+
+def _cache_identity(config: Config, images: TrainingImages, weights_note: str, device: torch.device) -> dict:
+    """What a disk cache was built for: it is reused only when all of this is the same."""
+    return {
+        "data": data_record(images.source, images.fingerprint),
+        "teacher": weights_note,
+        "config": {k: config.to_dict()[k] for k in ("model", "data")},
+        "n": len(images.fit),
+        "precision": resolve_precision(config.train.precision, device),
+    }
+
+
+def _write_run_files(run_dir: Path, config: Config, images: TrainingImages, device: torch.device) -> None:
+    """Config, environment, the sample lists and the skipped images (everything checked by now)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / CONFIG_FILE)
+    write_json(run_dir / ENV_FILE, environment_report(device))
+    write_sample_list(run_dir / TRAIN_SAMPLES, images.fit)
+    write_sample_list(run_dir / HOLDOUT_SAMPLES, images.holdout)
+    if images.skipped:
+        SkippedImages(run_dir / SKIPPED_FILE).add(images.skipped)
+
+
+def _finish(
+    run_dir: Path,
+    model,
+    config: Config,
+    device: torch.device,
+    weights_note: str,
+    images: TrainingImages,
+    dataset: ImageDataset,
+    iterations: int,
+    selection: str,
+    train_seconds: float,
+) -> None:
+    """Save the final model (with the memory bank beside it that model.memory_bank asks for); metadata
+    of an earlier save is merged, except what the new weights void."""
+    old = read_json(run_dir / MODEL_META) if (run_dir / MODEL_META).is_file() else {}
+    old.pop("calibration", None)  # calibrated for other weights (a run extended with more iterations)
+    old.pop("normal_statistics", None)  # measured on other weights too
+    bank, bank_seconds = None, 0.0
+    if config.model.memory_bank:
+        from .fit_bank import fit_memory_bank
+
+        started = time.perf_counter()
+        bank = fit_memory_bank(config, images.fit, progress=False)[0].bank
+        bank_seconds = time.perf_counter() - started
+    detector = Detector.for_training(model.eval(), config, device, old, bank)
+    # first: scoring.scale_fusion reads these statistics, and the display range scores images
+    statistics = normal_statistics(detector, images.holdout or images.fit)
+    detector.save(
+        run_dir,
+        {
+            "iterations": iterations,
+            "train_seconds": round(train_seconds + bank_seconds, 1),  # a memory bank is part of training
+            **({"memory_bank_seconds": round(bank_seconds, 1)} if bank is not None else {}),
+            "teacher_weights": weights_note,
+            "selection": selection,
+            "data": {
+                **data_record(images.source, images.fingerprint),
+                "n_train": len(images.fit),
+                "n_holdout": len(images.holdout),
+            },
+            "provenance": environment_report(device),
+            "display_range": normal_map_range(detector, dataset),
+            "normal_statistics": {
+                **statistics,
+                "images": "held-out normal training images" if images.holdout else "normal training images",
+            },
+        },
+    )
