@@ -29,7 +29,7 @@ from scrd.model import SCRD
 
 def speed(arch: str, size: int, batch: int, repeats: int, root: Path) -> None:
     config = preset("official").with_overrides({"model.arch": arch, "model.weights": "none", "model.image_size": size})
-    Detector(SCRD(arch).eval(), config, torch.device("cpu")).save(root / "model")
+    Detector.from_network(SCRD(arch).eval(), config, torch.device("cpu")).save(root / "model")
     t0 = time.perf_counter()
     export_onnx(root / "model", root / "model.onnx")
     print(f"export {arch} at {size} px: {time.perf_counter() - t0:.1f} s")
@@ -60,7 +60,7 @@ def processes(count: int, batch: int, root: Path) -> None:
     config = preset("official").with_overrides(
         {"model.arch": "mobilenet_v2", "model.weights": "none", "model.image_size": 64, "noise.max_size": 24}
     )
-    Detector(SCRD("mobilenet_v2").eval(), config, torch.device("cpu")).save(root / "small")
+    Detector.from_network(SCRD("mobilenet_v2").eval(), config, torch.device("cpu")).save(root / "small")
     predict = ["-m", "scrd.cli", "predict", str(images), "--model", str(root / "small"), "--batch-size", str(batch)]
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     for label, launch in (("1 process", []), ("2 processes (torchrun)", torchrun)):

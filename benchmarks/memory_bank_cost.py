@@ -12,7 +12,7 @@ untrained student (mobilenet_v2 unless --arch) with a random bank of the size tr
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import copy
 
 import torch
 from scale_fusion_cost import seconds_per_batch  # the same timing, run from benchmarks/
@@ -36,7 +36,7 @@ def untrained_with_bank(arch: str, image_size: int, train_images: int) -> Detect
         )
     patches = round(train_images * grid.shape[2] * grid.shape[3] * config.knn.fraction)
     bank = torch.randn(patches, grid.shape[1], generator=torch.Generator().manual_seed(0))
-    return Detector(model, config, torch.device("cpu"), memory_bank=bank)
+    return Detector.from_network(model, config, torch.device("cpu"), bank=bank)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     size = with_bank.image_size
     images = torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     if not args.run:  # statistics from the batch itself: the time, not the values, is measured
-        with_bank.measure_scale_scores(iter([images]))
-        with_bank.measure_bank_statistics(iter([images]), [with_bank.config.scoring])
-    alone = dataclasses.replace(with_bank, memory_bank=None)
-    bank = with_bank.memory_bank
+        with_bank.fit_statistics(iter([images]))
+    alone = copy.copy(with_bank)  # the same network and scales, no bank map
+    alone.head = with_bank.head.with_options(memory_bank_weight=0.0).copy_statistics_from(with_bank.head)
+    bank = with_bank.head.bank
     print(
         f"{with_bank.config.model.arch}, {size} px, batch {args.batch}, bank {bank.shape[0]} x {bank.shape[1]}, "
         f"{torch.get_num_threads()} threads"

@@ -12,7 +12,6 @@ choose the scales that real lesions need.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +23,8 @@ from scrd.data.layouts import load_samples
 from scrd.detector import Detector
 from scrd.evaluation.metrics import oracle_metrics
 from scrd.filenames import HOLDOUT_SAMPLES
+from scrd.lab.scoring_variants import variant_heads
 from scrd.runs.sample_lists import read_sample_list
-from scrd.scoring.maps import image_score
 
 SUBSETS = {
     "1+2+3": (1, 1, 1),
@@ -38,18 +37,16 @@ SUBSETS = {
 }
 
 
-def stacks_of(detector: Detector, images: torch.Tensor, batch_size: int = 16) -> list[tuple]:
-    return [detector.scale_stack(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+def features_of(detector: Detector, images: torch.Tensor, batch_size: int = 16) -> list:
+    return [detector.features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
 
 
-def aurocs(detector: Detector, stacks: list[tuple], labels: np.ndarray) -> dict[str, float]:
-    """AUROC of the configured score for each scale subset, from the same per-scale maps."""
-    out = {}
-    for name, weights in SUBSETS.items():
-        scoring = dataclasses.replace(detector.config.scoring, scale_weights=weights)
-        scores = [image_score(detector.combine(s, a, scoring), scoring.score, scoring.top_k_percent) for s, a in stacks]
-        out[name] = oracle_metrics(labels, torch.cat(scores).numpy())["auroc"]
-    return out
+def aurocs(heads: dict, features: list, labels: np.ndarray) -> dict[str, float]:
+    """AUROC of each scale subset's head, from the same network features."""
+    return {
+        name: oracle_metrics(labels, torch.cat([head(*f).scores for f in features]).double().numpy())["auroc"]
+        for name, head in heads.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,13 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         images, labels = validation_set(
             torch.stack([normals[i]["image"] for i in range(len(normals))]), detector.config.train.seed
         )
-        label_free = aurocs(detector, stacks_of(detector, images), labels)
-        real_labels, real_stacks = [], []
+        heads = variant_heads(detector, run, {name: {"scale_weights": list(w)} for name, w in SUBSETS.items()})
+        label_free = aurocs(heads, features_of(detector, images), labels)
+        real_labels, real_features = [], []
         samples = load_samples(args.data, args.split, detector.config.data)
         for batch in make_loader(ImageDataset(samples, detector.image_size, data=detector.config.data), 16):
-            real_stacks.append(detector.scale_stack(batch["image"]))
+            real_features.append(detector.features(batch["image"]))
             real_labels.append(batch["label"].numpy())
-        real = aurocs(detector, real_stacks, np.concatenate(real_labels))
+        real = aurocs(heads, real_features, np.concatenate(real_labels))
         for name in SUBSETS:
             print(f"| {run} | {name} | {label_free[name]:.4f} | {real[name]:.4f} |")
     return 0

@@ -12,7 +12,6 @@ An untrained mobilenet_v2 unless a run directory is given (speed, not accuracy, 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
 import torch
@@ -42,20 +41,16 @@ def main(argv: list[str] | None = None) -> int:
         detector = Detector.load(args.run)
     else:
         config = preset("denoising").with_overrides({"model.weights": "none", "model.image_size": args.image_size})
-        detector = Detector(SCRD(config.model.arch).eval(), config, torch.device("cpu"))
+        detector = Detector.from_network(SCRD(config.model.arch).eval(), config, torch.device("cpu"))
     size = detector.image_size
     images = torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
-    detector.measure_scale_scores(iter([images]), dataclasses.replace(detector.config.scoring, scale_fusion="sum"))
-    base = detector.config
-    configs = {
-        name: dataclasses.replace(base, scoring=dataclasses.replace(base.scoring, scale_fusion=name))
-        for name in ("sum", "normal_softmax")
-    }
+    heads = {name: detector.head.with_options(scale_fusion=name) for name in ("sum", "normal_softmax")}
+    detector.fit_statistics(iter([images]), list(heads.values()))  # from the batch: only the time is measured
     print(f"{detector.config.model.arch}, {size} px, batch {args.batch}, {torch.get_num_threads()} threads")
     for _ in range(args.rounds):
         times = {}
-        for name, config in configs.items():
-            detector.config = config
+        for name, head in heads.items():
+            detector.head = head
             times[name] = seconds_per_batch(detector, images, args.repeats)
         print(
             f"sum {times['sum']:.3f} s, normal_softmax {times['normal_softmax']:.3f} s per batch: "

@@ -43,7 +43,7 @@ def _oracle_map(detector: Detector, images01: torch.Tensor, weighted: bool) -> n
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     with torch.no_grad():
-        out = detector.model((images01 - mean) / std)
+        out = detector.network((images01 - mean) / std)
     total = 0.0
     for k, (u, v) in enumerate(zip(out.teacher, out.student)):
         cos = (u * v).sum(1) / (u.norm(dim=1) * v.norm(dim=1)).clamp_min(1e-8)
@@ -58,8 +58,8 @@ def _oracle_map(detector: Detector, images01: torch.Tensor, weighted: bool) -> n
 def test_detector_maps_and_scores_match_an_independent_computation(weighting, score):
     torch.manual_seed(0)
     config = tiny_config("paper", scoring__alpha_weighting=weighting, scoring__score=score)
-    detector = Detector(SCRD("mobilenet_v2").eval(), config, torch.device("cpu"), precision="fp32")
-    torch.nn.init.normal_(detector.model.scale_head.linear.weight, std=0.5)  # α far from uniform
+    detector = Detector.from_network(SCRD("mobilenet_v2").eval(), config, torch.device("cpu"), precision="fp32")
+    torch.nn.init.normal_(detector.network.scale_head.linear.weight, std=0.5)  # α far from uniform
     images = torch.rand(2, 3, 64, 64)
     scored = detector.score(images)
     expected = _oracle_map(detector, images, weighted=weighting == "weighted")
@@ -73,8 +73,8 @@ def test_detector_maps_and_scores_match_an_independent_computation(weighting, sc
 def test_bf16_inference_stays_close_to_fp32():
     torch.manual_seed(0)
     model, images = SCRD("mobilenet_v2").eval(), torch.rand(4, 3, 64, 64)
-    fp32 = Detector(model, tiny_config(), torch.device("cpu"), precision="fp32").score(images)
-    bf16 = Detector(model, tiny_config(), torch.device("cpu"), precision="bf16").score(images)
+    fp32 = Detector.from_network(model, tiny_config(), torch.device("cpu"), precision="fp32").score(images)
+    bf16 = Detector.from_network(model, tiny_config(), torch.device("cpu"), precision="bf16").score(images)
     assert bf16.maps.dtype == torch.float32  # maps are computed in float32 from bf16 features
     assert not torch.equal(bf16.maps, fp32.maps)  # it really ran in bf16
     torch.testing.assert_close(bf16.scores, fp32.scores, rtol=2e-2, atol=0)

@@ -37,10 +37,10 @@ def test_knn_is_trained_evaluated_and_predicts_like_scrd(phantom_data, tmp_path,
     result = train(config, phantom_data, run, progress=False)
     assert result.iterations == 0
     meta = json.loads((run / MODEL_META).read_text())
-    assert meta["method"] == "knn" and meta["bank_shape"][0] == 16 * 8 * 8  # every 8x8 patch of 16 images
+    assert meta["method"] == "knn" and meta["memory_bank_shape"][0] == 16 * 8 * 8  # every 8x8 patch of 16 images
     detector = Detector.load(run, "cpu", precision="fp32")
     train_set = ImageDataset(load_samples(phantom_data, "train"), 64)
-    own = detector.scale_stack(train_set[0]["image"][None])[0]
+    own = detector.head.unsmoothed_bank_map(detector.features(train_set[0]["image"][None]).teacher)
     assert own.abs().max() < 1e-2  # a training image's patches are all in the bank
     assert main(["evaluate", "--model", str(run), "--data", str(phantom_data), "--out", str(tmp_path / "e")]) == 0
     metrics = json.loads((tmp_path / "e" / METRICS_FILE).read_text())

@@ -16,8 +16,9 @@ SRC = Path(scrd.__file__).parent
 
 # What each layer may import from scrd (besides itself): every arrow points down this list. A
 # newcomer finds a concept's home from the folder names; the product never imports the lab.
-BASE = {"errors", "filenames", "storage", "device", "allocator", "__init__"}
+BASE = {"errors", "filenames", "storage", "device", "allocator", "version"}
 ALLOWED = {
+    "version": set(),
     "errors": set(),
     "filenames": set(),
     "storage": {"errors"},
@@ -50,6 +51,8 @@ ALLOWED = {
     | {"config", "model", "data", "detector", "deploy", "runs", "reporting", "evaluation", "inference", "training"}
     | {"demo", "lab"},
     "__main__": {"cli"},  # python -m scrd, torchrun -m scrd
+    # the public names, imported lazily (and for type checkers only under TYPE_CHECKING)
+    "__init__": {"version", "config", "data", "detector", "training", "evaluation", "inference"},
 }
 # No folder may hold more than this share of the package's lines (one concept per folder).
 MAX_FOLDER_SHARE = 0.25
@@ -232,3 +235,9 @@ def test_image_suffixes_have_one_registry():
 
     assert brain_tumor.PIL_SUFFIXES is PIL_SUFFIXES  # raw downloads are searched for what the readers read
     assert set(PIL_SUFFIXES) | {".dcm", ".dicom", ".nii", ".nii.gz"} <= set(supported_suffixes())
+
+
+def test_the_public_names_are_one_list_and_each_resolves():
+    assert sorted(scrd.__all__) == sorted([*scrd._EXPORTS, "__version__"])
+    for name in scrd.__all__:
+        assert getattr(scrd, name) is not None

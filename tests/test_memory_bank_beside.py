@@ -5,7 +5,6 @@ statistics training stores and evaluation measures, saving and loading, and the 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 
@@ -14,12 +13,10 @@ import torch
 import torch.nn.functional as F
 from helpers import tiny_config
 
-from scrd.config import ScoringConfig
 from scrd.detector import Detector
 from scrd.errors import CheckpointError, ConfigError
-from scrd.evaluation.evaluate import evaluate
 from scrd.filenames import MODEL_FILE, MODEL_META
-from scrd.scoring.bank_fusion import add_bank_map, bank_statistics_key
+from scrd.scoring.bank_fusion import add_bank_map
 from scrd.scoring.maps import gaussian_smooth, image_score
 from scrd.storage import load_tensors, save_tensors
 from scrd.training.train import train
@@ -33,20 +30,11 @@ def test_add_bank_map_by_hand():
     torch.testing.assert_close(combined, torch.tensor([[[1.5, 2.0], [2.0, 3.0]]]))
 
 
-def test_bank_statistics_key_names_what_changes_either_map():
-    base = ScoringConfig(score="top_k", top_k_percent=5.0, scale_fusion="normal_softmax")
-    key = bank_statistics_key(base)
-    changed = [
-        dataclasses.replace(base, fusion_temperature=4.0),
-        dataclasses.replace(base, scale_weights=(1.0, 1.0, 0.0)),
-        dataclasses.replace(base, scale_fusion="normal_sum"),
-        dataclasses.replace(base, top_k_percent=1.0),
-        dataclasses.replace(base, feature_pool=3),
-        dataclasses.replace(base, sigma=2.0),
-    ]
-    assert len({key, *(bank_statistics_key(s) for s in changed)}) == 1 + len(changed)
-    # the weight only mixes the two standardised maps: the statistics are the same
-    assert bank_statistics_key(dataclasses.replace(base, memory_bank_weight=3.0)) == key
+def test_the_head_keeps_the_bank_and_its_statistics_in_the_state_dict(bank_run):
+    """The scoring state travels in model.pt: the bank and the (student, bank) statistics are buffers."""
+    state = load_tensors(bank_run / MODEL_FILE)["scoring"]
+    assert {"bank", "pair_mean", "pair_std", "score_mean", "score_std"} <= set(state)
+    assert not torch.isnan(state["pair_mean"]).any() and (state["pair_std"] > 0).all()
 
 
 def test_config_refuses_a_bank_beside_no_student_and_negative_weights():
@@ -74,11 +62,12 @@ def test_training_fits_the_bank_and_stores_both_maps_statistics(bank_run):
     knn = detector.config.knn
     assert detector.has_memory_bank
     # 12 training images (16 less 4 held out) x 8 x 8 positions of scale 2 at 64 px, 10 % kept
-    assert detector.memory_bank.shape[0] == round(12 * 8 * 8 * knn.fraction)
-    assert meta["memory_bank_shape"] == list(detector.memory_bank.shape)
-    stored = meta["normal_statistics"]["memory_bank"][bank_statistics_key(detector.config.scoring)]
-    assert stored["images"] == meta["data"]["n_holdout"] == 4  # measured on the held-out normals
-    assert len(stored["mean"]) == 2 and all(s > 0 for s in stored["std"])
+    assert detector.head.bank.shape[0] == round(12 * 8 * 8 * knn.fraction)
+    assert meta["memory_bank_shape"] == list(detector.head.bank.shape)
+    stored = meta["scoring_statistics"]
+    assert stored["count"] == meta["data"]["n_holdout"] == 4  # measured on the held-out normals
+    assert stored["images"] == "held-out normal training images"
+    assert len(stored["pair_mean"]) == 2 and all(s > 0 for s in stored["pair_std"])
     assert meta["train_seconds"] >= meta["memory_bank_seconds"] >= 0  # recorded; the bank counts as training time
 
 
@@ -88,18 +77,18 @@ def test_the_map_is_the_standardised_sum_of_the_student_and_the_bank(bank_run):
     images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(4))
     scored = detector.score(images)
     # independently: the student's own map (weight 0), and the bank's brute-force nearest distances
-    student = dataclasses.replace(detector, config=detector.config.with_overrides({"scoring.memory_bank_weight": 0.0}))
-    student_maps = student.score(images).maps.double()
+    student_head = detector.head.with_options(memory_bank_weight=0.0).copy_statistics_from(detector.head)
+    student_maps = detector.score_heads(images, {"s": student_head})["s"].maps.double()
     from scrd.data.transforms import normalize
 
-    features = detector.model.teacher(normalize(images))
+    features = detector.network.teacher(normalize(images))
     picked = [F.avg_pool2d(features[k - 1].float(), 3, stride=1, padding=1) for k in detector.config.knn.scales]
     picked = [F.interpolate(f, size=picked[0].shape[-2:], mode="bilinear", align_corners=False) for f in picked]
     vectors = torch.cat(picked, 1).permute(0, 2, 3, 1)
-    nearest = torch.cdist(vectors.reshape(-1, vectors.shape[-1]), detector.memory_bank).amin(1)
+    nearest = torch.cdist(vectors.reshape(-1, vectors.shape[-1]), detector.head.bank).amin(1)
     bank = F.interpolate(nearest.view(3, 1, 8, 8), size=(64, 64), mode="bilinear", align_corners=False)
     bank_maps = gaussian_smooth(bank, scoring.sigma)[:, 0].double()
-    mean, std = detector.bank_score_statistics()
+    mean, std = detector.head.pair_mean.tolist(), detector.head.pair_std.tolist()
     expected = (student_maps - mean[0]) / std[0] + (bank_maps - mean[1]) / std[1]
     torch.testing.assert_close(scored.maps.double(), expected, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(scored.scores, image_score(expected, "top_k", 5.0), rtol=1e-4, atol=1e-4)
@@ -109,43 +98,47 @@ def test_the_stored_statistics_are_those_of_the_held_out_normals(bank_run):
     from scrd.evaluation.normal_reference import normal_batches, reference_samples
 
     detector = Detector.load(bank_run, "cpu")
-    stored = detector.bank_score_statistics()
-    scoring = detector.config.scoring
-    student = dataclasses.replace(detector, config=detector.config.with_overrides({"scoring.memory_bank_weight": 0.0}))
+    head = detector.head
+    student_head = head.with_options(memory_bank_weight=0.0).copy_statistics_from(head)
     student_scores, bank_scores = [], []
     for images in normal_batches(detector, reference_samples(bank_run)):
-        student_scores.append(student.score(images).scores)
-        stack, _ = detector.scale_stack(images)
-        bank_scores.append(image_score(gaussian_smooth(stack[:, -1:], scoring.sigma)[:, 0], "top_k", 5.0).double())
-    for values, mean, std in zip((student_scores, bank_scores), *stored):
+        student_scores.append(detector.score_heads(images, {"s": student_head})["s"].scores.double())
+        bank_map = head.bank_map(detector.features(images).teacher)
+        bank_scores.append(image_score(bank_map, "top_k", 5.0).double())
+    for values, mean, std in zip((student_scores, bank_scores), head.pair_mean.tolist(), head.pair_std.tolist()):
         values = torch.cat(values)
         assert values.mean().item() == pytest.approx(mean, rel=1e-4)
         assert values.std(unbiased=False).item() == pytest.approx(std, rel=1e-3)
 
 
-def test_evaluate_scores_the_student_alone_and_other_scorings_of_the_bank(bank_run, phantom_data, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(bank_run, run)
+def test_scoring_variants_score_the_student_alone_and_other_scorings_of_the_bank(bank_run, phantom_data):
+    from scrd.data.layouts import load_samples
+    from scrd.lab.scoring_variants import score_variants, variant_heads
+
+    detector = Detector.load(bank_run, "cpu")
     variants = {"student_alone": {"memory_bank_weight": 0.0}, "softmax_t4": {"fusion_temperature": 4.0}}
-    metrics = evaluate(run, phantom_data, tmp_path / "eval", scoring_variants=variants, report=False)
-    assert set(variants) <= set(metrics["auroc_by_image_score"])
-    assert all(0.0 <= metrics["auroc_by_image_score"][name] <= 1.0 for name in variants)
+    heads = variant_heads(detector, bank_run, variants)
+    labels, scores, weights = score_variants(detector, load_samples(str(phantom_data), "test"), heads)
+    assert set(scores) == set(variants) and len(labels) == 12
+    assert not torch.isnan(heads["softmax_t4"].pair_mean).any()  # its own statistics, measured
+    assert torch.isnan(heads["student_alone"].pair_mean).all()  # it reads none
+    assert set(weights) == set(variants)  # both fuse the scales per image (normal_softmax)
 
 
 def test_a_model_file_without_its_bank_is_refused(bank_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(bank_run, run)
     state = load_tensors(run / MODEL_FILE)
-    del state["memory_bank"]
+    del state["scoring"]["bank"]
     save_tensors(run / MODEL_FILE, state)
-    with pytest.raises(CheckpointError, match="model.memory_bank, but the file holds no memory bank"):
+    with pytest.raises(CheckpointError, match="has a memory bank, but the file holds none"):
         Detector.load(run, "cpu")
 
 
 def test_missing_statistics_and_export_are_clear_errors(bank_run, tmp_path):
     detector = Detector.load(bank_run, "cpu")
-    detector.metadata["normal_statistics"].pop("memory_bank")
-    with pytest.raises(CheckpointError, match="memory bank beside the student needs .*statistics"):
+    detector.head.pair_mean.fill_(float("nan"))
+    with pytest.raises(CheckpointError, match="needs normal-image statistics \\(pair\\)"):
         detector.score(torch.rand(1, 3, 64, 64))
     from scrd.deploy.onnx_export import export_onnx
 
@@ -165,7 +158,8 @@ def test_predict_scores_files_with_the_bank(bank_run, phantom_data, tmp_path):
         predicted = {r["path"]: float(r["score"]) for r in csv.DictReader(f)}
     detector = Detector.load(bank_run, "cpu")
     expected = detector.score(torch.stack([detector.load_image(p) for p in images])).scores
-    student = dataclasses.replace(detector, memory_bank=None)
-    alone = student.score(torch.stack([detector.load_image(p) for p in images])).scores
+    alone_head = detector.head.with_options(memory_bank_weight=0.0).copy_statistics_from(detector.head)
+    batch = torch.stack([detector.load_image(p) for p in images])
+    alone = detector.score_heads(batch, {"a": alone_head})["a"].scores.double()
     assert [predicted[str(p)] for p in images] == pytest.approx(expected.tolist(), rel=1e-5, abs=1e-5)
     assert not torch.allclose(expected, alone)  # the bank's map is part of what predict scores

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from scrd.evaluation.metrics import (
     best_f1_threshold,
-    calibrate_threshold,
+    conformal_threshold,
     metrics_at_threshold,
     official_metrics,
     oracle_metrics,
@@ -75,47 +75,60 @@ def flagged_fraction(scores: np.ndarray, thr: float) -> float:
     return float(np.mean(scores >= thr))
 
 
-def test_calibrate_simple_and_float_edge() -> None:
-    scores = np.arange(1.0, 11.0)
-    # 10·(1 − 0.9) is 0.99999… in floats; one false positive must still be allowed.
-    assert calibrate_threshold(scores, 0.9) == 10.0
-    assert calibrate_threshold(scores, 0.8) == 9.0
-    assert calibrate_threshold(scores, 0.95) > 10.0  # k = 0: nothing may be flagged
-    assert flagged_fraction(scores, calibrate_threshold(scores, 0.95)) == 0.0
+def test_conformal_threshold_passes_the_k_lowest_scores() -> None:
+    scores = np.arange(1.0, 11.0)  # n = 10
+    at_80 = conformal_threshold(scores, 0.8)  # k = ceil(11 · 0.8) = 9: scores 1..9 pass, 10 is flagged
+    assert at_80["threshold"] == np.nextafter(9.0, np.inf) and at_80["passed"] == 9 and at_80["guaranteed"]
+    assert at_80["expected_specificity"] == pytest.approx(9 / 11)
+    at_90 = conformal_threshold(scores, 0.9)  # k = ceil(9.9) = 10: every score passes
+    assert at_90["threshold"] > 10.0 and at_90["passed"] == 10 and at_90["guaranteed"]
+    at_95 = conformal_threshold(scores, 0.95)  # k = ceil(10.45) = 11 > n: no threshold can promise 0.95
+    assert not at_95["guaranteed"] and at_95["passed"] == 10 and at_95["min_images_for_target"] == 19
 
 
-def test_calibrate_never_splits_ties() -> None:
+def test_conformal_threshold_never_splits_ties() -> None:
     scores = np.array([0.1, 0.2, 0.3, 0.3, 0.3])
-    thr = calibrate_threshold(scores, 0.8)  # one false positive allowed, but three normals tie at 0.3
-    assert flagged_fraction(scores, thr) == 0.0 and thr > 0.3
-    thr = calibrate_threshold(scores, 0.4)  # three allowed: the tied block can be flagged
-    assert thr == 0.3 and flagged_fraction(scores, thr) == 0.6
-    assert calibrate_threshold(np.full(4, 2.0), 0.5) > 2.0
+    thr = conformal_threshold(scores, 0.5)["threshold"]  # k = 3 lands inside the tied block: all pass
+    assert thr > 0.3 and flagged_fraction(scores, thr) == 0.0
+    assert conformal_threshold(np.full(4, 2.0), 0.5)["threshold"] > 2.0
 
 
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(st.integers(0, 12), min_size=1, max_size=60),
-    st.floats(0.01, 1.0, allow_nan=False),
+    st.floats(0.01, 0.99, allow_nan=False),
 )
-def test_calibrate_meets_target_with_the_lowest_observed_threshold(values: list[int], target: float) -> None:
+def test_conformal_threshold_passes_exactly_the_scores_up_to_the_kth(values: list[int], target: float) -> None:
     scores = np.asarray(values, dtype=np.float64) / 4.0  # many ties
-    thr = calibrate_threshold(scores, target)
-    assert 1.0 - flagged_fraction(scores, thr) >= target - 1e-9
-    lower = scores[scores < thr]
-    if lower.size:  # any lower observed threshold would flag too many normals
-        assert 1.0 - flagged_fraction(scores, lower.max()) < target - 1e-9
+    result = conformal_threshold(scores, target)
+    k = min(len(scores), math.ceil((len(scores) + 1) * target - 1e-9))
+    kth = np.sort(scores)[k - 1]
+    assert result["passed"] == np.sum(scores <= kth) >= k  # ties with the k-th pass with it
+    assert result["threshold"] > kth and not np.any((scores > kth) & (scores < result["threshold"]))
+
+
+def test_conformal_threshold_keeps_its_promise_on_new_normals() -> None:
+    """Over many calibration sets, new normal images pass with probability k / (n + 1) >= target."""
+    rng = np.random.default_rng(0)
+    n, target = 40, 0.9
+    reached = [
+        np.mean(rng.normal(size=2000) < conformal_threshold(rng.normal(size=n), target)["threshold"])
+        for _ in range(300)
+    ]
+    one = conformal_threshold(rng.normal(size=n), target)
+    assert np.mean(reached) >= target and np.mean(reached) == pytest.approx(one["expected_specificity"], abs=0.01)
+    assert np.std(reached) == pytest.approx(one["specificity_std"], rel=0.15)
 
 
 def test_calibrate_validation() -> None:
     with pytest.raises(ValueError, match="target_specificity"):
-        calibrate_threshold([0.1, 0.2], 0.0)
+        conformal_threshold([0.1, 0.2], 0.0)
     with pytest.raises(ValueError, match="target_specificity"):
-        calibrate_threshold([0.1, 0.2], 1.5)
+        conformal_threshold([0.1, 0.2], 1.5)
     with pytest.raises(ValueError, match="empty"):
-        calibrate_threshold([], 0.95)
+        conformal_threshold([], 0.95)
     with pytest.raises(ValueError, match="NaN"):
-        calibrate_threshold([0.1, float("nan")], 0.95)
+        conformal_threshold([0.1, float("nan")], 0.95)
 
 
 # ----------------------------------------------------------------------------- fixed threshold

@@ -69,9 +69,9 @@ def exported(request, tmp_path_factory, phantom_files) -> Exported:
     config = preset("official").with_overrides(
         {"model.arch": arch, "model.weights": "none", "model.image_size": SIZE, "noise.max_size": 24, **SCORING}
     )
-    detector = Detector(SCRD(arch).eval(), config, torch.device("cpu"), {}, "fp32", False)
+    detector = Detector.from_network(SCRD(arch).eval(), config, torch.device("cpu"), {}, "fp32", False)
     images = torch.stack([detector.load_image(f) for f in phantom_files])
-    detector.metadata["normal_statistics"] = detector.normal_statistics(iter([images]))
+    detector.fit_statistics(iter([images]))
     scores = np.sort([r.score for r in detector.score_files(phantom_files, batch_size=7)])
     gap = int(np.argmax(np.diff(scores)))  # the widest gap: no score lies near the threshold
     detector.metadata["calibration"] = {"threshold": float(scores[gap : gap + 2].mean())}
@@ -85,8 +85,8 @@ def exported(request, tmp_path_factory, phantom_files) -> Exported:
 
 
 def _assert_parity(reference: Detector, ort: OrtDetector, files: list[str], batch_size: int) -> None:
-    expected = reference.score_files(files, batch_size)
-    got = ort.score_files(files, batch_size)
+    expected = list(reference.score_files(files, batch_size))
+    got = list(ort.score_files(files, batch_size))
     assert [r.path for r in got] == [r.path for r in expected]
     score_rel = max(abs(g.score - e.score) / abs(e.score) for g, e in zip(got, expected))
     map_abs = max(float((g.map - e.map).abs().max()) for g, e in zip(got, expected))
@@ -150,7 +150,7 @@ def test_dynamo_exporter_gives_the_same_parity(tmp_path, phantom_files):
     config = preset("official").with_overrides(
         {"model.arch": "mobilenet_v2", "model.weights": "none", "model.image_size": SIZE, "noise.max_size": 24}
     )
-    Detector(SCRD("mobilenet_v2").eval(), config, torch.device("cpu")).save(tmp_path / "model")
+    Detector.from_network(SCRD("mobilenet_v2").eval(), config, torch.device("cpu")).save(tmp_path / "model")
     export_onnx(tmp_path / "model", tmp_path / "m.onnx", exporter="dynamo")
     reference, ort = Detector.load(tmp_path / "model", "cpu", "fp32"), OrtDetector.load(tmp_path / "m.onnx", "cpu")
     for batch_size in (1, 7):
@@ -176,7 +176,7 @@ def test_a_spatial_scale_head_exports_with_its_per_location_weights(tmp_path, ph
     model = SCRD("mobilenet_v2", "spatial").eval()
     with torch.no_grad():  # a head far from uniform, so that the weighting shows in the maps
         model.scale_head.logits.weight.mul_(50)
-    Detector(model, config, torch.device("cpu")).save(tmp_path / "model")
+    Detector.from_network(model, config, torch.device("cpu")).save(tmp_path / "model")
     export_onnx(tmp_path / "model", tmp_path / "m.onnx")
     reference, ort = Detector.load(tmp_path / "model", "cpu", "fp32"), OrtDetector.load(tmp_path / "m.onnx", "cpu")
     for batch_size in (1, 7):
@@ -193,18 +193,19 @@ def test_a_fusion_on_the_normal_scale_exports_with_its_statistics(tmp_path, phan
             "scoring.scale_weights": (1.0, 1.0, 0.5),
         }
     )
-    detector = Detector(SCRD("mobilenet_v2").eval(), config, torch.device("cpu"), {}, "fp32", False)
+    detector = Detector.from_network(SCRD("mobilenet_v2").eval(), config, torch.device("cpu"), {}, "fp32", False)
     images = torch.stack([detector.load_image(f) for f in phantom_files])
-    detector.measure_scale_scores(iter([images[:4], images[4:]]))
+    detector.fit_statistics(iter([images[:4], images[4:]]))
     detector.save(tmp_path / "model")
     export_onnx(tmp_path / "model", tmp_path / "m.onnx")
     reference, ort = Detector.load(tmp_path / "model", "cpu", "fp32"), OrtDetector.load(tmp_path / "m.onnx", "cpu")
     assert float(reference.score(images).alpha.amax(1).min()) < 0.99  # the weights vary: not one scale
     for batch_size in (1, 7):
-        expected, got = reference.score_files(phantom_files, batch_size), ort.score_files(phantom_files, batch_size)
+        expected = list(reference.score_files(phantom_files, batch_size))
+        got = list(ort.score_files(phantom_files, batch_size))
         # standardised scores sit around 0, where a relative tolerance means nothing: the raw maps'
         # tolerances carried through (s - mean) / std (a random network's std is ~1 % of its mean)
-        mean, std = reference.scale_score_statistics()
+        mean, std = reference.head.score_mean.tolist(), reference.head.score_std.tolist()
         amplification = max(mean) / min(std)
         assert max(abs(g.score - e.score) for g, e in zip(got, expected)) <= SCORE_RTOL * amplification
         assert max(float((g.map - e.map).abs().max()) for g, e in zip(got, expected)) <= MAP_ATOL * amplification

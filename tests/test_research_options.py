@@ -107,18 +107,19 @@ def test_fixed_scale_weights_drop_or_scale_a_scale_map():
     model = SCRD("mobilenet_v2").eval()
     stack = torch.tensor([1.0, 10.0, 100.0]).view(1, 3, 1, 1).expand(2, 3, 4, 4).clone()
     alpha = torch.tensor([[0.5, 0.25, 0.25]]).expand(2, 3)
-    deep = Detector(model, tiny_config(scoring__sigma=0.0, scoring__scale_weights=[0.0, 1.0, 2.0]), torch.device("cpu"))
-    assert deep.combine(stack, alpha)[0, 0, 0].item() == pytest.approx(10 + 200)  # 0·1 + 1·10 + 2·100
+    deep = tiny_config(scoring__sigma=0.0, scoring__scale_weights=[0.0, 1.0, 2.0])
+    deep = Detector.from_network(model, deep, torch.device("cpu"))
+    assert deep.head.fuse_scales(stack, alpha)[0][0, 0, 0].item() == pytest.approx(10 + 200)  # 0·1 + 1·10 + 2·100
     both = tiny_config(scoring__sigma=0.0, scoring__scale_weights=[0.0, 1.0, 2.0], scoring__alpha_weighting="weighted")
-    combined = Detector(model, both, torch.device("cpu")).combine(stack, alpha)
+    combined = Detector.from_network(model, both, torch.device("cpu")).head.fuse_scales(stack, alpha)[0]
     assert combined[0, 0, 0].item() == pytest.approx(0.25 * 10 + 0.25 * 2 * 100)  # α times the fixed weight
     with pytest.raises(ConfigError, match="scale_weights"):
         tiny_config(scoring__scale_weights=[0.0, 0.0, 0.0])
 
 
 def test_a_scoring_variant_scores_as_a_detector_configured_with_it():
-    """The experiment runner's extra scorings share one network pass per pooling size; each must
-    give exactly the score of a model whose config has those options."""
+    """The experiment runner's extra scorings share one network pass; each must give exactly the score
+    of a model whose config has those options."""
     torch.manual_seed(0)
     model = SCRD("mobilenet_v2").eval()
     images = torch.rand(3, 3, 64, 64)
@@ -127,12 +128,14 @@ def test_a_scoring_variant_scores_as_a_detector_configured_with_it():
         "max": {"score": "max"},
         "pool3_mean": {"score": "mean", "feature_pool": 3},
     }
-    scored = Detector(model, tiny_config(), torch.device("cpu"), precision="fp32").score(images, variants)
+    detector = Detector.from_network(model, tiny_config(), torch.device("cpu"), precision="fp32")
+    heads = {name: detector.head.with_options(**options) for name, options in variants.items()}
+    scored = detector.score_heads(images, heads)
     for name, options in variants.items():
         own = tiny_config(**{f"scoring__{k}": v for k, v in options.items()})
-        expected = Detector(model, own, torch.device("cpu"), precision="fp32").score(images).scores
-        torch.testing.assert_close(scored.by_reduction[name], expected, rtol=0, atol=0)
-    assert not torch.equal(scored.by_reduction["pool3_mean"], scored.by_reduction["mean"])  # pooling changed it
+        expected = Detector.from_network(model, own, torch.device("cpu"), precision="fp32").score(images).scores
+        torch.testing.assert_close(scored[name].scores.double(), expected, rtol=0, atol=0)
+    assert not torch.equal(scored["pool3_mean"].scores, detector.score(images).by_reduction["mean"].float())
 
 
 def test_the_released_codes_alpha_inside_the_cosine_with_a_saturated_alpha():
@@ -145,9 +148,10 @@ def test_the_released_codes_alpha_inside_the_cosine_with_a_saturated_alpha():
     with torch.no_grad():  # saturate the head: logits (−50, −25, 0) -> α ≈ (2e-22, 1.4e-11, 1)
         model.scale_head.linear.weight.zero_()
         model.scale_head.linear.bias.copy_(torch.tensor([-50.0, -25.0, 0.0]))
-    detector = Detector(model, config, torch.device("cpu"), precision="fp32")
+    detector = Detector.from_network(model, config, torch.device("cpu"), precision="fp32")
     images = torch.rand(2, 3, 64, 64)
-    stack, alpha = detector.scale_stack(images)
+    features = detector.features(images)
+    stack, alpha = detector.head.scale_stack(*features), features.alpha
     assert alpha[0, 0] < 1e-20 and alpha[0, 1] < 1e-10
     x = (images - torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     with torch.no_grad():
@@ -159,8 +163,8 @@ def test_the_released_codes_alpha_inside_the_cosine_with_a_saturated_alpha():
         torch.testing.assert_close(stack[:, k], up, atol=1e-6, rtol=0)
     assert torch.allclose(stack[:, 0], torch.ones_like(stack[:, 0]), atol=1e-6)  # saturated: 1 everywhere
     unweighted = tiny_config(scoring__sigma=0.0, scoring__alpha_weighting="none")
-    unweighted = Detector(model, unweighted, torch.device("cpu"), precision="fp32")
-    plain = unweighted.scale_stack(images)[0]
+    unweighted = Detector.from_network(model, unweighted, torch.device("cpu"), precision="fp32")
+    plain = unweighted.head.scale_stack(*unweighted.features(images))
     assert (plain[:, 0] - 1).abs().max() > 0.05  # a cancelling α would have kept this scale's own map
     torch.testing.assert_close(plain[:, 2], stack[:, 2], atol=1e-6, rtol=0)  # α_3 ≈ 1 changes nothing
 
@@ -194,12 +198,12 @@ def test_label_free_criterion_per_scoring_is_each_scorings_own_criterion():
     model = SCRD("mobilenet_v2").eval()
     images, labels = validation_set(torch.rand(6, 3, 64, 64), seed=0)
     variants = {"max": {"score": "max"}, "pool3_top5": {"score": "top_k", "top_k_percent": 5.0, "feature_pool": 3}}
-    by_scoring = label_free_aurocs(
-        Detector(model, tiny_config(), torch.device("cpu"), precision="fp32"), images, labels, variants
-    )
+    detector = Detector.from_network(model, tiny_config(), torch.device("cpu"), precision="fp32")
+    heads = {name: detector.head.with_options(**options) for name, options in variants.items()}
+    by_scoring = label_free_aurocs(detector, images, labels, heads)
     assert set(by_scoring) == set(variants)
     for name, options in variants.items():
-        own = Detector(
+        own = Detector.from_network(
             model,
             tiny_config(**{f"scoring__{k}": v for k, v in options.items()}),
             torch.device("cpu"),
@@ -253,7 +257,9 @@ def test_the_rd4ad_loss_with_a_noisy_student_is_a_denoising_distillation(phantom
     from scrd.training.train import train
 
     config = LossConfig(form="rd4ad", alpha_placement="none", student_input="noisy")
-    assert uses_synthetic_anomalies(config) and not uses_synthetic_anomalies(LossConfig(form="rd4ad"))
+    assert uses_synthetic_anomalies(config) and not uses_synthetic_anomalies(
+        LossConfig(form="rd4ad", student_input="clean")
+    )
     torch.manual_seed(0)
     model = SCRD("mobilenet_v2").eval()
     clean, noisy = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)

@@ -16,7 +16,6 @@ from helpers import tiny_config
 from scrd.config import ScoringConfig
 from scrd.detector import Detector
 from scrd.errors import CheckpointError, ConfigError
-from scrd.evaluation.evaluate import evaluate
 from scrd.filenames import MODEL_META
 from scrd.scoring.maps import gaussian_smooth, image_score
 from scrd.scoring.scale_fusion import (
@@ -24,8 +23,8 @@ from scrd.scoring.scale_fusion import (
     fusion_weights,
     per_scale_scores,
     scale_score_statistics,
-    statistics_key,
 )
+from scrd.scoring.statistics import measure_statistics
 from scrd.training.train import train
 
 
@@ -79,23 +78,6 @@ def test_statistics_are_population_mean_and_std():
         scale_score_statistics(torch.ones(1, 3))
 
 
-def test_statistics_key_names_what_changes_a_scale_score():
-    base = ScoringConfig(score="top_k", top_k_percent=5.0, feature_pool=3, alpha_weighting="none")
-    keys = {
-        statistics_key(base),
-        statistics_key(dataclasses.replace(base, top_k_percent=1.0)),
-        statistics_key(dataclasses.replace(base, feature_pool=1)),
-        statistics_key(dataclasses.replace(base, sigma=2.0)),
-        statistics_key(dataclasses.replace(base, score="max")),
-        statistics_key(dataclasses.replace(base, alpha_weighting="inside_cosine")),
-    }
-    assert len(keys) == 6
-    # what only fuses (temperature, fixed weights, the fusion itself) shares the statistics
-    assert statistics_key(dataclasses.replace(base, fusion_temperature=4.0, scale_weights=(1, 1, 0))) == (
-        statistics_key(base)
-    )
-
-
 def test_config_rejects_conflicting_fusion_options():
     with pytest.raises(ConfigError, match="fusion_temperature"):
         tiny_config("denoising", scoring__scale_fusion="normal_softmax", scoring__fusion_temperature=0.0)
@@ -121,9 +103,10 @@ def fused_run(phantom_data, tmp_path_factory):
 def test_training_stores_the_statistics_its_scoring_needs(fused_run):
     meta = json.loads((fused_run / MODEL_META).read_text())
     detector = Detector.load(fused_run, "cpu")
-    stored = meta["normal_statistics"]["scale_scores"][statistics_key(detector.config.scoring)]
-    assert stored["images"] == meta["data"]["n_holdout"] == 4  # measured on the held-out normals
-    assert all(s > 0 for s in stored["std"])
+    stored = meta["scoring_statistics"]
+    assert stored["count"] == meta["data"]["n_holdout"] == 4  # measured on the held-out normals
+    assert all(s > 0 for s in stored["score_std"]) and stored["score_std"] == detector.head.score_std.tolist()
+    assert "map_mean" not in stored and "pair_mean" not in stored  # only what this scoring reads
 
 
 def test_detector_fuses_and_reports_the_weights_as_alpha(fused_run):
@@ -132,9 +115,9 @@ def test_detector_fuses_and_reports_the_weights_as_alpha(fused_run):
     images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     scored = detector.score(images)
     # independently: smooth each scale, standardise by the stored statistics, softmax of z / T
-    stack, _ = detector.scale_stack(images)
+    stack = detector.head.scale_stack(*detector.features(images))
     smoothed = gaussian_smooth(stack, scoring.sigma)
-    mean, std = detector.scale_score_statistics()
+    mean, std = detector.head.score_mean.tolist(), detector.head.score_std.tolist()
     standardized = (smoothed - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     z = torch.stack([image_score(standardized[:, k], "top_k", 5.0) for k in range(3)], 1)
     weights = torch.softmax(z / scoring.fusion_temperature, dim=1)
@@ -144,54 +127,58 @@ def test_detector_fuses_and_reports_the_weights_as_alpha(fused_run):
     torch.testing.assert_close(scored.scores, image_score(expected, "top_k", 5.0).double(), rtol=1e-5, atol=1e-5)
 
 
-def test_normal_statistics_share_one_network_pass_per_feature_pooling(fused_run, monkeypatch):
+def test_statistics_of_several_heads_share_one_network_pass(fused_run, monkeypatch):
     detector = Detector.load(fused_run, "cpu", precision="fp32")
-    own = detector.config.scoring  # 3x3 pooling (the preset's)
-    same_pass = dataclasses.replace(own, score="max")
-    other_pass = dataclasses.replace(own, feature_pool=1)
+    own = detector.head
+    heads = [
+        own.with_options(score="max"),
+        own.with_options(feature_pool=1),
+        own.with_options(feature_pool=1, scale_fusion="standardized"),
+    ]
     batches = [torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
-    # what each statistic is, computed one scoring at a time
-    stacks = {p: torch.cat([detector.scale_stack(b, s)[0] for b in batches]) for p, s in ((3, own), (1, other_pass))}
-    expected_mean = stacks[3].double().mean((0, 2, 3))
-    expected_std = stacks[3].double().std((0, 2, 3), unbiased=False)
-
+    features = [detector.features(b) for b in batches]
     passes = []
-    original = detector.scale_stack
-    monkeypatch.setattr(detector, "scale_stack", lambda x, s=None: passes.append(s) or original(x, s))
-    stats = detector.measure_normal_statistics(iter(batches), [own, same_pass, other_pass])
-    assert len(passes) == 4  # 2 batches x 2 poolings, not 2 x (1 + 3)
-    torch.testing.assert_close(torch.tensor(stats["scale_mean"], dtype=torch.float64), expected_mean)
-    torch.testing.assert_close(torch.tensor(stats["scale_std"], dtype=torch.float64), expected_std)
-    for scoring, pool in ((own, 3), (same_pass, 3), (other_pass, 1)):
-        per_image = per_scale_scores(gaussian_smooth(stacks[pool], scoring.sigma), scoring)
-        expected = scale_score_statistics(per_image)
-        measured = stats["scale_scores"][statistics_key(scoring)]
-        torch.testing.assert_close(torch.tensor(measured["mean"]), torch.tensor(expected["mean"]))
-        torch.testing.assert_close(torch.tensor(measured["std"]), torch.tensor(expected["std"]))
-        assert detector.scale_score_statistics(scoring) == (measured["mean"], measured["std"])  # kept for fuse
-    passes.clear()  # scale scores alone take no pass for the map moments of the detector's own pooling
-    assert "scale_mean" not in detector.measure_normal_statistics(iter(batches), [other_pass], map_moments=False)
-    assert len(passes) == 2
+    original = detector.features
+    monkeypatch.setattr(detector, "features", lambda x: passes.append(1) or original(x))
+    assert detector.fit_statistics(iter(batches), heads) == 4
+    assert len(passes) == 2  # one network pass per batch, for the detector's head and all three
+    for head in (own, *heads):  # what each statistic is, computed one head at a time
+        stacks = torch.cat([head.scale_stack(*f) for f in features])
+        if head.scoring.scale_fusion == "standardized":
+            torch.testing.assert_close(head.map_mean, stacks.double().mean((0, 2, 3)))
+            torch.testing.assert_close(head.map_std, stacks.double().std((0, 2, 3), unbiased=False))
+            assert torch.isnan(head.score_mean).all()
+            continue
+        expected = scale_score_statistics(per_scale_scores(gaussian_smooth(stacks, head.scoring.sigma), head.scoring))
+        torch.testing.assert_close(head.score_mean, torch.tensor(expected["mean"], dtype=torch.float64))
+        torch.testing.assert_close(head.score_std, torch.tensor(expected["std"], dtype=torch.float64))
+    with pytest.raises(ValueError, match="at least 2"):
+        measure_statistics([own.with_options(score="mean")], [])
 
 
 def test_a_model_without_the_statistics_says_so(fused_run):
     detector = Detector.load(fused_run, "cpu")
-    detector.metadata["normal_statistics"].pop("scale_scores")
-    with pytest.raises(CheckpointError, match="scale_fusion = normal_softmax .*held-out normal images"):
+    detector.head.score_mean.fill_(float("nan"))
+    with pytest.raises(CheckpointError, match="scale_fusion normal_softmax.*scale_scores.*held-out normal images"):
         detector.score(torch.rand(1, 3, 64, 64))
 
 
-def test_evaluate_measures_a_scoring_variant_on_the_held_out_normals(fused_run, phantom_data, tmp_path):
+def test_variants_are_measured_on_the_held_out_normals_and_leave_the_model_as_it_was(fused_run, tmp_path):
+    from scrd.evaluation.normal_reference import normal_batches, reference_samples
+    from scrd.lab.scoring_variants import variant_heads
+
     run = tmp_path / "run"
     shutil.copytree(fused_run, run)
+    before = (run / "model.pt").read_bytes()
+    detector = Detector.load(run, "cpu")
     variants = {"pool1_softmax": {"feature_pool": 1}, "pool1_sum": {"feature_pool": 1, "scale_fusion": "normal_sum"}}
-    metrics = evaluate(run, phantom_data, tmp_path / "eval", scoring_variants=variants, report=False)
-    assert set(variants) <= set(metrics["auroc_by_image_score"])
-    assert 0.0 <= metrics["auroc_by_image_score"]["pool1_sum"] <= 1.0
-    # measured in memory for this evaluation; the model's own file is left as training wrote it
-    stored = json.loads((run / MODEL_META).read_text())["normal_statistics"]["scale_scores"]
-    assert list(stored) == [statistics_key(Detector.load(run, "cpu").config.scoring)]
+    heads = variant_heads(detector, run, variants)
+    # the same statistics as measuring the variant alone on the run's held-out normals
+    alone = detector.head.with_options(feature_pool=1)
+    detector.fit_statistics(normal_batches(detector, reference_samples(run)), [alone])
+    torch.testing.assert_close(heads["pool1_softmax"].score_mean, alone.score_mean)
+    assert (run / "model.pt").read_bytes() == before
     (run / "holdout_samples.csv").unlink()
     (run / "train_samples.csv").unlink()
     with pytest.raises(Exception, match="holdout_samples.csv"):
-        evaluate(run, phantom_data, tmp_path / "eval2", scoring_variants=variants, report=False)
+        variant_heads(detector, run, variants)

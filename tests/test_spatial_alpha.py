@@ -102,9 +102,10 @@ def test_a_trained_spatial_model_saves_loads_and_scores(phantom_data, tmp_path):
     train(tiny_config("denoising", **SPATIAL), phantom_data, run, progress=False)
     detector = Detector.load(run)
     images = torch.rand(3, 3, 64, 64)
-    stack, alpha = detector.scale_stack(images)
+    features = detector.features(images)
+    stack, alpha = detector.head.scale_stack(*features), features.alpha
     assert alpha.shape == (3, 3, 8, 8) and torch.allclose(alpha.sum(1), torch.ones(3, 8, 8), atol=1e-5)
     scored = detector.score(images)
     assert torch.allclose(scored.alpha, alpha.mean((2, 3)).cpu())
     assert torch.allclose(scored.alpha_peak, alpha.amax(1).mean((1, 2)).cpu())
-    assert torch.allclose(scored.maps, detector.combine(stack, alpha).cpu())
+    assert torch.allclose(scored.maps, detector.head.fuse_scales(stack, alpha)[0].cpu())

@@ -1,19 +1,30 @@
 """scrd: Scale-aware Contrastive Reverse Distillation for unsupervised medical anomaly detection.
 
 The names below are imported lazily from their modules, so ``import scrd`` and ``scrd --help``
-stay fast (torch is loaded when a name that needs it is first used)::
+stay fast (torch is loaded when a name that needs it is first used); type checkers see the real
+types through the ``TYPE_CHECKING`` imports::
 
     from scrd import Detector
     detector = Detector.load("runs/my-run")
-    rows = detector.score_files(["scan.png"])
+    for row in detector.score_files(["scan.png"]):
+        print(row.path, row.score, row.decision)
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.2.0"
+from .version import __version__
+
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers; never run
+    from .config import Config, preset
+    from .data.dataset import load_image
+    from .detector import Detector, FileScore
+    from .evaluation.calibrate import calibrate
+    from .evaluation.evaluate import evaluate
+    from .inference.predict import predict
+    from .training.train import resume, train
 
 _EXPORTS = {
     "Detector": "scrd.detector",
@@ -27,7 +38,19 @@ _EXPORTS = {
     "calibrate": "scrd.evaluation.calibrate",
     "predict": "scrd.inference.predict",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Config",
+    "Detector",
+    "FileScore",
+    "__version__",
+    "calibrate",
+    "evaluate",
+    "load_image",
+    "predict",
+    "preset",
+    "resume",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

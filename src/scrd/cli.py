@@ -14,7 +14,6 @@ import traceback
 import warnings
 from typing import Any, Sequence
 
-from . import __version__
 from .config import ARCHITECTURES, DEFAULT_PRESET, PRESET_NAMES
 from .data.prepare import DATASETS
 from .errors import ConfigError, ScrdError
@@ -29,6 +28,7 @@ from .filenames import (
     SCORES_FILE,
     SKIPPED_FILE,
 )
+from .version import __version__
 
 # Flags that set config values: (flag, attribute, config key); None: handled apart.
 CONFIG_FLAGS = (
@@ -276,6 +276,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .evaluation.compare import compare_evaluations, summary_lines
+    from .storage import write_json
+
+    result = compare_evaluations(args.a, args.b)
+    print("\n".join(summary_lines(result)))
+    if args.json:
+        write_json(args.json, result)
+    return 0
+
+
 def cmd_params(args: argparse.Namespace) -> int:
     from .model import SCRD, parameter_counts
 
@@ -305,6 +316,11 @@ def cmd_weights(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     from .config import preset
 
+    if args.reference:
+        from .config.reference import reference_tables
+
+        print(reference_tables(), end="")
+        return 0
     print(preset(args.preset).to_yaml(), end="")
     return 0
 
@@ -387,6 +403,7 @@ EXAMPLES = {
     "  scrd train --data DATA --out runs/r1 --resume --iterations 8000",
     "evaluate": "scrd evaluate --model runs/r1 --data DATA --out runs/r1/eval",
     "report": "scrd report runs/r1 --eval runs/r1/eval      # writes runs/r1/eval/report.html",
+    "compare": "scrd compare runs/a/eval runs/b/eval            # same images: is a above, below or level with b?",
     "predict": "scrd predict scans/ more/*.dcm --model runs/r1 --out runs/r1/predictions",
     "export": "scrd export runs/r1 --format onnx --out deploy/r1.onnx",
     "calibrate": "scrd calibrate --model runs/r1              # on the run's held-out normals\n"
@@ -524,6 +541,20 @@ def _report_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="device for the gallery's heat maps")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser(
+        "compare",
+        formatter_class=HelpFormatter,
+        epilog=_example("compare"),
+        help="are two evaluations' AUROCs different? DeLong's paired test on the same images",
+        description="Pair the images two `scrd evaluate` runs scored (same images, same labels) and test\n"
+        "AUROC(a) = AUROC(b) with DeLong's paired test: each AUROC with its 95 % interval, the difference\n"
+        "with its interval and p-value, and 'above', 'below' (p < 0.05) or 'level'.",
+    )
+    p.add_argument("a", help="an evaluation folder (scrd evaluate --out) or its scores.csv")
+    p.add_argument("b", help="another evaluation of the same images")
+    p.add_argument("--json", help="also write the result to this JSON file")
+    p.set_defaults(func=cmd_compare)
+
 
 def _predict_parser(sub) -> None:
     p = sub.add_parser(
@@ -622,6 +653,9 @@ def _small_parsers(sub) -> None:
         "config", formatter_class=HelpFormatter, epilog=_example("config"), help="print a preset as YAML"
     )
     p.add_argument("--preset", choices=PRESET_NAMES, default=DEFAULT_PRESET, help="preset to print")
+    p.add_argument(
+        "--reference", action="store_true", help="print every option (default, what it does, presets) as markdown"
+    )
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser(

@@ -41,4 +41,6 @@ PANEL_DIR = "panels"  # original | heat map with colour bar | overlay, titled wi
 SPLIT_FILE = "data.json"
 PREPARE_REPORT = "prepare_report.json"
 
-CHECKPOINT_FORMAT = "scrd-checkpoint/1"  # model.json "format"
+CHECKPOINT_FORMAT = "scrd-checkpoint/2"  # model.json "format": model.pt holds the network and its scoring head
+# read too: scrd 0.2 (normal-image statistics in model.json, the memory bank beside the state dict)
+LEGACY_CHECKPOINT_FORMATS = ("scrd-checkpoint/1",)

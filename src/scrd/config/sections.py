@@ -55,7 +55,7 @@ class ModelConfig(_Section):
     method: Literal["scrd", "knn"] = "scrd"
     arch: Arch = "mobilenet_v2"  # the paper's teacher is wide_resnet50_2 (presets official, paper, rd4ad)
     weights: str = "imagenet"  # 'imagenet' (torchvision IMAGENET1K_V1), 'none' or a file path
-    image_size: int = 256
+    image_size: int = 256  # images are resized to image_size x image_size (aspect ratio not kept), as the released code
     # scrd only: after training, also fit the knn section's memory bank of teacher patches (the
     # reference detector's, on the same teacher, no training) and add its map to the student's when
     # scoring (scoring.memory_bank_weight): two detectors that miss different things, one pass
@@ -74,6 +74,7 @@ class KnnConfig(_Section):
 
     scales: tuple[int, int] = (2, 3)  # teacher scales whose 3x3-averaged features make a patch vector
     pool: int = 3  # local averaging window (1: none)
+    # how the bank is drawn: a random subset or a greedy k-centre coreset
     sampling: Literal["random", "coreset"] = "random"
     fraction: float = 0.1  # of all normal training patches kept in the bank
 
@@ -84,17 +85,18 @@ class NoiseConfig(_Section):
 
     section: ClassVar[str] = "noise"
 
+    # the noise inside a patch: smooth simplex (the paper) or Gaussian (Table 3)
     kind: Literal["simplex", "gaussian"] = "simplex"
     strength: float = 0.2  # λ, added in [0, 1] image space before normalisation, unclipped
     min_size: int = 10  # patch side drawn uniformly in [min_size, max_size]
-    max_size: int = 31
-    patches_per_image: int = 1
+    max_size: int = 31  # largest patch side (pixels)
+    patches_per_image: int = 1  # synthetic patches pasted into each noisy image
     # fixed: the released code's single texture; fresh: new noise for every patch
     field: Literal["fixed", "fresh"] = replay("fresh")
-    octaves: int = replay(6)  # the simplex sum's octaves, persistence and first frequency (the released code's)
-    persistence: float = replay(0.6)
-    frequency: float = replay(32.0)
-    field_seed: int = replay(OFFICIAL_NOISE_SEED)
+    octaves: int = replay(6)  # octaves summed in the simplex noise (the released code's)
+    persistence: float = replay(0.6)  # each octave's amplitude relative to the one before
+    frequency: float = replay(32.0)  # the first octave's period in pixels; each next octave halves it
+    field_seed: int = replay(OFFICIAL_NOISE_SEED)  # the simplex permutation seed (the released code's)
     gaussian_std: float = replay(SIMPLEX_FRACTAL_STD)  # noise.kind gaussian (paper Table 3)
     # Patch sizes/positions: 'official' = numpy RandomState(train.seed) after the released script's
     # two seed draws, so seed 111 replays its patch sequence; 'legacy' = RandomState(seed) without
@@ -113,10 +115,13 @@ class LossConfig(_Section):
     # the noisy image's features, pulled towards the clean u and pushed away from z, so the student
     # learns to repair anomalies instead of copying them.
     student_input: Literal["clean", "noisy"] = "noisy"
+    # where the scale head's α enters the loss: inside the cosine (the released code: a no-op), weighting
+    # each scale's distance (Eq. 4), or not at all
     alpha_placement: Literal["inside_cosine", "outside", "none"] = replay("none")
+    # the contrastive ratio of batch means (the released code) or the mean of per-image ratios
     batch_reduction: Literal["ratio_of_means", "mean_of_ratios"] = replay("ratio_of_means")
-    eps: float = replay(0.0)
-    alpha_grad: Literal["train", "detach"] = replay("train")
+    eps: float = replay(0.0)  # ε in the ratio's denominator (Eq. 4; none in the released code)
+    alpha_grad: Literal["train", "detach"] = replay("train")  # whether the loss trains the scale head through α
     # What trains the scale head. 'loss': the loss that α weights (the paper; it collapses α to the scale
     # with the smallest ratio). 'separation': α of a noisy image is trained to weight the scales whose
     # maps best separate its synthetic anomaly from the rest of the image (the maps are detached, so
@@ -131,18 +136,18 @@ class TrainConfig(_Section):
     section: ClassVar[str] = "train"
 
     iterations: int = 4000  # the paper's figure; the released script runs 40000
-    batch_size: int = 16
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.5, 0.999)
+    batch_size: int = 16  # images per iteration (and per scoring batch during training)
+    lr: float = 1e-3  # Adam learning rate (the released code's)
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam betas (the released code's)
     # constant (the released code, the paper) or cosine: linear warm-up over lr_warmup iterations, then a
     # half cosine from lr to 0 at the last iteration (see scrd.training.lr_schedule)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
-    lr_warmup: int = 0
+    lr_warmup: int = 0  # iterations of linear warm-up before the cosine decay
     # Normal training images kept out of training (chosen by seed, listed in the run directory): the
     # normal-image statistics of the scoring and the threshold are measured on them, out of sample.
     holdout_fraction: float = 0.1
-    seed: int = 111
-    deterministic: bool = False
+    seed: int = 111  # seeds the batch order, the held-out split, the synthetic patches and the bank draw
+    deterministic: bool = False  # deterministic kernels: a killed CPU run resumes to the same weights bit for bit
     device: str = "auto"  # auto: CUDA when available
     # auto: bf16 autocast where the hardware computes bf16 natively (losses and maps stay fp32); fp32 is
     # the strict mode that the golden parity tests check
@@ -152,11 +157,11 @@ class TrainConfig(_Section):
     # at every epoch: computed once. auto: in memory within cache_memory_gb, else memory-mapped files
     # in the run directory.
     feature_cache: Literal["auto", "memory", "disk", "off"] = "auto"
-    image_cache: Literal["auto", "memory", "disk", "off"] = "auto"
-    cache_memory_gb: float = 4.0
-    num_workers: int = 0
-    checkpoint_every: int = 500
-    log_every: int = 10
+    image_cache: Literal["auto", "memory", "disk", "off"] = "auto"  # the decoded training images, as feature_cache
+    cache_memory_gb: float = 4.0  # the caches' memory budget before they go to disk (auto)
+    num_workers: int = 0  # DataLoader worker processes that decode images (0: in the training process)
+    checkpoint_every: int = 500  # iterations between resumable checkpoints (checkpoints/last.pt)
+    log_every: int = 10  # iterations between rows of train_log.csv
     eval_every: int = 0  # 0: no evaluation during training (needs --eval-data)
     # final: the last iteration's model; best_on_test: the best AUROC on the labelled --eval-data (labelled
     # as selected on test labels); label_free: the best label-free criterion (see select_every)
@@ -181,7 +186,7 @@ class ScoringConfig(_Section):
     # the image score from the smoothed map: its mean (SCRD), its max (RD4AD, PatchCore), or the mean
     # of its top_k_percent highest values (small lesions without the max's single-pixel noise)
     score: Literal["mean", "max", "top_k"] = "top_k"
-    top_k_percent: float = 5.0
+    top_k_percent: float = 5.0  # the share of the map's highest values that score 'top_k' averages
     # teacher and student features averaged over a feature_pool x feature_pool neighbourhood before the
     # per-pixel cosine (1: none, the released code); compares local context rather than single positions
     feature_pool: int = 3
@@ -192,7 +197,7 @@ class ScoringConfig(_Section):
     # scale at which the image departs most from normal images weighs most. The normal_* fusions set
     # the scale weights themselves: they cannot be combined with alpha_weighting 'weighted'.
     scale_fusion: Literal["sum", "standardized", "normal_sum", "normal_softmax"] = "normal_softmax"
-    fusion_temperature: float = 2.0
+    fusion_temperature: float = 2.0  # T of normal_softmax: lower weighs the most unusual scale more
     # a model with a memory bank (model.memory_bank): its map's weight beside the student's, each map
     # first put in units of its image score's spread over normal images (0: the student's map alone)
     memory_bank_weight: float = 1.0
@@ -211,10 +216,12 @@ class DataConfig(_Section):
 
     section: ClassVar[str] = "data"
 
+    # grey-level mapping to [0, 1]: none (stored range: 8 bit / 255, 16 bit / 65535), minmax or percentile
+    # per image, fixed window (e.g. Hounsfield units for CT)
     intensity: Literal["none", "minmax", "percentile", "fixed"] = "none"
     percentiles: tuple[float, float] = (1.0, 99.0)  # for intensity 'percentile', per image
     window: tuple[float, float] = (0.0, 255.0)  # for intensity 'fixed', stored units (HU for CT)
-    dicom_frames: Literal["reject", "first", "middle", "all"] = "reject"
+    dicom_frames: Literal["reject", "first", "middle", "all"] = "reject"  # multi-frame DICOM: refuse, one frame or each
     nifti_axis: int = 2  # 0 sagittal, 1 coronal, 2 axial (after reorienting to RAS+)
     nifti_percentiles: tuple[float, float] = (0.5, 99.5)  # volume-wide robust range -> [0, 1]
     nifti_tissue_level: float = 0.1  # a voxel is tissue above this normalised value

@@ -1,9 +1,8 @@
 """The whole scoring path of a detector as one module: [0, 1] images -> (smoothed maps, scores).
 
-This is what ``scrd export`` traces. It calls the detector's own ``scale_stack`` and ``combine``
-and the same ``image_score``, so the exported graph cannot drift from what ``Detector.score``
-computes: normalisation, the network, per-scale distances, α weighting, scale normalisation,
-Gaussian smoothing and the configured reduction are all inside it.
+This is what ``scrd export`` traces: the normalisation, the network and the detector's scoring head
+(per-scale distances, scale fusion with its normal statistics, the memory bank, smoothing and the
+reduction), the same modules ``Detector.score`` runs, so the exported graph cannot drift from it.
 """
 
 from __future__ import annotations
@@ -11,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..data.transforms import normalize
 from ..detector import Detector
-from ..scoring.maps import image_score
 
 
 class ScoringGraph(nn.Module):
@@ -20,11 +19,13 @@ class ScoringGraph(nn.Module):
 
     def __init__(self, detector: Detector) -> None:
         super().__init__()
-        self.detector = detector
-        self.model = detector.model  # registered, so the exporter sees the weights as parameters
+        self.network, self.head, self.knn = detector.network, detector.head, detector.is_knn
 
     def forward(self, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scoring = self.detector.config.scoring
-        stack, alpha = self.detector.scale_stack(images01)
-        maps = self.detector.combine(stack, alpha).float()
-        return maps, image_score(maps, scoring.score, scoring.top_k_percent)
+        out = self.network(normalize(images01))
+        if self.knn:
+            maps, scores, _ = self.head(out)
+        else:
+            alpha = out.alpha if out.alpha_map is None else out.alpha_map
+            maps, scores, _ = self.head(out.teacher, out.student, alpha)
+        return maps, scores

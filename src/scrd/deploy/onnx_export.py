@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..detector import Detector, resolve_model_path
 from ..errors import CheckpointError, ConfigError
 from ..model.weights import sha256_of
 from ..storage import write_json
+from ..version import __version__
 from .graph import ScoringGraph
 from .onnx_format import INPUT, ONNX_FORMAT, OUTPUTS, ort_session, require_onnx, sidecar_path
 
@@ -59,7 +59,7 @@ def export_onnx(
         raise ConfigError(f"--out {out}: is a folder; give a file name ending in .onnx")
     model_file = resolve_model_path(model)
     detector = Detector.load(model, device="cpu", precision="fp32", channels_last=False)
-    if detector.is_memory_bank:
+    if detector.is_knn:
         raise CheckpointError(f"{model_file}: a knn memory-bank model; scrd export supports SCRD models only")
     if detector.has_memory_bank:
         raise CheckpointError(

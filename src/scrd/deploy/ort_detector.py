@@ -74,6 +74,6 @@ class OrtDetector:
     # The torch detector's, unchanged: it needs only config, image_size, iterate and threshold.
     score_files = Detector.score_files
 
-    def iterate(self, loader: Any, variants: None = None) -> Iterator[tuple[dict[str, Any], Scored | None]]:
+    def iterate(self, loader: Any) -> Iterator[tuple[dict[str, Any], Scored | None]]:
         for batch in loader:
             yield batch, self.score(batch["image"]) if len(batch["image"]) else None

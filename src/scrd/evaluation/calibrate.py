@@ -1,10 +1,15 @@
 """Decision thresholds from normal images only, never (silently) from images the model learnt.
 
 A threshold is the score above which an image is called abnormal, set so that a target fraction
-of normal images stays below it (the specificity). Calibrating on images the model was trained
-on gives a threshold that is too low for new normals; so images listed in the run's
-``train_samples.csv`` are left out, and when nothing else is available (a run without held-out
-images, calibrated on its own training split) the calibration is labelled in-sample.
+of normal images stays below it (the specificity). The rule is split-conformal
+(:func:`~scrd.evaluation.metrics.conformal_threshold`): for new normal images like the calibration
+images the specificity is at least the target in expectation, and its spread over calibration sets
+(Beta-distributed, recorded with the threshold) shrinks as more normals are held out.
+
+Calibrating on images the model was trained on gives a threshold that is too low for new normals;
+so images listed in the run's ``train_samples.csv`` are left out, and when nothing else is available
+(a run without held-out images, calibrated on its own training split) the calibration is labelled
+in-sample.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from ..errors import InputError
 from ..filenames import HOLDOUT_SAMPLES, TRAIN_SAMPLES
 from ..runs.rundir import prepare_process
 from ..runs.sample_lists import read_sample_list, sample_key
-from .metrics import calibrate_threshold
+from .metrics import conformal_threshold
 from .scored_set import score_samples
 
 HOLDOUT = "holdout"  # as a calibration source: the run's held-out normal training images
@@ -69,7 +74,8 @@ def calibration(
     scored = score_samples(detector, used, batch_size, num_workers, on_bad_image)
     if len(scored.scores) == 0:
         raise InputError(f"{where}: every calibration image was unreadable and skipped")
-    threshold = calibrate_threshold(scored.scores, target_specificity)
+    rule = conformal_threshold(scored.scores, target_specificity)
+    threshold = rule["threshold"]
     if in_sample:
         note = (
             "IN-SAMPLE: every calibration image was also a training image, so specificity on new normal "
@@ -90,6 +96,19 @@ def calibration(
         "note": note,
         "specificity_on_calibration_set": float(np.mean(scored.scores < threshold)),
         "skipped_images": len(scored.skipped),
+        "rule": "conformal",
+        "guarantee": (
+            f"a new normal image, exchangeable with these {len(scored.scores)} (same source, not trained on), "
+            f"passes with probability >= {rule['expected_specificity']:.4f} (>= the target)"
+            if rule["guaranteed"] and not in_sample
+            else f"none: {len(scored.scores)} images are too few for the target (at least "
+            f"{rule['min_images_for_target']} needed)"
+            if not rule["guaranteed"]
+            else "none: the calibration images were trained on"
+        ),
+        "expected_specificity": rule["expected_specificity"],
+        "specificity_std": rule["specificity_std"],
+        "specificity_p5": rule["specificity_p5"],
     }
 
 

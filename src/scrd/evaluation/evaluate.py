@@ -29,8 +29,8 @@ from ..filenames import (
 from ..runs.rundir import prepare_process
 from ..storage import atomic_write, remove_stale_temporaries, write_json
 from .calibrate import stored_calibration
+from .intervals import auroc_interval, wilson_interval
 from .metrics import metrics_at_threshold, oracle_metrics, trivial_rule_check
-from .normal_reference import ensure_scale_score_statistics
 from .scored_set import ScoredSet, score_samples
 
 
@@ -65,7 +65,6 @@ def evaluate(
     num_workers: int = 0,
     on_bad_image: str | None = None,
     precision: str = "auto",
-    scoring_variants: dict[str, dict[str, Any]] | None = None,
     report: bool = True,
 ) -> dict[str, Any]:
     """Score the labelled ``split`` of ``source``; write metrics.json, scores.csv, the figures
@@ -83,14 +82,13 @@ def evaluate(
     remove_stale_temporaries(out_dir)
     prepare_process()
     detector = Detector.load(model, device, precision)
-    ensure_scale_score_statistics(detector, model, [{}, *(scoring_variants or {}).values()])
     samples = load_samples(str(source), split, detector.config.data)
     unlabelled = [s for s in samples if s.label is None]
     if unlabelled:
         raise InputError(
             f"{source}: evaluation needs labels; {len(unlabelled)} images have none, e.g. {unlabelled[0].path}"
         )
-    scored = score_samples(detector, samples, batch_size, num_workers, on_bad_image, scoring_variants)
+    scored = score_samples(detector, samples, batch_size, num_workers, on_bad_image)
     if scored.skipped:
         SkippedImages(out_dir / SKIPPED_FILE).add(scored.skipped)
     if len(scored.labels) == 0:
@@ -106,6 +104,7 @@ def evaluate(
         "n_normal": int((labels == 0).sum()),
         "n_abnormal": int((labels == 1).sum()),
         "auroc": oracle["auroc"],
+        "auroc_interval": _auroc_interval(labels, scores),
         "ap": oracle["ap"],
         "oracle_threshold": {
             "note": "oracle: threshold chosen for best F1 on this evaluated set itself (as the paper and the "
@@ -119,11 +118,10 @@ def evaluate(
         "alpha_weighting": detector.config.scoring.alpha_weighting,
         "auroc_by_image_score": {
             "note": "the same maps reduced to an image score by their mean (SCRD), max (RD4AD, anomalib) or the "
-            "mean of their top k %, and any scoring variants asked for; 'auroc' above uses the configured score",
+            "mean of their top k %; 'auroc' above uses the configured score",
             **{name: float(roc_auc_score(labels, values)) for name, values in scored.by_reduction.items()},
         },
         "alpha": alpha_statistics(scored.alpha, scored.alpha_peak),
-        "alpha_by_scoring": {k: alpha_statistics(v) for k, v in scored.variant_alpha.items()},
         "checkpoint_selection": detector.metadata.get("selection", "unknown"),
     }
     threshold_info = None
@@ -142,7 +140,18 @@ def evaluate(
         threshold_info = dict(detector.metadata["calibration"])
     if threshold_info is not None:
         at = metrics_at_threshold(labels, scores, threshold_info["threshold"])
-        result["calibrated_threshold"] = {"note": "threshold from normal images only", **threshold_info, **at}
+        intervals = {
+            "sensitivity_interval": wilson_interval(at["tp"], at["tp"] + at["fn"]),
+            "specificity_interval": wilson_interval(at["tn"], at["tn"] + at["fp"]),
+            "interval_note": "95 % Wilson intervals over this set's images; 'specificity' is what the threshold "
+            "reached on this set's normal images (the target applied to the calibration images)",
+        }
+        result["calibrated_threshold"] = {
+            "note": "threshold from normal images only",
+            **threshold_info,
+            **at,
+            **intervals,
+        }
     if scored.skipped:
         result["skipped_images"] = {
             "count": len(scored.skipped),
@@ -159,6 +168,13 @@ def evaluate(
     _write_scores(out_dir / SCORES_FILE, scored)
     _write_figures_and_report(model, out_dir, result, scored, detector, samples, report)
     return result
+
+
+def _auroc_interval(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any] | None:
+    """The AUROC's 95 % DeLong interval (None with fewer than 2 images of a class)."""
+    if min((labels == 0).sum(), (labels == 1).sum()) < 2:
+        return None
+    return {**auroc_interval(labels, scores), "method": "DeLong (1988), normal approximation"}
 
 
 def _write_figures_and_report(

@@ -2,7 +2,7 @@
 
 The official evaluation picks the best-F1 threshold on the evaluated set itself and reports F1 and
 ACC there: an *oracle* threshold (``oracle_metrics``, ``official_metrics``). For honest numbers,
-choose the threshold on held-out normal images (``calibrate_threshold``) and report
+choose the threshold on held-out normal images (``conformal_threshold``) and report
 ``metrics_at_threshold``. A score counts as anomalous when ``score >= threshold``.
 """
 
@@ -92,29 +92,42 @@ def official_metrics(labels: Any, scores: Any) -> dict[str, float]:
     return {**rounded, "threshold": m["threshold"]}
 
 
-def calibrate_threshold(normal_scores: Any, target_specificity: float = 0.95) -> float:
-    """Lowest observed-score threshold that flags at most a (1 − target) fraction of normal scores.
+def conformal_threshold(normal_scores: Any, target_specificity: float = 0.95) -> dict[str, Any]:
+    """The split-conformal threshold and what it promises.
 
-    Rule: allow k = floor(n·(1 − target)) false positives; with the scores sorted in decreasing order
-    d_0 ≥ d_1 ≥ …, any threshold > d_k flags at most k normals. Return the smallest normal score
-    strictly greater than d_k, or the next float above max(scores) when there is none (k = 0, or
-    ties at the top). Ties are never split: tied scores are all flagged or all passed, so the
-    specificity on these scores is ≥ target, possibly above it.
+    With n calibration scores sorted s_(1) ≤ … ≤ s_(n) and k = ⌈(n + 1)·target⌉, the threshold is the
+    next float above s_(k): a score passes (is called normal) when it is at most s_(k).
+    For a new normal image whose score is exchangeable with the calibration images' (same distribution,
+    not trained on), P(score < threshold) ≥ k / (n + 1) ≥ target, over the draw of the calibration
+    images (Vovk et al. 2005; Angelopoulos & Bates 2021). The specificity one calibration set reaches
+    varies: it follows Beta(k, n + 1 − k), whose mean, std and 5th percentile are returned. When
+    k > n there are too few images for the target: every image passes and ``guaranteed`` is False.
     """
-    if not 0.0 < target_specificity <= 1.0:
-        raise ValueError(f"target_specificity must be in (0, 1], got {target_specificity}")
-    s = _as_numpy(normal_scores, np.float64)
+    from scipy.stats import beta
+
+    if not 0.0 < target_specificity < 1.0:
+        raise ValueError(f"target_specificity must be in (0, 1), got {target_specificity}")
+    s = np.sort(_as_numpy(normal_scores, np.float64))
     if s.size == 0:
         raise ValueError("normal_scores is empty")
     if not np.isfinite(s).all():
         raise ValueError("normal_scores contain NaN or infinite values")
-    # 1e-9 absorbs float error in n·(1 − target), e.g. 10·(1 − 0.9) = 0.9999999999999998.
-    k = math.floor(s.size * (1.0 - target_specificity) + 1e-9)
-    if k >= s.size:
-        return float(s.min())
-    desc = np.sort(s)[::-1]
-    above = s[s > desc[k]]
-    return float(above.min()) if above.size else float(np.nextafter(desc[0], np.inf))
+    n = s.size
+    k = math.ceil((n + 1) * target_specificity - 1e-9)  # 1e-9 absorbs float error in (n + 1)·target
+    guaranteed = k <= n
+    k = min(k, n)
+    threshold = float(np.nextafter(s[k - 1], np.inf))
+    spread = beta(k, n + 1 - k)
+    return {
+        "threshold": threshold,
+        "rule": "conformal",
+        "guaranteed": guaranteed,
+        "passed": int(np.sum(s < threshold)),
+        "expected_specificity": k / (n + 1),
+        "specificity_std": float(spread.std()),
+        "specificity_p5": float(spread.ppf(0.05)),
+        "min_images_for_target": math.ceil(target_specificity / (1 - target_specificity)),
+    }
 
 
 def metrics_at_threshold(labels: Any, scores: Any, threshold: float) -> dict[str, float | int]:

@@ -4,7 +4,7 @@ monitors share."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,7 +22,6 @@ class ScoredSet:
     by_reduction: dict[str, np.ndarray]  # image scores of the same maps: "mean" and "max"
     skipped: list[tuple[str, str]]  # (path, reason) of unreadable images, with on_bad_image=skip
     alpha_peak: np.ndarray | None = None  # [N] largest weight averaged over each image's locations
-    variant_alpha: dict[str, np.ndarray] = field(default_factory=dict)  # [N, K] per weighing scoring variant
 
 
 def score_samples(
@@ -31,18 +30,15 @@ def score_samples(
     batch_size: int = 16,
     num_workers: int = 0,
     on_bad_image: str | None = None,
-    variants: dict[str, dict[str, Any]] | None = None,
 ) -> ScoredSet:
-    """Score every sample in batches; ``variants`` ({name: scoring options}) adds the image scores
-    of other scoring options (``ScoredSet.by_reduction[name]``)."""
+    """Score every sample in batches."""
     dataset = ImageDataset(list(samples), detector.image_size, data=detector.config.data, on_bad_image=on_bad_image)
     loader = make_loader(dataset, batch_size, num_workers, detector.device.type == "cuda")
     paths: list[str] = []
     skipped: list[tuple[str, str]] = []
     labels, scores, alphas, peaks = [np.zeros(0, int)], [np.zeros(0)], [np.zeros((0, 3))], [np.zeros(0)]
     by_reduction: dict[str, list[np.ndarray]] = defaultdict(list)
-    variant_alpha: dict[str, list[np.ndarray]] = defaultdict(list)
-    for batch, scored in detector.iterate(loader, variants):
+    for batch, scored in detector.iterate(loader):
         skipped.extend(batch["skipped"])
         if scored is None:
             continue
@@ -53,8 +49,6 @@ def score_samples(
         peaks.append(scored.alpha_peak.numpy() if scored.alpha_peak is not None else scored.alpha.numpy().max(1))
         for name, values in scored.by_reduction.items():
             by_reduction[name].append(values.numpy())
-        for name, values in scored.variant_alpha.items():
-            variant_alpha[name].append(values.numpy())
     return ScoredSet(
         paths,
         np.concatenate(labels).astype(int),
@@ -63,5 +57,4 @@ def score_samples(
         {k: np.concatenate(v) for k, v in by_reduction.items()},
         skipped,
         np.concatenate(peaks),
-        {k: np.concatenate(v) for k, v in variant_alpha.items()},
     )

@@ -114,7 +114,9 @@ def measure_infer(spec: dict[str, Any]) -> dict[str, Any]:
     from ..detector import Detector
 
     config, model, images, device = _setup(spec)
-    detector = Detector(model.eval(), config, device, precision=spec["precision"], channels_last=spec["channels_last"])
+    detector = Detector.from_network(
+        model.eval(), config, device, precision=spec["precision"], channels_last=spec["channels_last"]
+    )
     seconds = _timed(lambda: detector.score(images), device, spec["steps"])
     return {
         "images_per_s": spec["batch"] / seconds,

@@ -110,8 +110,15 @@ def load_grid(path: str | Path) -> Grid:
         dict(spec.get("scorings") or {}),
         spec.get("title", "Experiment"),
     )
-    for variant in grid.variants:  # every config must be valid before anything runs
-        grid.config(variant, grid.seeds_of(variant)[0])
+    from .scoring_variants import variant_scoring
+
+    for variant in grid.variants:  # every config and every scoring on it must be valid before anything runs
+        config = grid.config(variant, grid.seeds_of(variant)[0])
+        for name, options in grid.scorings.items():
+            try:
+                variant_scoring(config.scoring, dict(options or {}))
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: scoring {name!r} on variant {variant.name!r}: {exc}") from None
     return grid
 
 
@@ -130,7 +137,7 @@ def run_grid(grid: Grid, out: str | Path, only: list[str] | None = None, progres
         finished = FinishedRun(run_dir)  # the analyses below share its model and images
         missing = {k: v for k, v in grid.scorings.items() if k not in summary["auroc_by_scoring"]}
         if missing:
-            rescore(grid, run_dir, summary, missing)
+            rescore(grid, finished, summary, missing)
         if "alpha_vs_size" not in summary:  # added to the runner after some runs had finished
             variant = next(v for v in grid.variants if v.name == summary["variant"])
             summary["alpha_vs_size"] = alpha_vs_lesion_size(finished, grid.config(variant, summary["seed"]))
@@ -184,22 +191,22 @@ def alpha_vs_lesion_size(run: FinishedRun, config: Config) -> dict | None:
     detector = run.detector
     if config.scoring.scale_fusion == "normal_softmax":  # the weights the scoring gives each image
         return alpha_by_lesion_size(lambda x: detector.score(x).alpha, normals, detector.config.train.seed)
-    return alpha_by_lesion_size(lambda x: detector.scale_stack(x)[1], normals, detector.config.train.seed)
+    return alpha_by_lesion_size(lambda x: detector.features(x).alpha, normals, detector.config.train.seed)
 
 
 def scoring_alpha_vs_lesion_size(run: FinishedRun, scorings: dict[str, dict[str, Any]]) -> dict[str, dict | None]:
     """The same α-against-lesion-size reading for scorings that weigh each image's scales themselves
     (scale_fusion normal_softmax); None for a memory bank (one map) or a run without held-out images."""
-    from ..evaluation.normal_reference import ensure_scale_score_statistics
     from .alpha_size import alphas_by_lesion_size
+    from .scoring_variants import fusion_weights_of, variant_heads
 
     detector = run.detector
-    normals = None if detector.is_memory_bank else run.normals
+    normals = None if detector.is_knn else run.normals
     if normals is None:
         return dict.fromkeys(scorings)
-    ensure_scale_score_statistics(detector, run.run_dir, list(scorings.values()))
+    heads = variant_heads(detector, run.run_dir, scorings)
     seed = detector.config.train.seed
-    weights = alphas_by_lesion_size(lambda x: detector.score(x, scorings).variant_alpha, normals, seed)
+    weights = alphas_by_lesion_size(fusion_weights_of(detector, heads), normals, seed)
     return {name: weights.get(name) for name in scorings}  # None: a scoring that weighs no scales
 
 
@@ -208,27 +215,33 @@ def label_free_by_scoring(run: FinishedRun, scorings: dict[str, dict[str, Any]])
     and blob anomalies, no real label) of each scoring option; None when the run held out no images.
     The fused scorings' statistics come from the same normal images, as they do in training's selection."""
     from ..anomalies.label_free import validation_set
-    from ..evaluation.normal_reference import ensure_scale_score_statistics
     from ..training.selection import label_free_aurocs
+    from .scoring_variants import variant_heads
 
     if (normals := run.normals) is None:
         return None
     detector = run.detector
-    ensure_scale_score_statistics(detector, run.run_dir, list(scorings.values()))
+    heads = variant_heads(detector, run.run_dir, scorings)
     images, labels = validation_set(normals, detector.config.train.seed)
-    return {name: round(value, 6) for name, value in label_free_aurocs(detector, images, labels, scorings).items()}
+    return {name: round(value, 6) for name, value in label_free_aurocs(detector, images, labels, heads).items()}
 
 
-def rescore(grid: Grid, run_dir: Path, summary: dict, scorings: dict[str, dict[str, Any]]) -> None:
-    """Add the AUROC of ``scorings`` to a finished run's summary (its evaluation is left as it was)."""
-    from ..evaluation.evaluate import evaluate
+def rescore(grid: Grid, run: FinishedRun, summary: dict, scorings: dict[str, dict[str, Any]]) -> None:
+    """Add the AUROC of ``scorings`` on the grid's evaluation split (and the per-image fusion weights
+    of those that set their own) to a finished run's summary; its own evaluation is left as it was."""
+    from sklearn.metrics import roc_auc_score
 
-    metrics = evaluate(
-        run_dir, grid.data, run_dir / "evaluation-rescored", split=grid.eval_split, scoring_variants=scorings
-    )
-    summary["auroc_by_scoring"].update({k: metrics["auroc_by_image_score"][k] for k in scorings})
-    summary.setdefault("alpha_by_scoring", {}).update(metrics.get("alpha_by_scoring", {}))
-    write_json(run_dir / SUMMARY, summary)
+    from ..data.layouts import load_samples
+    from ..evaluation.evaluate import alpha_statistics
+    from .scoring_variants import score_variants, variant_heads
+
+    detector = run.detector
+    heads = variant_heads(detector, run.run_dir, scorings)
+    samples = load_samples(str(grid.data), grid.eval_split, detector.config.data)
+    labels, scores, weights = score_variants(detector, samples, heads)
+    summary.setdefault("auroc_by_scoring", {}).update({k: float(roc_auc_score(labels, v)) for k, v in scores.items()})
+    summary.setdefault("alpha_by_scoring", {}).update({k: alpha_statistics(v) for k, v in weights.items()})
+    write_json(run.run_dir / SUMMARY, summary)
 
 
 def run_one(grid: Grid, variant: Variant, seed: int, run_dir: Path, progress: bool = False) -> dict:
@@ -247,9 +260,7 @@ def run_one(grid: Grid, variant: Variant, seed: int, run_dir: Path, progress: bo
     else:
         train(config, grid.data, run_dir, progress=progress, eval_source=eval_source, eval_split=grid.eval_split)
     calibrate(run_dir, None if config.train.holdout_fraction > 0 else grid.data, "train")
-    metrics = evaluate(
-        run_dir, grid.data, run_dir / "evaluation", split=grid.eval_split, scoring_variants=grid.scorings
-    )
+    metrics = evaluate(run_dir, grid.data, run_dir / "evaluation", split=grid.eval_split)
     meta = read_json(run_dir / MODEL_META)
     calibrated = metrics.get("calibrated_threshold", {})
     summary = {
@@ -261,8 +272,9 @@ def run_one(grid: Grid, variant: Variant, seed: int, run_dir: Path, progress: bo
         "specificity": calibrated.get("specificity"),
         "calibration_in_sample": calibrated.get("in_sample"),
         "alpha": metrics["alpha"],
-        "auroc_by_scoring": metrics["auroc_by_image_score"],
-        "alpha_by_scoring": metrics.get("alpha_by_scoring", {}),
+        # the own maps reduced by mean, max and top k; the grid's scorings are added by run_grid
+        "auroc_by_scoring": {k: v for k, v in metrics["auroc_by_image_score"].items() if k != "note"},
+        "alpha_by_scoring": {},
         "iterations": meta["iterations"],
         "train_seconds": meta.get("train_seconds"),
         "selection": meta.get("selection"),

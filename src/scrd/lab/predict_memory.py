@@ -43,7 +43,7 @@ def make_untrained_model(folder: Path) -> None:
     config = preset("official").with_overrides(
         {"model.arch": "mobilenet_v2", "model.weights": "none", "model.image_size": 64, "noise.max_size": 24}
     )
-    Detector(SCRD("mobilenet_v2").eval(), config, torch.device("cpu")).save(folder)
+    Detector.from_network(SCRD("mobilenet_v2").eval(), config, torch.device("cpu")).save(folder)
 
 
 def peak_rss_mib(model: Path, images: Path, out: Path, heatmaps: bool) -> tuple[float, float]:

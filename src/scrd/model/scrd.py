@@ -1,7 +1,7 @@
 """The SCRD network: frozen teacher, OCBE bottleneck, student decoder and scale head.
 
 The model is pure: it maps images to tensors and knows nothing of files, losses or optimisers.
-Training (clean and noisy passes, the loss) lives in :mod:`scrd.method` and :mod:`scrd.jobs`.
+Training (clean and noisy passes, the loss) lives in :mod:`scrd.losses` and :mod:`scrd.training`.
 """
 
 from __future__ import annotations

@@ -140,14 +140,6 @@ def alpha_figure(alpha: np.ndarray, labels: np.ndarray | None = None) -> bytes:
     return figure_png(fig)
 
 
-def roc_png(path: str | Path, fpr: np.ndarray, tpr: np.ndarray, auroc: float, operating_point=None) -> None:
-    save_png_bytes(roc_figure(fpr, tpr, auroc, operating_point), path)
-
-
-def histogram_png(path: str | Path, normal: Sequence[float], abnormal: Sequence[float], **options: Any) -> None:
-    save_png_bytes(histogram_figure(normal, abnormal, **options), path)
-
-
 def _jet(values: np.ndarray) -> np.ndarray:
     """A jet-like colour map for values in [0, 1] -> uint8 RGB (cheap: one overlay per predicted image)."""
     v = np.clip(values, 0.0, 1.0)[..., None]

@@ -12,8 +12,8 @@ import html
 import math
 from typing import Any, Iterable
 
-from .. import __version__
 from ..filenames import ALPHA_FILE, HISTOGRAM_FILE, ROC_FILE, TRAIN_LOG
+from ..version import __version__
 from .report_data import GalleryItem, ReportData
 
 STYLE = """

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
 from ..allocator import allocator_name, tune_malloc
+from ..version import __version__
 
 
 def prepare_process() -> None:

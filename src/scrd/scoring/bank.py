@@ -15,59 +15,30 @@ from typing import Iterable, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from ..model import Teacher
 
 
-class PatchMemoryBank(nn.Module):
-    def __init__(
-        self, arch: str, scales: tuple[int, int] = (2, 3), pool: int = 3, bank_size: int = 0, channels: int = 0
-    ) -> None:
-        super().__init__()
-        self.arch, self.scales, self.pool = arch, tuple(scales), int(pool)
-        self.teacher = Teacher(arch)
-        # The bank is a buffer, so it is saved and loaded with the state dict.
-        self.register_buffer("bank", torch.zeros(bank_size, channels))
-
-    def train(self, mode: bool = True) -> PatchMemoryBank:
-        super().train(mode)
-        self.teacher.train(False)
-        return self
-
-    @torch.no_grad()
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Patch vectors [B, C, H, W] of normalised images at the finer selected scale."""
-        return patch_vectors(self.teacher(x), self.scales, self.pool)
-
-    def fit(
-        self,
-        embeddings: Iterable[torch.Tensor],
-        fraction: float,
-        sampling: Literal["random", "coreset"],
-        seed: int,
-        presample: int = 10,
-    ) -> None:
-        """Fill the bank with a ``fraction`` of all normal patches: a random subset, or a greedy
-        coreset chosen among a random ``presample`` × larger subset. Patches are subsampled batch by
-        batch, so memory holds the bank (or the pre-sample), never all patches."""
-        generator = torch.Generator().manual_seed(seed)
-        keep = min(1.0, fraction * (presample if sampling == "coreset" else 1))
-        kept, total = [], 0
-        for e in embeddings:
-            patches = e.float().permute(0, 2, 3, 1).reshape(-1, e.shape[1])
-            total += len(patches)
-            count = max(1, int(round(len(patches) * keep)))
-            kept.append(patches[torch.randperm(len(patches), generator=generator)[:count]])
-        pool = torch.cat(kept)
-        if sampling == "coreset":
-            pool = pool[greedy_coreset(pool, max(1, int(round(total * fraction))), generator)]
-        self.bank = pool.contiguous()
-
-    @torch.no_grad()
-    def distances(self, x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-        """Nearest-bank-patch distance of every patch: [B, H, W] (float32)."""
-        return bank_distances(self.embed(x), self.bank, chunk)
+def fit_bank(
+    embeddings: Iterable[torch.Tensor],
+    fraction: float,
+    sampling: Literal["random", "coreset"],
+    seed: int,
+    presample: int = 10,
+) -> torch.Tensor:
+    """A bank [N, C] of a ``fraction`` of all normal patch vectors (``embeddings``: [B, C, H, W] per
+    batch): a random subset, or a greedy coreset chosen among a random ``presample`` × larger subset.
+    Patches are subsampled batch by batch, so memory holds the bank (or the pre-sample), never all."""
+    generator = torch.Generator().manual_seed(seed)
+    keep = min(1.0, fraction * (presample if sampling == "coreset" else 1))
+    kept, total = [], 0
+    for e in embeddings:
+        patches = e.float().permute(0, 2, 3, 1).reshape(-1, e.shape[1])
+        total += len(patches)
+        count = max(1, int(round(len(patches) * keep)))
+        kept.append(patches[torch.randperm(len(patches), generator=generator)[:count]])
+    pool = torch.cat(kept)
+    if sampling == "coreset":
+        pool = pool[greedy_coreset(pool, max(1, int(round(total * fraction))), generator)]
+    return pool.contiguous()
 
 
 def patch_vectors(features: list[torch.Tensor], scales: tuple[int, ...], pool: int) -> torch.Tensor:

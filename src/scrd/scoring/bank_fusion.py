@@ -20,21 +20,6 @@ from typing import Sequence
 
 import torch
 
-from ..config import ScoringConfig
-from .scale_fusion import statistics_key
-
-
-def bank_statistics_key(scoring: ScoringConfig) -> str:
-    """What of ``scoring`` changes the student's fused map or either map's image score."""
-    weights = ",".join(f"{w:g}" for w in scoring.scale_weights)
-    standardized = scoring.scale_fusion == "standardized"  # scrd 0.2's normalize 'scale' with fusion 'sum'
-    fusion = ("sum" if standardized else scoring.scale_fusion) + (
-        f"-t{scoring.fusion_temperature:g}" if scoring.scale_fusion == "normal_softmax" else ""
-    )
-    return (
-        f"{statistics_key(scoring)}-{fusion}-w{weights}-{'scale' if standardized else 'none'}-{scoring.alpha_weighting}"
-    )
-
 
 def add_bank_map(
     student: torch.Tensor, bank: torch.Tensor, mean: Sequence[float], std: Sequence[float], weight: float

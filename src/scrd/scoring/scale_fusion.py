@@ -27,13 +27,6 @@ from ..config import ScoringConfig
 from .maps import image_score
 
 
-def statistics_key(scoring: ScoringConfig) -> str:
-    """What of ``scoring`` changes a scale's image score, hence its normal statistics."""
-    k = f"-{scoring.top_k_percent:g}" if scoring.score == "top_k" else ""
-    inside = "-inside_cosine" if scoring.alpha_weighting == "inside_cosine" else ""
-    return f"pool{scoring.feature_pool}-sigma{scoring.sigma:g}-{scoring.score}{k}{inside}"
-
-
 def per_scale_scores(smoothed: torch.Tensor, scoring: ScoringConfig) -> torch.Tensor:
     """Image score of each scale's map alone: [B, K] from smoothed maps [B, K, H, W]."""
     batch, scales = smoothed.shape[:2]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +26,7 @@ from ..errors import TrainingError
 from ..evaluation.normal_reference import NormalReference
 from ..filenames import LABEL_FREE_DIR, MODEL_META, SELECTION_LOG
 from ..runs.csv_log import CsvLog
+from ..scoring.head import ScoringHead
 from ..storage import read_json
 
 
@@ -58,7 +58,7 @@ class LabelFreeMonitor:
             if float(row["label_free_auroc"]) > self.best:
                 self.best, self.best_iteration = float(row["label_free_auroc"]), int(row["iteration"])
         if (saved / MODEL_META).is_file():
-            self.best_state = Detector.load(saved, "cpu").model.state_dict()
+            self.best_state = Detector.load(saved, "cpu").network.state_dict()
 
     def criterion(self, detector: Detector) -> float:
         return label_free_auroc(detector, self.images, self.labels)
@@ -89,29 +89,26 @@ class LabelFreeMonitor:
 
 
 _BATCH = 32
-_OWN = ""  # the detector's own score among the named ones
 
 
-def _scores(detector: Detector, images01: torch.Tensor, scorings: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
-    """The detector's own image scores (under ``_OWN``) and those of ``scorings``, batch by batch."""
-    parts: dict[str, list[torch.Tensor]] = {}
+def head_scores(detector: Detector, images01: torch.Tensor, heads: dict[str, ScoringHead]) -> dict[str, np.ndarray]:
+    """The image scores of each of ``heads`` (measured variants of the detector's head), batch by batch."""
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in heads}
     for i in range(0, len(images01), _BATCH):
-        scored = detector.score(images01[i : i + _BATCH], scorings or None)
-        for name, scores in {_OWN: scored.scores, **{n: scored.by_reduction[n] for n in scorings}}.items():
-            parts.setdefault(name, []).append(scores)
+        for name, out in detector.score_heads(images01[i : i + _BATCH], heads).items():
+            parts[name].append(out.scores.double().cpu())
     return {name: torch.cat(p).numpy() for name, p in parts.items()}
 
 
 def label_free_auroc(detector: Detector, images01: torch.Tensor, labels: np.ndarray) -> float:
     """AUROC of the detector's own score on the pseudo-task (``images01``, ``labels`` from
     :func:`validation_set`: 1 for an altered copy)."""
-    return float(roc_auc_score(labels, _scores(detector, images01, {})[_OWN]))
+    return label_free_aurocs(detector, images01, labels, {"": detector.head})[""]
 
 
 def label_free_aurocs(
-    detector: Detector, images01: torch.Tensor, labels: np.ndarray, scorings: dict[str, dict[str, Any]]
+    detector: Detector, images01: torch.Tensor, labels: np.ndarray, heads: dict[str, ScoringHead]
 ) -> dict[str, float]:
-    """:func:`label_free_auroc` of each of several scoring options ({name: options}), from one network
-    pass per feature pooling."""
-    scores = _scores(detector, images01, scorings)
-    return {name: float(roc_auc_score(labels, scores[name])) for name in scorings}
+    """:func:`label_free_auroc` of several scoring heads from one network pass per batch."""
+    scores = head_scores(detector, images01, heads)
+    return {name: float(roc_auc_score(labels, values)) for name, values in scores.items()}

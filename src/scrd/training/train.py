@@ -22,7 +22,7 @@ from ..detector import Detector
 from ..device import memory_format, resolve_precision
 from ..errors import ConfigError, ResumeError, TrainingError
 from ..evaluation.evaluate import normal_map_range
-from ..evaluation.normal_reference import normal_statistics
+from ..evaluation.normal_reference import measure_on_normals
 from ..filenames import (
     CONFIG_FILE,
     ENV_FILE,
@@ -120,12 +120,12 @@ def _fit_knn(config: Config, images: TrainingImages, run_dir: Path, progress: bo
     prepare_process()
     seed_everything(config.train.seed, config.train.deterministic)
     clock = Clock()
-    model, weights_note, device = fit_memory_bank(config, images.fit, progress)
+    network, bank, weights_note, device = fit_memory_bank(config, images.fit, progress)
     _write_run_files(run_dir, config, images, device)
     dataset = ImageDataset(images.fit, config.model.image_size, data=config.data)
     _finish(
         run_dir,
-        model,
+        network,
         config,
         device,
         weights_note,
@@ -134,6 +134,7 @@ def _fit_knn(config: Config, images: TrainingImages, run_dir: Path, progress: bo
         0,
         "no selection: nothing is trained",
         clock.elapsed,
+        bank,
     )
     return TrainResult(run_dir, 0, float("nan"), 0.0)
 
@@ -313,28 +314,31 @@ def _finish(
     iterations: int,
     selection: str,
     train_seconds: float,
+    bank: torch.Tensor | None = None,
 ) -> None:
-    """Save the final model (with the memory bank beside it that model.memory_bank asks for); metadata
-    of an earlier save is merged, except what the new weights void."""
+    """Save the final model with its scoring head: the memory bank (the knn method's ``bank``, or the
+    one model.memory_bank fits beside the student now) and the normal-image statistics its scoring
+    reads; metadata of an earlier save is merged, except what the new weights void."""
     old = read_json(run_dir / MODEL_META) if (run_dir / MODEL_META).is_file() else {}
     old.pop("calibration", None)  # calibrated for other weights (a run extended with more iterations)
-    old.pop("normal_statistics", None)  # measured on other weights too
-    bank, bank_seconds = None, 0.0
+    for voided in ("normal_statistics", "scoring_statistics"):  # measured on other weights too
+        old.pop(voided, None)
+    bank_seconds = 0.0
     if config.model.memory_bank:
         from .fit_bank import fit_memory_bank
 
         started = time.perf_counter()
-        bank = fit_memory_bank(config, images.fit, progress=False)[0].bank
+        bank = fit_memory_bank(config, images.fit, progress=False)[1]
         bank_seconds = time.perf_counter() - started
     detector = Detector.for_training(model.eval(), config, device, old, bank)
-    # first: scoring.scale_fusion reads these statistics, and the display range scores images
-    statistics = normal_statistics(detector, images.holdout or images.fit)
+    # first: the scoring reads these statistics, and the display range scores images
+    measured = measure_on_normals(detector, images.holdout or images.fit)
     detector.save(
         run_dir,
         {
             "iterations": iterations,
             "train_seconds": round(train_seconds + bank_seconds, 1),  # a memory bank is part of training
-            **({"memory_bank_seconds": round(bank_seconds, 1)} if bank is not None else {}),
+            **({"memory_bank_seconds": round(bank_seconds, 1)} if config.model.memory_bank else {}),
             "teacher_weights": weights_note,
             "selection": selection,
             "data": {
@@ -344,9 +348,9 @@ def _finish(
             },
             "provenance": environment_report(device),
             "display_range": normal_map_range(detector, dataset),
-            "normal_statistics": {
-                **statistics,
+            "scoring_statistics": {
                 "images": "held-out normal training images" if images.holdout else "normal training images",
+                "count": measured,
             },
         },
     )
