@@ -203,7 +203,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     heatmaps = "" if args.no_heatmaps else f"; heat maps in {args.out}/{HEATMAP_DIR}/"
     heatmaps += "" if args.no_heatmaps or args.no_panels else f", panels in {args.out}/{PANEL_DIR}/"
-    print(f"scored {r.scored} images: {r.csv}{heatmaps}")
+    earlier = f" ({r.already} already scored by an earlier run, kept)" if r.already else ""
+    print(f"scored {r.scored} new images{earlier}: {r.csv}{heatmaps}")
     if r.skipped:
         print(f"skipped {r.skipped} unreadable images, listed with the reason in {r.csv.parent / SKIPPED_FILE}")
     return 0
@@ -777,8 +778,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         return args.func(args)
-    except KeyboardInterrupt as exc:  # a training run's message says where its checkpoint is
-        print(f"scrd {command}: {exc or 'interrupted'}", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # training and predict say how far they got and how to go on
+        print(f"scrd {command}: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
     except ScrdError as exc:
         if args.debug:

@@ -35,6 +35,10 @@ PREDICTIONS_FILE = "predictions.csv"  # path, score, decision, heatmap, panel (f
 PREDICT_INFO = "predict_info.json"  # which model (sha256) and settings wrote the folder
 HEATMAP_DIR = "heatmaps"  # plain overlays of the anomaly map on the image
 PANEL_DIR = "panels"  # original | heat map with colour bar | overlay, titled with score and decision
+# marks what predict writes, so no later predict scores it as an input: a file in its output folder
+# (every file below that folder is left out) and a PNG text chunk of this key in each heat map and panel
+OUTPUT_MARKER = ".scrd-output"
+OUTPUT_PNG_KEY = "scrd-output"
 
 # a dataset folder in the MedIAnomaly/DDAD layout (read by every job; written by `scrd data prepare`
 # and the phantom generator), and the report `scrd data prepare` writes beside it

@@ -6,12 +6,15 @@ curves from ``train_log.csv`` and the α distribution per scale. Each ``*_figure
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
+from ..filenames import OUTPUT_PNG_KEY
 from ..storage import atomic_write
 
 BLUE, RED, GREEN, GREY = "#1f77b4", "#d62728", "#2ca02c", "#7f7f7f"
@@ -37,8 +40,13 @@ def save_png_bytes(data: bytes, path: str | Path, durable: bool = True) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data), durable)
 
 
-def save_png(image: Image.Image, path: str | Path, durable: bool = True) -> None:
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), durable)
+def mark_png(data: bytes) -> bytes:
+    """The PNG ``data`` with a tEXt chunk saying scrd predict wrote it (right after the header,
+    where :func:`scrd.data.layouts.is_own_output` reads it), so no later predict scores it."""
+    body = OUTPUT_PNG_KEY.encode("latin-1") + b"\0written by scrd predict; never scored as an input"
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    end_of_header = 8 + 8 + 13 + 4  # signature, then IHDR: length and type, 13 bytes, CRC
+    return data[:end_of_header] + chunk + data[end_of_header:]
 
 
 def roc_figure(
@@ -166,6 +174,8 @@ def overlay_array(image01: np.ndarray, amap: np.ndarray, vmin: float, vmax: floa
 def overlay_png(
     path: str | Path, image01: np.ndarray, amap: np.ndarray, vmin: float, vmax: float, alpha: float = 0.5
 ) -> None:
-    """Blend the anomaly map over the image and write it; image01 is [H, W, C]."""
-    out = overlay_array(image01, amap, vmin, vmax, alpha)
-    save_png(Image.fromarray(out), path, durable=False)  # many files; the CSV row is the record
+    """Blend the anomaly map over the image and write it, marked as predict's (:func:`mark_png`);
+    image01 is [H, W, C]."""
+    buffer = io.BytesIO()
+    Image.fromarray(overlay_array(image01, amap, vmin, vmax, alpha)).save(buffer, format="PNG")
+    save_png_bytes(mark_png(buffer.getvalue()), path, durable=False)  # many files; the CSV row is the record
