@@ -9,6 +9,7 @@ anything else is a bug and keeps its traceback. ``--debug`` shows the traceback 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 import warnings
@@ -51,8 +52,6 @@ CONFIG_FLAGS = (
 
 def config_from_args(args: argparse.Namespace):
     """The config the flags describe: ``--config`` or ``--preset`` as the base, then the flags."""
-    import yaml
-
     from .config import Config, preset
 
     if args.config and args.preset:
@@ -63,12 +62,33 @@ def config_from_args(args: argparse.Namespace):
         value = getattr(args, attr, None)
         if key is not None and value not in (None, False):
             overrides[key] = value
-    for item in args.set or []:
+    overrides.update(_set_items(args.set))
+    return config.with_overrides(overrides)
+
+
+def _set_items(items: Sequence[str] | None) -> dict[str, Any]:
+    """--set KEY=VALUE items as {key: value}, each value read as YAML (numbers, lists, null)."""
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    for item in items or []:
         if "=" not in item:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         overrides[key.strip()] = yaml.safe_load(value)
-    return config.with_overrides(overrides)
+    return overrides
+
+
+def data_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """--set of evaluate, calibrate and predict: data.* options only (how this job reads files)."""
+    options = _set_items(args.set)
+    other = [key for key in options if not key.startswith("data.")]
+    if other:
+        raise ConfigError(
+            f"--set {other[0]}: scrd {args.command} takes only data.* options (how images are read); "
+            "the model's other options were fixed when it was trained"
+        )
+    return options
 
 
 def _flags_given(args: argparse.Namespace, allowed: set[str]) -> list[str]:
@@ -151,6 +171,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         on_bad_image=args.on_bad_image,
         precision=args.precision,
         report=not args.no_report,
+        show_progress=not args.no_progress,
+        data_options=data_options_from_args(args),
     )
     o = r["oracle_threshold"]
     print(
@@ -200,6 +222,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         precision=args.precision,
         backend=args.backend,
         shard=shard,
+        show_progress=not args.no_progress,
+        data_options=data_options_from_args(args),
     )
     heatmaps = "" if args.no_heatmaps else f"; heat maps in {args.out}/{HEATMAP_DIR}/"
     heatmaps += "" if args.no_heatmaps or args.no_panels else f", panels in {args.out}/{PANEL_DIR}/"
@@ -256,6 +280,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         on_bad_image=args.on_bad_image,
         precision=args.precision,
+        show_progress=not args.no_progress,
+        data_options=data_options_from_args(args),
     )
     _print_calibration(info)
     print(f"stored in {args.model}")
@@ -465,6 +491,14 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-workers", type=int, default=0, help="processes decoding images")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
     _add_bad_image_flag(p)
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="data.KEY=VALUE",
+        help="read images with this data option instead of the model's, e.g. --set data.max_image_pixels=300000000 "
+        "(repeatable; data.* options only)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _add_calibration_flags(p: argparse.ArgumentParser, flag: str) -> None:
@@ -784,8 +818,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScrdError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"scrd {command}: error: {exc}", file=sys.stderr)
+        print(f"scrd {command}: error: {_as_flags(str(exc))}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the output folder cannot be written (read-only, full, a file in the path)
+        folder = _output_folder_of(args, exc)
+        if folder is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        from .runs.output import output_error
+
+        print(f"scrd {command}: error: {output_error(folder, exc)}", file=sys.stderr)
+        return 2
+
+
+# Messages of the Python API that name an argument; on the command line the flag is what to type.
+API_TO_FLAGS = (("weights='none'", "--weights none"),)
+
+
+def _as_flags(message: str) -> str:
+    for api, flag in API_TO_FLAGS:
+        message = message.replace(api, flag)
+    return message
+
+
+def _output_folder_of(args: argparse.Namespace, exc: OSError) -> str | None:
+    """The command's --out when the failed file operation was on it or inside it, else None."""
+    from .runs.output import is_within
+
+    out = getattr(args, "out", None)
+    names = [name for name in (exc.filename, exc.filename2) if isinstance(name, (str, bytes, os.PathLike))]
+    if not out or not names:
+        return None
+    return out if any(is_within(os.fsdecode(name), out) for name in names) else None
 
 
 if __name__ == "__main__":

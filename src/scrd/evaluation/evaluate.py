@@ -26,6 +26,7 @@ from ..filenames import (
     SCORES_FILE,
     SKIPPED_FILE,
 )
+from ..runs.output import check_writable, refuse_onnx, with_data_options
 from ..runs.rundir import prepare_process
 from ..storage import atomic_write, remove_stale_temporaries, write_json
 from .calibrate import stored_calibration
@@ -67,22 +68,29 @@ def evaluate(
     precision: str = "auto",
     scoring_variants: dict[str, dict[str, Any]] | None = None,
     report: bool = True,
+    show_progress: bool = False,
+    data_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score the labelled ``split`` of ``source``; write metrics.json, scores.csv, the figures
     (roc.png, histogram.png, alpha.png) and, with ``report``, report.html (:mod:`.report`).
 
     With ``calibration_source`` a threshold is calibrated on its normal images first
     (:func:`~scrd.evaluation.calibrate.calibration`); else the model's stored threshold is used, if any.
+    ``data_options`` ({"data.KEY": value}) override how the model reads files; ``show_progress``:
+    a bar on stderr for each scoring phase.
     """
     from sklearn.metrics import roc_auc_score
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: --out is a file; give a folder for the evaluation results")
+    check_writable(out_dir)
+    refuse_onnx(model, "evaluate")
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
     prepare_process()
     detector = Detector.load(model, device, precision)
+    detector.config = with_data_options(detector.config, data_options)
     ensure_scale_score_statistics(detector, model, [{}, *(scoring_variants or {}).values()])
     samples = load_samples(str(source), split, detector.config.data)
     unlabelled = [s for s in samples if s.label is None]
@@ -90,7 +98,9 @@ def evaluate(
         raise InputError(
             f"{source}: evaluation needs labels; {len(unlabelled)} images have none, e.g. {unlabelled[0].path}"
         )
-    scored = score_samples(detector, samples, batch_size, num_workers, on_bad_image, scoring_variants)
+    scored = score_samples(
+        detector, samples, batch_size, num_workers, on_bad_image, scoring_variants, show_progress, "evaluate"
+    )
     if scored.skipped:
         SkippedImages(out_dir / SKIPPED_FILE).add(scored.skipped)
     if len(scored.labels) == 0:
@@ -137,6 +147,7 @@ def evaluate(
             batch_size,
             num_workers,
             on_bad_image,
+            show_progress,
         )
     elif detector.threshold is not None:
         threshold_info = dict(detector.metadata["calibration"])

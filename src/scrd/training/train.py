@@ -33,6 +33,7 @@ from ..filenames import (
     TRAIN_SAMPLES,
 )
 from ..model import build_model
+from ..runs.output import check_writable
 from ..runs.rundir import environment_report, prepare_process, seed_everything
 from ..runs.sample_lists import write_sample_list
 from ..storage import read_json, remove_stale_temporaries, write_json
@@ -79,6 +80,7 @@ def train(
         raise TrainingError(
             f"{run_dir}: run directory is not empty; pass --resume to continue it or choose a new directory"
         )
+    check_writable(run_dir)
     _check_eval_source(config, eval_source)
     world = world_from_env()
     if world.distributed:
@@ -154,6 +156,7 @@ def resume(
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise ResumeError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}); start it without --resume")
+    check_writable(run_dir)
     world = world_from_env()
     if world.main:
         remove_stale_temporaries(run_dir)  # what a kill in the middle of an atomic write left
