@@ -24,6 +24,7 @@ from .filenames import (
     HISTOGRAM_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    MODEL_META,
     PANEL_DIR,
     REPORT_FILE,
     ROC_FILE,
@@ -101,8 +102,13 @@ def _flags_given(args: argparse.Namespace, allowed: set[str]) -> list[str]:
 
 # ------------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training.train import resume, train
+    from .training.train import calibration_request, resume, train
 
+    asked = (
+        {"source": args.calibration, "split": args.calibration_split, "specificity": args.specificity}
+        if args.calibration
+        else None
+    )
     if args.resume:
         extra = _flags_given(args, allowed={"--iterations"})
         if extra:
@@ -117,11 +123,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             eval_source=args.eval_data,
             eval_split=args.eval_split,
+            calibration_request=asked,
         )
+        request = calibration_request(args.out)  # asked now, or when the run was started
         if result.started_at >= result.iterations:
-            print(f"{args.out}: already trained for {result.iterations} iterations; nothing to do")
-            return 0
+            if request is None or _calibrated_as_asked(args.out, request):
+                done = "" if request is None else " and calibrated as asked"
+                print(f"{args.out}: already trained for {result.iterations} iterations{done}; nothing to do")
+                return 0
+            print(f"{args.out}: already trained for {result.iterations} iterations; calibrating as asked")
     else:
+        request = asked
         result = train(
             config_from_args(args),
             args.data,
@@ -129,22 +141,35 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             eval_source=args.eval_data,
             eval_split=args.eval_split,
+            calibration_request=asked,
         )
-    print(
-        f"model: {result.run_dir / MODEL_FILE} ({result.iterations} iterations, "
-        f"final loss {result.final_loss:.4f}, {result.images_per_s:.1f} images/s)"
-    )
+    if not (args.resume and result.started_at >= result.iterations):
+        print(
+            f"model: {result.run_dir / MODEL_FILE} ({result.iterations} iterations, "
+            f"final loss {result.final_loss:.4f}, {result.images_per_s:.1f} images/s)"
+        )
     if result.skipped_images:
         print(
             f"skipped {result.skipped_images} unreadable images, listed with the reason in "
             f"{result.run_dir / SKIPPED_FILE}"
         )
-    if args.calibration:
+    if request:
         from .evaluation.calibrate import calibrate
 
-        info = calibrate(args.out, args.calibration, args.calibration_split, args.specificity)
+        info = calibrate(
+            args.out, request["source"], request["split"], request["specificity"], show_progress=not args.no_progress
+        )
         _print_calibration(info)
     return 0
+
+
+def _calibrated_as_asked(run: str, request: dict[str, Any]) -> bool:
+    """Whether the run's model holds the calibration ``request`` asks for."""
+    from .storage import read_json
+
+    stored = read_json(f"{run}/{MODEL_META}").get("calibration") or {}
+    asked = {"source": request["source"], "split": request["split"]}
+    return stored.get("requested") == asked and stored.get("target_specificity") == request["specificity"]
 
 
 def _print_calibration(info: dict[str, Any]) -> None:

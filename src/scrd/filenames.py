@@ -18,6 +18,7 @@ HOLDOUT_SAMPLES = "holdout_samples.csv"  # normal training images kept out (trai
 BEST_ON_TEST_DIR = "best_on_test"  # train.selection = best_on_test: a model selected on test labels
 SELECTION_LOG = "selection_log.csv"  # the label-free criterion during training (train.select_every)
 LABEL_FREE_DIR = "label_free_best"  # the model with the best label-free criterion so far
+CALIBRATION_REQUEST = "calibration_request.json"  # what `train --calibration` asked for: --resume does it too
 
 # written by train, evaluate and predict alike
 SKIPPED_FILE = "skipped_images.csv"  # unreadable images left out (data.on_bad_image = skip), with reasons
