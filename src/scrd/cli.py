@@ -220,6 +220,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     if "SELECTED ON TEST LABELS" in r["checkpoint_selection"]:
         print(f"WARNING: this checkpoint was {r['checkpoint_selection']}")
+    if "skipped_images" in r:
+        s = r["skipped_images"]
+        print(f"skipped {s['count']} unreadable images, left out of every metric above; listed with why in {s['list']}")
     print(f"results in {args.out}/ ({METRICS_FILE}, {SCORES_FILE}, {ROC_FILE}, {HISTOGRAM_FILE})")
     if not args.no_report:
         print(f"report: {args.out}/{REPORT_FILE}")

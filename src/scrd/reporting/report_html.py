@@ -102,7 +102,8 @@ def _model_section(data: ReportData) -> str:
             else esc(
                 f"threshold {calibration['threshold']:.6g} at specificity {calibration['target_specificity']} "
                 f"on {calibration['n_images']} normal images ({calibration['source']})"
-            ),
+            )
+            + _in_sample_mark(calibration),
         ),
         (
             "trained with",
@@ -114,6 +115,16 @@ def _model_section(data: ReportData) -> str:
     ]
     yaml = f"<details><summary>full config</summary><pre>{esc(config.to_yaml())}</pre></details>"
     return f"<h2>Model and training</h2>{table(rows)}{yaml}"
+
+
+def _in_sample_mark(calibration: dict[str, Any]) -> str:
+    """The warning beside a threshold calibrated on its own training images."""
+    if not calibration.get("in_sample"):
+        return ""
+    return (
+        ' <span class="warn">(IN-SAMPLE: calibrated on the training images themselves, so specificity on '
+        "new normal images will be lower than the target)</span>"
+    )
 
 
 def _summary(data: ReportData) -> str:
@@ -146,9 +157,8 @@ def _metrics_section(data: ReportData) -> str:
     if c is None:
         parts.append('<p class="warn">no calibrated threshold: run scrd calibrate, or evaluate with --calibration</p>')
     else:
-        in_sample = ' <span class="warn">(IN-SAMPLE: calibrated on these images)</span>' if c.get("in_sample") else ""
         rows = [
-            ("threshold", f"{c['threshold']:.6g}{in_sample}"),
+            ("threshold", f"{c['threshold']:.6g}{_in_sample_mark(c)}"),
             ("calibrated on", esc(f"{c.get('n_images', '?')} normal images of {c.get('source', '?')}")),
             ("target specificity", esc(c.get("target_specificity", "?"))),
             ("sensitivity", num(c["sensitivity"])),
@@ -167,6 +177,12 @@ def _metrics_section(data: ReportData) -> str:
         parts.append(
             f'<p class="warn">the oracle threshold calls {o["flagged_fraction"]:.0%} of the images abnormal; '
             f"calling every image abnormal gives F1 {o['all_abnormal_f1']:.4f}</p>"
+        )
+    skipped = m.get("skipped_images")
+    if skipped:
+        parts.append(
+            f'<p class="warn">{esc(skipped["count"])} unreadable images were skipped and left out of every '
+            f"metric on this page (--on-bad-image skip); the list, with each reason: {esc(skipped['list'])}</p>"
         )
     if "SELECTED ON TEST LABELS" in str(m.get("checkpoint_selection", "")):
         parts.append(f'<p class="warn">this checkpoint was {esc(m["checkpoint_selection"])}</p>')
