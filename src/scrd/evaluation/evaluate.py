@@ -26,6 +26,7 @@ from ..filenames import (
     SCORES_FILE,
     SKIPPED_FILE,
 )
+from ..reporting.report_data import scale_weights_label
 from ..runs.output import check_writable, refuse_onnx, with_data_options
 from ..runs.rundir import prepare_process
 from ..storage import atomic_write, remove_stale_temporaries, write_json
@@ -132,6 +133,7 @@ def evaluate(
             "mean of their top k %, and any scoring variants asked for; 'auroc' above uses the configured score",
             **{name: float(roc_auc_score(labels, values)) for name, values in scored.by_reduction.items()},
         },
+        "alpha_label": scale_weights_label(detector.config),  # which weights "alpha" describes
         "alpha": alpha_statistics(scored.alpha, scored.alpha_peak),
         "alpha_by_scoring": {k: alpha_statistics(v) for k, v in scored.variant_alpha.items()},
         "checkpoint_selection": detector.metadata.get("selection", "unknown"),

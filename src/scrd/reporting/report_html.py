@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from .. import __version__
 from ..filenames import ALPHA_FILE, HISTOGRAM_FILE, ROC_FILE, TRAIN_LOG
-from .report_data import GalleryItem, ReportData
+from .report_data import FUSION_WEIGHTS, HEAD_ALPHA, GalleryItem, ReportData
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
@@ -92,7 +92,7 @@ def _model_section(data: ReportData) -> str:
             f"{esc(trained_on.get('source', 'n/a'))} ({esc(trained_on.get('n_train', '?'))} images, "
             f"{esc(trained_on.get('n_holdout', 0))} normal images held out)",
         ),
-        ("loss", esc(f"{config.loss.form}, α {config.loss.alpha_placement}")),
+        ("loss", esc(f"{config.loss.form}, scale-head α placement {config.loss.alpha_placement}")),
         ("noise", esc(f"{config.noise.kind}, strength {config.noise.strength}")),
         ("image score", esc(f"{config.scoring.score} of the map (σ {config.scoring.sigma})")),
         (
@@ -195,12 +195,25 @@ def _metrics_section(data: ReportData) -> str:
 CAPTIONS = {
     ROC_FILE: "ROC curve of the image scores; the dot is the calibrated threshold's operating point.",
     HISTOGRAM_FILE: "Image scores of normal and abnormal images (the paper's Fig. 2), with the thresholds.",
-    ALPHA_FILE: "Scale weights α per image over the evaluated set (boxes: quartiles; whiskers: 1.5 IQR).",
+    ALPHA_FILE: "{what}, per scale and image over the evaluated set (boxes: quartiles; whiskers: 1.5 IQR).",
+}
+WEIGHTS_ABOUT = {
+    HEAD_ALPHA: "the learned scale head's output (paper Eq. 3), one weight per scale from the bottleneck",
+    FUSION_WEIGHTS: "softmax of each scale's image score in units of its spread over normal images "
+    "(scoring.scale_fusion = normal_softmax); nothing learned, unrelated to the scale head's α",
 }
 
 
+def _caption(name: str, data: ReportData) -> str:
+    if name != ALPHA_FILE:
+        return CAPTIONS.get(name, name)
+    what = str((data.metrics or {}).get("alpha_label") or "scale weights")
+    about = WEIGHTS_ABOUT.get(what.split(";")[0])
+    return CAPTIONS[name].format(what=what[:1].upper() + what[1:]) + (f" These are {about}." if about else "")
+
+
 def _figures_section(data: ReportData) -> str:
-    items = [(CAPTIONS.get(name, name), png, name) for name, png in data.figures.items()]
+    items = [(_caption(name, data), png, name) for name, png in data.figures.items()]
     if data.training_png is not None:
         items.append((f"Training curves from the run's {TRAIN_LOG}.", data.training_png, "training curves"))
     if not items:
