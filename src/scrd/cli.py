@@ -9,6 +9,7 @@ anything else is a bug and keeps its traceback. ``--debug`` shows the traceback 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import traceback
@@ -463,9 +464,28 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     as written."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
+        key = getattr(action, "preset_key", None)
+        if key is not None:  # a flag whose default is the preset's: show the presets' values
+            return f"{action.help} (from the preset: {_preset_values(key)})"
         if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
             return action.help or ""
         return super()._get_help_string(action)
+
+
+@functools.lru_cache(maxsize=None)
+def _preset_values(key: str) -> str:
+    """What each preset sets the dotted ``key`` to, e.g. 'mobilenet_v2 in denoising_knn (the
+    default), denoising; wide_resnet50_2 in official, paper, rd4ad, knn'."""
+    from .config import preset
+
+    section, leaf = key.split(".")
+    by_value: dict[str, list[str]] = {}
+    for name in PRESET_NAMES:
+        value = str(preset(name).to_dict()[section][leaf])
+        by_value.setdefault(value, []).append(f"{name} (the default)" if name == DEFAULT_PRESET else name)
+    if len(by_value) == 1:
+        return f"{next(iter(by_value))} in every preset"
+    return "; ".join(f"{value} in {', '.join(names)}" for value, names in by_value.items())
 
 
 def _example(command: str) -> str:
@@ -481,11 +501,13 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override any option, e.g. --set loss.eps=1e-6 (repeatable)"
     )
-    p.add_argument("--arch", choices=ARCHITECTURES, help="teacher architecture")
-    p.add_argument("--weights", help="teacher weights: imagenet, none or a file path")
-    p.add_argument("--image-size", type=int, help="images are resized to this square size")
-    p.add_argument("--iterations", type=int, help="training iterations (with --resume: extend the run)")
-    p.add_argument("--batch-size", type=int, help="images per iteration")
+    p.add_argument("--arch", choices=ARCHITECTURES, help="teacher architecture").preset_key = "model.arch"
+    p.add_argument("--weights", help="teacher weights: imagenet, none or a file path").preset_key = "model.weights"
+    size = p.add_argument("--image-size", type=int, help="images are resized to this square size")
+    size.preset_key = "model.image_size"
+    iterations = p.add_argument("--iterations", type=int, help="training iterations (with --resume: extend the run)")
+    iterations.preset_key = "train.iterations"
+    p.add_argument("--batch-size", type=int, help="images per iteration").preset_key = "train.batch_size"
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1 …")
     p.add_argument("--num-workers", type=int, help="processes decoding images")
@@ -590,10 +612,17 @@ def _report_parser(sub) -> None:
 
 def _predict_parser(sub) -> None:
     p = sub.add_parser(
-        "predict", formatter_class=HelpFormatter, epilog=_example("predict"), help="score images and write heat maps"
+        "predict",
+        formatter_class=HelpFormatter,
+        epilog=_example("predict"),
+        help="score images and write heat maps",
+        usage="%(prog)s INPUT [INPUT ...] --model MODEL --out OUT [options]\n       %(prog)s --merge --out OUT",
     )
     p.add_argument("inputs", nargs="*", help="image files, folders, glob patterns or a CSV manifest")
-    p.add_argument("--model", help="run directory or model.pt (an .onnx file with --backend onnxruntime)")
+    p.add_argument(
+        "--model",
+        help="required (except with --merge): run directory or model.pt (an .onnx file with --backend onnxruntime)",
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-heatmaps", action="store_true", help="write scores only")
     p.add_argument(
@@ -676,9 +705,11 @@ def _small_parsers(sub) -> None:
     p = sub.add_parser(
         "weights", formatter_class=HelpFormatter, epilog=_example("weights"), help="offline ImageNet weight files"
     )
-    p.add_argument("action", choices=("install", "status"))
-    p.add_argument("arch", nargs="?", choices=ARCHITECTURES)
-    p.add_argument("file", nargs="?")
+    p.add_argument(
+        "action", choices=("install", "status"), help="install: verify and copy a file; status: what is installed"
+    )
+    p.add_argument("arch", nargs="?", choices=ARCHITECTURES, help="install: the architecture the file is for")
+    p.add_argument("file", nargs="?", help="install: the downloaded torchvision .pth file")
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser(
@@ -746,7 +777,7 @@ def _reproduce_parser(sub) -> None:
         "figures beside ours (oracle and calibrated thresholds). --smoke runs the same rows on tiny settings "
         "and generated images to check the command, not the method.",
     )
-    p.add_argument("table", choices=tuple(TABLES))
+    p.add_argument("table", choices=tuple(TABLES), help="the paper's table to reproduce (listed below)")
     p.add_argument("--out", required=True, help="folder of the runs (shared by the tables: common rows are reused)")
     p.add_argument("--report", help="markdown file to write (default: OUT/TABLE.md, OUT/TABLE-smoke.md)")
     p.add_argument(
