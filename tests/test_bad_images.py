@@ -100,7 +100,7 @@ def test_skip_lists_and_counts_every_bad_image_in_train_evaluate_and_predict(dat
         )
         == 0
     )
-    assert "scored 6 images" in capsys.readouterr().out
+    assert "scored 6 new images" in capsys.readouterr().out
     with open(pred / "predictions.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 6
     assert set(_listed(pred / SKIPPED_FILE)) == set(BAD)

@@ -9,6 +9,8 @@ anything else is a bug and keeps its traceback. ``--debug`` shows the traceback 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
 import traceback
 import warnings
@@ -22,6 +24,7 @@ from .filenames import (
     HISTOGRAM_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    MODEL_META,
     PANEL_DIR,
     REPORT_FILE,
     ROC_FILE,
@@ -51,8 +54,6 @@ CONFIG_FLAGS = (
 
 def config_from_args(args: argparse.Namespace):
     """The config the flags describe: ``--config`` or ``--preset`` as the base, then the flags."""
-    import yaml
-
     from .config import Config, preset
 
     if args.config and args.preset:
@@ -63,12 +64,33 @@ def config_from_args(args: argparse.Namespace):
         value = getattr(args, attr, None)
         if key is not None and value not in (None, False):
             overrides[key] = value
-    for item in args.set or []:
+    overrides.update(_set_items(args.set))
+    return config.with_overrides(overrides)
+
+
+def _set_items(items: Sequence[str] | None) -> dict[str, Any]:
+    """--set KEY=VALUE items as {key: value}, each value read as YAML (numbers, lists, null)."""
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    for item in items or []:
         if "=" not in item:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         overrides[key.strip()] = yaml.safe_load(value)
-    return config.with_overrides(overrides)
+    return overrides
+
+
+def data_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """--set of evaluate, calibrate and predict: data.* options only (how this job reads files)."""
+    options = _set_items(args.set)
+    other = [key for key in options if not key.startswith("data.")]
+    if other:
+        raise ConfigError(
+            f"--set {other[0]}: scrd {args.command} takes only data.* options (how images are read); "
+            "the model's other options were fixed when it was trained"
+        )
+    return options
 
 
 def _flags_given(args: argparse.Namespace, allowed: set[str]) -> list[str]:
@@ -81,8 +103,13 @@ def _flags_given(args: argparse.Namespace, allowed: set[str]) -> list[str]:
 
 # ------------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training.train import resume, train
+    from .training.train import calibration_request, resume, train
 
+    asked = (
+        {"source": args.calibration, "split": args.calibration_split, "specificity": args.specificity}
+        if args.calibration
+        else None
+    )
     if args.resume:
         extra = _flags_given(args, allowed={"--iterations"})
         if extra:
@@ -97,11 +124,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             eval_source=args.eval_data,
             eval_split=args.eval_split,
+            calibration_request=asked,
         )
+        request = calibration_request(args.out)  # asked now, or when the run was started
         if result.started_at >= result.iterations:
-            print(f"{args.out}: already trained for {result.iterations} iterations; nothing to do")
-            return 0
+            if request is None or _calibrated_as_asked(args.out, request):
+                done = "" if request is None else " and calibrated as asked"
+                print(f"{args.out}: already trained for {result.iterations} iterations{done}; nothing to do")
+                return 0
+            print(f"{args.out}: already trained for {result.iterations} iterations; calibrating as asked")
     else:
+        request = asked
         result = train(
             config_from_args(args),
             args.data,
@@ -109,22 +142,35 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             eval_source=args.eval_data,
             eval_split=args.eval_split,
+            calibration_request=asked,
         )
-    print(
-        f"model: {result.run_dir / MODEL_FILE} ({result.iterations} iterations, "
-        f"final loss {result.final_loss:.4f}, {result.images_per_s:.1f} images/s)"
-    )
+    if not (args.resume and result.started_at >= result.iterations):
+        print(
+            f"model: {result.run_dir / MODEL_FILE} ({result.iterations} iterations, "
+            f"final loss {result.final_loss:.4f}, {result.images_per_s:.1f} images/s)"
+        )
     if result.skipped_images:
         print(
             f"skipped {result.skipped_images} unreadable images, listed with the reason in "
             f"{result.run_dir / SKIPPED_FILE}"
         )
-    if args.calibration:
+    if request:
         from .evaluation.calibrate import calibrate
 
-        info = calibrate(args.out, args.calibration, args.calibration_split, args.specificity)
+        info = calibrate(
+            args.out, request["source"], request["split"], request["specificity"], show_progress=not args.no_progress
+        )
         _print_calibration(info)
     return 0
+
+
+def _calibrated_as_asked(run: str, request: dict[str, Any]) -> bool:
+    """Whether the run's model holds the calibration ``request`` asks for."""
+    from .storage import read_json
+
+    stored = read_json(f"{run}/{MODEL_META}").get("calibration") or {}
+    asked = {"source": request["source"], "split": request["split"]}
+    return stored.get("requested") == asked and stored.get("target_specificity") == request["specificity"]
 
 
 def _print_calibration(info: dict[str, Any]) -> None:
@@ -151,6 +197,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         on_bad_image=args.on_bad_image,
         precision=args.precision,
         report=not args.no_report,
+        show_progress=not args.no_progress,
+        data_options=data_options_from_args(args),
     )
     o = r["oracle_threshold"]
     print(
@@ -173,6 +221,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     if "SELECTED ON TEST LABELS" in r["checkpoint_selection"]:
         print(f"WARNING: this checkpoint was {r['checkpoint_selection']}")
+    if "skipped_images" in r:
+        s = r["skipped_images"]
+        print(f"skipped {s['count']} unreadable images, left out of every metric above; listed with why in {s['list']}")
     print(f"results in {args.out}/ ({METRICS_FILE}, {SCORES_FILE}, {ROC_FILE}, {HISTOGRAM_FILE})")
     if not args.no_report:
         print(f"report: {args.out}/{REPORT_FILE}")
@@ -200,10 +251,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         precision=args.precision,
         backend=args.backend,
         shard=shard,
+        show_progress=not args.no_progress,
+        data_options=data_options_from_args(args),
     )
     heatmaps = "" if args.no_heatmaps else f"; heat maps in {args.out}/{HEATMAP_DIR}/"
     heatmaps += "" if args.no_heatmaps or args.no_panels else f", panels in {args.out}/{PANEL_DIR}/"
-    print(f"scored {r.scored} images: {r.csv}{heatmaps}")
+    earlier = f" ({r.already} already scored by an earlier run, kept)" if r.already else ""
+    print(f"scored {r.scored} new images{earlier}: {r.csv}{heatmaps}")
     if r.skipped:
         print(f"skipped {r.skipped} unreadable images, listed with the reason in {r.csv.parent / SKIPPED_FILE}")
     return 0
@@ -255,6 +309,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         on_bad_image=args.on_bad_image,
         precision=args.precision,
+        show_progress=not args.no_progress,
+        data_options=data_options_from_args(args),
     )
     _print_calibration(info)
     print(f"stored in {args.model}")
@@ -425,9 +481,28 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     as written."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
+        key = getattr(action, "preset_key", None)
+        if key is not None:  # a flag whose default is the preset's: show the presets' values
+            return f"{action.help} (from the preset: {_preset_values(key)})"
         if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
             return action.help or ""
         return super()._get_help_string(action)
+
+
+@functools.lru_cache(maxsize=None)
+def _preset_values(key: str) -> str:
+    """What each preset sets the dotted ``key`` to, e.g. 'mobilenet_v2 in denoising_knn (the
+    default), denoising; wide_resnet50_2 in official, paper, rd4ad, knn'."""
+    from .config import preset
+
+    section, leaf = key.split(".")
+    by_value: dict[str, list[str]] = {}
+    for name in PRESET_NAMES:
+        value = str(preset(name).to_dict()[section][leaf])
+        by_value.setdefault(value, []).append(f"{name} (the default)" if name == DEFAULT_PRESET else name)
+    if len(by_value) == 1:
+        return f"{next(iter(by_value))} in every preset"
+    return "; ".join(f"{value} in {', '.join(names)}" for value, names in by_value.items())
 
 
 def _example(command: str) -> str:
@@ -443,11 +518,13 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override any option, e.g. --set loss.eps=1e-6 (repeatable)"
     )
-    p.add_argument("--arch", choices=ARCHITECTURES, help="teacher architecture")
-    p.add_argument("--weights", help="teacher weights: imagenet, none or a file path")
-    p.add_argument("--image-size", type=int, help="images are resized to this square size")
-    p.add_argument("--iterations", type=int, help="training iterations (with --resume: extend the run)")
-    p.add_argument("--batch-size", type=int, help="images per iteration")
+    p.add_argument("--arch", choices=ARCHITECTURES, help="teacher architecture").preset_key = "model.arch"
+    p.add_argument("--weights", help="teacher weights: imagenet, none or a file path").preset_key = "model.weights"
+    size = p.add_argument("--image-size", type=int, help="images are resized to this square size")
+    size.preset_key = "model.image_size"
+    iterations = p.add_argument("--iterations", type=int, help="training iterations (with --resume: extend the run)")
+    iterations.preset_key = "train.iterations"
+    p.add_argument("--batch-size", type=int, help="images per iteration").preset_key = "train.batch_size"
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1 …")
     p.add_argument("--num-workers", type=int, help="processes decoding images")
@@ -481,6 +558,14 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-workers", type=int, default=0, help="processes decoding images")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
     _add_bad_image_flag(p)
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="data.KEY=VALUE",
+        help="read images with this data option instead of the model's, e.g. --set data.max_image_pixels=300000000 "
+        "(repeatable; data.* options only)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _add_calibration_flags(p: argparse.ArgumentParser, flag: str) -> None:
@@ -558,10 +643,17 @@ def _report_parser(sub) -> None:
 
 def _predict_parser(sub) -> None:
     p = sub.add_parser(
-        "predict", formatter_class=HelpFormatter, epilog=_example("predict"), help="score images and write heat maps"
+        "predict",
+        formatter_class=HelpFormatter,
+        epilog=_example("predict"),
+        help="score images and write heat maps",
+        usage="%(prog)s INPUT [INPUT ...] --model MODEL --out OUT [options]\n       %(prog)s --merge --out OUT",
     )
     p.add_argument("inputs", nargs="*", help="image files, folders, glob patterns or a CSV manifest")
-    p.add_argument("--model", help="run directory or model.pt (an .onnx file with --backend onnxruntime)")
+    p.add_argument(
+        "--model",
+        help="required (except with --merge): run directory or model.pt (an .onnx file with --backend onnxruntime)",
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-heatmaps", action="store_true", help="write scores only")
     p.add_argument(
@@ -644,9 +736,11 @@ def _small_parsers(sub) -> None:
     p = sub.add_parser(
         "weights", formatter_class=HelpFormatter, epilog=_example("weights"), help="offline ImageNet weight files"
     )
-    p.add_argument("action", choices=("install", "status"))
-    p.add_argument("arch", nargs="?", choices=ARCHITECTURES)
-    p.add_argument("file", nargs="?")
+    p.add_argument(
+        "action", choices=("install", "status"), help="install: verify and copy a file; status: what is installed"
+    )
+    p.add_argument("arch", nargs="?", choices=ARCHITECTURES, help="install: the architecture the file is for")
+    p.add_argument("file", nargs="?", help="install: the downloaded torchvision .pth file")
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser(
@@ -717,7 +811,7 @@ def _reproduce_parser(sub) -> None:
         "figures beside ours (oracle and calibrated thresholds). --smoke runs the same rows on tiny settings "
         "and generated images to check the command, not the method.",
     )
-    p.add_argument("table", choices=tuple(TABLES))
+    p.add_argument("table", choices=tuple(TABLES), help="the paper's table to reproduce (listed below)")
     p.add_argument("--out", required=True, help="folder of the runs (shared by the tables: common rows are reused)")
     p.add_argument("--report", help="markdown file to write (default: OUT/TABLE.md, OUT/TABLE-smoke.md)")
     p.add_argument(
@@ -811,14 +905,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         return args.func(args)
-    except KeyboardInterrupt as exc:  # a training run's message says where its checkpoint is
-        print(f"scrd {command}: {exc or 'interrupted'}", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # training and predict say how far they got and how to go on
+        print(f"scrd {command}: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
     except ScrdError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"scrd {command}: error: {exc}", file=sys.stderr)
+        print(f"scrd {command}: error: {_as_flags(str(exc))}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the output folder cannot be written (read-only, full, a file in the path)
+        folder = _output_folder_of(args, exc)
+        if folder is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        from .runs.output import output_error
+
+        print(f"scrd {command}: error: {output_error(folder, exc)}", file=sys.stderr)
+        return 2
+
+
+# Messages of the Python API that name an argument; on the command line the flag is what to type.
+API_TO_FLAGS = (("weights='none'", "--weights none"),)
+
+
+def _as_flags(message: str) -> str:
+    for api, flag in API_TO_FLAGS:
+        message = message.replace(api, flag)
+    return message
+
+
+def _output_folder_of(args: argparse.Namespace, exc: OSError) -> str | None:
+    """The command's --out when the failed file operation was on it or inside it, else None."""
+    from .runs.output import is_within
+
+    out = getattr(args, "out", None)
+    names = [name for name in (exc.filename, exc.filename2) if isinstance(name, (str, bytes, os.PathLike))]
+    if not out or not names:
+        return None
+    return out if any(is_within(os.fsdecode(name), out) for name in names) else None
 
 
 if __name__ == "__main__":

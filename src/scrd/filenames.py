@@ -18,6 +18,7 @@ HOLDOUT_SAMPLES = "holdout_samples.csv"  # normal training images kept out (trai
 BEST_ON_TEST_DIR = "best_on_test"  # train.selection = best_on_test: a model selected on test labels
 SELECTION_LOG = "selection_log.csv"  # the label-free criterion during training (train.select_every)
 LABEL_FREE_DIR = "label_free_best"  # the model with the best label-free criterion so far
+CALIBRATION_REQUEST = "calibration_request.json"  # what `train --calibration` asked for: --resume does it too
 
 # written by train, evaluate and predict alike
 SKIPPED_FILE = "skipped_images.csv"  # unreadable images left out (data.on_bad_image = skip), with reasons
@@ -35,6 +36,10 @@ PREDICTIONS_FILE = "predictions.csv"  # path, score, decision, heatmap, panel (f
 PREDICT_INFO = "predict_info.json"  # which model (sha256) and settings wrote the folder
 HEATMAP_DIR = "heatmaps"  # plain overlays of the anomaly map on the image
 PANEL_DIR = "panels"  # original | heat map with colour bar | overlay, titled with score and decision
+# marks what predict writes, so no later predict scores it as an input: a file in its output folder
+# (every file below that folder is left out) and a PNG text chunk of this key in each heat map and panel
+OUTPUT_MARKER = ".scrd-output"
+OUTPUT_PNG_KEY = "scrd-output"
 
 # a dataset folder in the MedIAnomaly/DDAD layout (read by every job; written by `scrd data prepare`
 # and the phantom generator), and the report `scrd data prepare` writes beside it

@@ -21,12 +21,14 @@ import csv
 import glob
 import json
 import os
+import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ..errors import DatasetError
-from ..filenames import SPLIT_FILE
+from ..filenames import OUTPUT_MARKER, OUTPUT_PNG_KEY, SPLIT_FILE
 from .readers import frame_word, is_image_file, list_frames, supported_suffixes
 
 if TYPE_CHECKING:
@@ -254,11 +256,13 @@ def samples_from_csv(manifest: str | Path, split: str | None = None) -> list[Sam
     return _check(manifest, samples)
 
 
-def collect_images(inputs: Sequence[str] | Iterable[str]) -> list[Path]:
+def collect_images(inputs: Sequence[str] | Iterable[str], exclude: Sequence[str | Path] = ()) -> list[Path]:
     """Image paths for prediction from files, folders (recursive), glob patterns or .csv manifests.
 
     Returns absolute paths, sorted and de-duplicated. An input that matches nothing is an error,
-    so a typo cannot silently shrink the batch.
+    so a typo cannot silently shrink the batch. What ``scrd predict`` wrote is never an input
+    (:func:`is_own_output`), nor anything inside the folders ``exclude`` (where it writes images,
+    by resolved path); a warning counts what was left out.
     """
     found: set[Path] = set()
     unmatched: list[str] = []
@@ -294,12 +298,74 @@ def collect_images(inputs: Sequence[str] | Iterable[str]) -> list[Path]:
         raise _problem("inputs", "matched no image files", unmatched)
     if not found:
         raise DatasetError("inputs: no images given")
-    return sorted({Path(os.path.abspath(p)) for p in found})
+    paths = sorted({Path(os.path.abspath(p)) for p in found})
+    return _leave_out_own_outputs(paths, exclude)
 
 
-def collect_samples(inputs: Sequence[str] | Iterable[str], options: "DataConfig | None" = None) -> list[Sample]:
-    """Unlabelled samples for prediction: :func:`collect_images`, volumes expanded into slices.
+def _leave_out_own_outputs(paths: list[Path], exclude: Sequence[str | Path]) -> list[Path]:
+    marked: dict[Path, bool] = {}
+    excluded = [Path(folder).resolve() for folder in exclude]
+    own = [p for p in paths if _in_folders(p, excluded) or is_own_output(p, marked)]
+    if not own:
+        return paths
+    left_out = set(own)
+    kept = [p for p in paths if p not in left_out]
+    what = f"{len(own)} file(s) that scrd predict wrote (heat maps, panels), e.g. {own[0]}"
+    if not kept:
+        raise DatasetError(f"inputs: every image found is one of {what}; scrd never scores its own output")
+    warnings.warn(f"inputs: left out {what}: scrd never scores its own output", stacklevel=3)
+    return kept
+
+
+def _in_folders(path: Path, folders: list[Path]) -> bool:
+    parents = path.resolve().parents
+    return any(folder in parents for folder in folders)
+
+
+def is_own_output(path: str | Path, marked_folders: dict[Path, bool] | None = None) -> bool:
+    """Whether ``scrd predict`` wrote this file: it lies in a folder holding the ``OUTPUT_MARKER``
+    file (at any depth), or it is a PNG with the ``OUTPUT_PNG_KEY`` text chunk (a heat map or panel
+    copied elsewhere). ``marked_folders`` caches the folders already looked at."""
+    path = Path(path).resolve()
+    cache = {} if marked_folders is None else marked_folders
+    for folder in path.parents:
+        if folder not in cache:
+            cache[folder] = (folder / OUTPUT_MARKER).is_file()
+        if cache[folder]:
+            return True
+    return path.suffix.lower() == ".png" and OUTPUT_PNG_KEY in png_text_keys(path)
+
+
+def png_text_keys(path: str | Path) -> set[str]:
+    """The keywords of a PNG's tEXt chunks before its image data (read from the chunk headers, no
+    decoding); empty for anything that is not a readable PNG."""
+    keys: set[str] = set()
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                return keys
+            while True:
+                header = f.read(8)
+                if len(header) < 8:
+                    return keys
+                length, kind = struct.unpack(">I4s", header)
+                if kind in (b"IDAT", b"IEND"):
+                    return keys
+                if kind == b"tEXt" and length <= 4096:
+                    keys.add(f.read(length).split(b"\0", 1)[0].decode("latin-1"))
+                    f.seek(4, os.SEEK_CUR)
+                else:
+                    f.seek(length + 4, os.SEEK_CUR)
+    except OSError:
+        return keys
+
+
+def collect_samples(
+    inputs: Sequence[str] | Iterable[str], options: "DataConfig | None" = None, exclude: Sequence[str | Path] = ()
+) -> list[Sample]:
+    """Unlabelled samples for prediction: :func:`collect_images` (``exclude``: the folders predict
+    writes images to), volumes expanded into slices.
 
     Ids are the absolute paths (plus ``#slice=K`` / ``#frame=K``).
     """
-    return expand_frames([Sample(p, None, str(p)) for p in collect_images(inputs)], options)
+    return expand_frames([Sample(p, None, str(p)) for p in collect_images(inputs, exclude)], options)

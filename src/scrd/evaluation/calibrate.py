@@ -23,6 +23,7 @@ from ..data.layouts import load_samples
 from ..detector import Detector, resolve_model_path
 from ..errors import InputError
 from ..filenames import HOLDOUT_SAMPLES, TRAIN_SAMPLES
+from ..runs.output import refuse_onnx, with_data_options
 from ..runs.rundir import prepare_process
 from ..runs.sample_lists import read_sample_list, sample_key
 from .metrics import conformal_threshold
@@ -40,6 +41,7 @@ def calibration(
     batch_size: int = 16,
     num_workers: int = 0,
     on_bad_image: str | None = None,
+    show_progress: bool = False,
 ) -> dict[str, Any]:
     """A threshold from the normal images of ``split`` of ``source`` (abnormal labels are refused).
 
@@ -71,7 +73,9 @@ def calibration(
     unseen = [s for s in samples if sample_key(s) not in trained]
     in_sample = not unseen
     used = samples if in_sample else unseen
-    scored = score_samples(detector, used, batch_size, num_workers, on_bad_image)
+    scored = score_samples(
+        detector, used, batch_size, num_workers, on_bad_image, show_progress=show_progress, desc="calibrate"
+    )
     if len(scored.scores) == 0:
         raise InputError(f"{where}: every calibration image was unreadable and skipped")
     rule = conformal_threshold(scored.scores, target_specificity)
@@ -122,11 +126,19 @@ def calibrate(
     num_workers: int = 0,
     on_bad_image: str | None = None,
     precision: str = "auto",
+    show_progress: bool = False,
+    data_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Store a threshold from normal images (see :func:`calibration`) in the model's ``model.json``."""
+    """Store a threshold from normal images (see :func:`calibration`) in the model's ``model.json``.
+    ``data_options`` ({"data.KEY": value}) override how the model reads files; ``show_progress``: a
+    bar on stderr."""
+    refuse_onnx(model, "calibrate")
     prepare_process()
     detector = Detector.load(model, device, precision)
-    info = calibration(detector, model, source, split, target_specificity, batch_size, num_workers, on_bad_image)
+    detector.config = with_data_options(detector.config, data_options)
+    info = calibration(
+        detector, model, source, split, target_specificity, batch_size, num_workers, on_bad_image, show_progress
+    )
     detector.metadata["calibration"] = info
     detector.save_metadata(resolve_model_path(model).parent)
     return info
@@ -141,6 +153,7 @@ def stored_calibration(
     batch_size: int = 16,
     num_workers: int = 0,
     on_bad_image: str | None = None,
+    show_progress: bool = False,
 ) -> dict[str, Any]:
     """The model's stored calibration when it was made from the same images and target (nothing is
     scored again), else a new one, which is stored in the model's ``model.json``. The result says
@@ -149,7 +162,9 @@ def stored_calibration(
     wanted = {"source": None if source is None else str(source), "split": split}
     if stored and stored.get("requested") == wanted and stored.get("target_specificity") == target_specificity:
         return {**stored, "reused": True}
-    info = calibration(detector, model, source, split, target_specificity, batch_size, num_workers, on_bad_image)
+    info = calibration(
+        detector, model, source, split, target_specificity, batch_size, num_workers, on_bad_image, show_progress
+    )
     detector.metadata["calibration"] = info
     detector.save_metadata(resolve_model_path(model).parent)
     return {**info, "reused": False}

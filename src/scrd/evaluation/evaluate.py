@@ -26,6 +26,8 @@ from ..filenames import (
     SCORES_FILE,
     SKIPPED_FILE,
 )
+from ..reporting.report_data import scale_weights_label
+from ..runs.output import check_writable, refuse_onnx, with_data_options
 from ..runs.rundir import prepare_process
 from ..storage import atomic_write, remove_stale_temporaries, write_json
 from .calibrate import stored_calibration
@@ -66,29 +68,36 @@ def evaluate(
     on_bad_image: str | None = None,
     precision: str = "auto",
     report: bool = True,
+    show_progress: bool = False,
+    data_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score the labelled ``split`` of ``source``; write metrics.json, scores.csv, the figures
     (roc.png, histogram.png, alpha.png) and, with ``report``, report.html (:mod:`.report`).
 
     With ``calibration_source`` a threshold is calibrated on its normal images first
     (:func:`~scrd.evaluation.calibrate.calibration`); else the model's stored threshold is used, if any.
+    ``data_options`` ({"data.KEY": value}) override how the model reads files; ``show_progress``:
+    a bar on stderr for each scoring phase.
     """
     from sklearn.metrics import roc_auc_score
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: --out is a file; give a folder for the evaluation results")
+    check_writable(out_dir)
+    refuse_onnx(model, "evaluate")
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
     prepare_process()
     detector = Detector.load(model, device, precision)
+    detector.config = with_data_options(detector.config, data_options)
     samples = load_samples(str(source), split, detector.config.data)
     unlabelled = [s for s in samples if s.label is None]
     if unlabelled:
         raise InputError(
             f"{source}: evaluation needs labels; {len(unlabelled)} images have none, e.g. {unlabelled[0].path}"
         )
-    scored = score_samples(detector, samples, batch_size, num_workers, on_bad_image)
+    scored = score_samples(detector, samples, batch_size, num_workers, on_bad_image, show_progress, "evaluate")
     if scored.skipped:
         SkippedImages(out_dir / SKIPPED_FILE).add(scored.skipped)
     if len(scored.labels) == 0:
@@ -121,6 +130,7 @@ def evaluate(
             "mean of their top k %; 'auroc' above uses the configured score",
             **{name: float(roc_auc_score(labels, values)) for name, values in scored.by_reduction.items()},
         },
+        "alpha_label": scale_weights_label(detector.config),  # which weights "alpha" describes
         "alpha": alpha_statistics(scored.alpha, scored.alpha_peak),
         "checkpoint_selection": detector.metadata.get("selection", "unknown"),
     }
@@ -135,6 +145,7 @@ def evaluate(
             batch_size,
             num_workers,
             on_bad_image,
+            show_progress,
         )
     elif detector.threshold is not None:
         threshold_info = dict(detector.metadata["calibration"])

@@ -9,23 +9,25 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..data.dataset import ImageDataset, SkippedImages, make_loader
-from ..data.layouts import collect_samples
+from ..data.layouts import collect_samples, png_text_keys
 from ..deploy.backends import Scorer, load_scorer
 from ..detector import decision_of
 from ..errors import InputError
-from ..filenames import HEATMAP_DIR, PANEL_DIR
+from ..filenames import HEATMAP_DIR, OUTPUT_MARKER, OUTPUT_PNG_KEY, PANEL_DIR
 from ..model.weights import sha256_of
+from ..runs.output import check_writable, refuse_onnx, with_data_options
+from ..runs.progress import batch_images, progress
 from ..runs.rundir import prepare_process
-from ..storage import read_json, remove_stale_temporaries, write_json
+from ..storage import atomic_write_text, read_json, remove_stale_temporaries, write_json
 from .shards import OutputNames, Shard, mark_done, merge_shards, remove_own_temporaries, shards_finished
 
 FIELDS = ["path", "score", "decision", "heatmap", "panel"]
+NOT_PIXELS = ("data.max_image_pixels", "data.on_bad_image")  # data options that leave every image as it is
 
 
 def _finished_paths(csv_path: Path) -> set[str]:
@@ -58,6 +60,7 @@ class PredictResult:
     csv: Path
     scored: int  # images scored by this call (earlier finished ones are not counted again)
     skipped: int  # unreadable images skipped so far, listed in skipped_images.csv beside the CSV
+    already: int = 0  # images of the inputs an earlier call had scored into the same CSV
 
 
 def predict(
@@ -74,6 +77,8 @@ def predict(
     fresh: bool = False,
     backend: str = "torch",
     shard: Shard | None = None,
+    show_progress: bool = False,
+    data_options: dict[str, Any] | None = None,
 ) -> PredictResult:
     """Score every image of ``inputs`` (files, folders, globs or a CSV manifest).
 
@@ -87,26 +92,41 @@ def predict(
     ``backend`` "onnxruntime" scores with a file from ``scrd export`` (``model`` is the .onnx).
     ``shard`` scores only that shard's part of the inputs into part files (see :mod:`.shards`);
     the last shard to finish merges the parts into the CSV a single process would write.
+
+    Predict never reads what it wrote: its heat-map and panel folders (by resolved path) and every
+    file it marked (:func:`~scrd.data.layouts.is_own_output`) are left out of the inputs. ``data_options`` ({"data.KEY":
+    value}) override how the model reads files (e.g. a larger data.max_image_pixels);
+    ``show_progress``: a bar on stderr. Interrupted (Ctrl-C), it says how far it got; the same call
+    again continues.
     """
     from ..reporting.panels import write_image_heatmaps
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: --out is a file; give a folder for the predictions")
+    check_writable(out_dir)
+    if backend == "torch":
+        refuse_onnx(model, "predict")
     prepare_process()
     detector, model_file = load_scorer(backend, model, device, precision)
+    detector.config = with_data_options(detector.config, data_options)
     names = OutputNames.of(shard)
-    samples = collect_samples(list(inputs), detector.config.data)
+    images_out = [out_dir / HEATMAP_DIR, out_dir / PANEL_DIR]  # never inputs, even while other shards write
+    samples = collect_samples(list(inputs), detector.config.data, exclude=images_out)
     samples = samples if shard is None else shard.select(samples, batch_size)
     own = {} if shard is None else {"shard": str(shard), "assigned": len(samples), "batch_size": batch_size}
+    reading = {k: v for k, v in (data_options or {}).items() if k not in NOT_PIXELS}
+    if reading:  # options that change the pixels the model sees are part of what wrote the folder
+        own["data_options"] = reading
     _claim_output_folder(out_dir, model_file, detector, heatmaps, panels, fresh, names, own)
-    (out_dir / HEATMAP_DIR).mkdir(parents=True, exist_ok=True)
+    _mark_image_folders([folder for folder, used in zip(images_out, (heatmaps, panels)) if used])
     if shard is None:
         remove_stale_temporaries(out_dir)  # left by a kill in the middle of a write; never results
     else:
         remove_own_temporaries(out_dir, names)  # the other shards may be writing now
     csv_path = out_dir / names.predictions
     done = _finished_paths(csv_path)
+    already = sum(s.key in done for s in samples)
     samples = [s for s in samples if s.key not in done]
     threshold = detector.threshold
     display_range = detector.metadata.get("display_range")
@@ -118,35 +138,42 @@ def predict(
         if new_file:
             writer.writerow(FIELDS)
         if not samples:
-            return _finish(out_dir, names, shard, PredictResult(csv_path, 0, skipped.count))
+            return _finish(out_dir, names, shard, PredictResult(csv_path, 0, skipped.count, already))
         dataset = ImageDataset(samples, detector.image_size, data=detector.config.data, on_bad_image=on_bad_image)
         loader = make_loader(dataset, batch_size, num_workers, detector.device.type == "cuda")
-        for batch, scored in detector.iterate(loader):
-            skipped.add(batch["skipped"])
-            if scored is None:
-                continue
-            count += len(batch["path"])
-            for i, path in enumerate(batch["path"]):
-                score = float(scored.scores[i])
-                heatmap = panel = ""
-                if heatmaps or panels:
-                    heatmap, panel = write_image_heatmaps(
-                        out_dir,
-                        heatmap_name(path),
-                        path,
-                        batch["image"][i].permute(1, 2, 0).numpy(),
-                        scored.maps[i].numpy(),
-                        score,
-                        threshold,
-                        display_range,
-                        overlay=heatmaps,
-                        panel=panels,
-                    )
-                decision = decision_of(score, threshold) or ""
-                writer.writerow([path, repr(score), decision, heatmap, panel])
-            f.flush()
-            os.fsync(f.fileno())
-    return _finish(out_dir, names, shard, PredictResult(csv_path, count, skipped.count))
+        batches = progress(detector.iterate(loader), len(samples), "predict", show_progress, weight=batch_images)
+        try:
+            for batch, scored in batches:
+                skipped.add(batch["skipped"])
+                if scored is None:
+                    continue
+                for i, path in enumerate(batch["path"]):
+                    score = float(scored.scores[i])
+                    heatmap = panel = ""
+                    if heatmaps or panels:
+                        heatmap, panel = write_image_heatmaps(
+                            out_dir,
+                            heatmap_name(path),
+                            path,
+                            batch["image"][i].permute(1, 2, 0).numpy(),
+                            scored.maps[i].numpy(),
+                            score,
+                            threshold,
+                            display_range,
+                            overlay=heatmaps,
+                            panel=panels,
+                        )
+                    decision = decision_of(score, threshold) or ""
+                    writer.writerow([path, repr(score), decision, heatmap, panel])
+                    count += 1
+                f.flush()
+                os.fsync(f.fileno())
+        except KeyboardInterrupt:  # the rows written so far are kept (each after its heat maps)
+            raise KeyboardInterrupt(
+                f"interrupted after {count} new images ({already + count} of {already + len(samples)} now in "
+                f"{csv_path}); run the same command again to continue"
+            ) from None
+    return _finish(out_dir, names, shard, PredictResult(csv_path, count, skipped.count, already))
 
 
 def _finish(out_dir: Path, names: OutputNames, shard: Shard | None, result: PredictResult) -> PredictResult:
@@ -185,11 +212,14 @@ def _claim_output_folder(
     path = out_dir / names.info
     previous = read_json(path) if path.is_file() else None
     results = [out_dir / names.predictions, out_dir / names.skipped, path]
-    # heat maps and panels are shared by the shards: only an unsharded run clears them
-    results += [out_dir / HEATMAP_DIR, out_dir / PANEL_DIR] if names.done is None else [out_dir / names.done]
     if fresh:
+        # heat maps and panels are shared by the shards: only an unsharded run clears them
+        if names.done is None:
+            _remove_own_images(out_dir, out_dir / names.predictions)
+        else:
+            results.append(out_dir / names.done)
         for old in results:
-            shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+            old.unlink(missing_ok=True)
     elif previous is None and (out_dir / names.predictions).is_file():
         raise InputError(
             f"{out_dir}: holds predictions of an unknown model (no {names.info}); pass --fresh to "
@@ -203,3 +233,35 @@ def _claim_output_folder(
             "another --out"
         )
     write_json(path, info)
+
+
+def _remove_own_images(out_dir: Path, csv_path: Path) -> None:
+    """``--fresh``: delete the heat maps and panels this tool wrote (named in the CSV, or carrying its
+    PNG mark); anything else in those folders stays, and so do the folders unless left empty."""
+    listed: set[Path] = set()
+    if csv_path.is_file():
+        with open(csv_path, newline="") as f:
+            listed = {out_dir / row[k] for row in csv.DictReader(f) for k in ("heatmap", "panel") if row.get(k)}
+    for folder in (out_dir / HEATMAP_DIR, out_dir / PANEL_DIR):
+        if not folder.is_dir():
+            continue
+        for file in folder.iterdir():
+            png = file.suffix.lower() == ".png"
+            if file.is_file() and (file in listed or (png and OUTPUT_PNG_KEY in png_text_keys(file))):
+                file.unlink()
+        if {entry.name for entry in folder.iterdir()} <= {OUTPUT_MARKER}:
+            (folder / OUTPUT_MARKER).unlink(missing_ok=True)
+            folder.rmdir()
+
+
+def _mark_image_folders(folders: list[Path]) -> None:
+    """The marker that keeps every file of the heat-map and panel folders out of a later predict's
+    inputs, even when the folder is copied elsewhere (each PNG is marked too: ``plots.mark_png``)."""
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / OUTPUT_MARKER).is_file():
+            atomic_write_text(
+                folder / OUTPUT_MARKER,
+                "Written by scrd predict: heat maps and panels. scrd never scores the files of this folder "
+                "as inputs; delete this file to let it.\n",
+            )

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..detector import decision_of
-from .plots import _jet, figure_png, new_figure, overlay_array, save_png_bytes
+from .plots import _jet, figure_png, mark_png, new_figure, overlay_array, save_png_bytes
 
 PANEL_PX = 320  # each of the three images, in pixels (at least 256, as legible as the original)
 
@@ -71,8 +71,9 @@ def panel_figure(
 
 
 def panel_png(path: str | Path, *args, **kwargs) -> None:
-    """Write :func:`panel_figure` to ``path`` (not fsynced: many files; the CSV row is the record)."""
-    save_png_bytes(panel_figure(*args, **kwargs), path, durable=False)
+    """Write :func:`panel_figure` to ``path``, marked as predict's (not fsynced: many files; the CSV
+    row is the record)."""
+    save_png_bytes(mark_png(panel_figure(*args, **kwargs)), path, durable=False)
 
 
 def write_image_heatmaps(

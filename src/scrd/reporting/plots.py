@@ -6,13 +6,17 @@ curves from ``train_log.csv`` and the α distribution per scale. Each ``*_figure
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
+from ..filenames import OUTPUT_PNG_KEY
 from ..storage import atomic_write
+from .report_data import HEAD_ALPHA
 
 BLUE, RED, GREEN, GREY = "#1f77b4", "#d62728", "#2ca02c", "#7f7f7f"
 SCALE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c")
@@ -37,8 +41,13 @@ def save_png_bytes(data: bytes, path: str | Path, durable: bool = True) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data), durable)
 
 
-def save_png(image: Image.Image, path: str | Path, durable: bool = True) -> None:
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), durable)
+def mark_png(data: bytes) -> bytes:
+    """The PNG ``data`` with a tEXt chunk saying scrd predict wrote it (right after the header,
+    where :func:`scrd.data.layouts.is_own_output` reads it), so no later predict scores it."""
+    body = OUTPUT_PNG_KEY.encode("latin-1") + b"\0written by scrd predict; never scored as an input"
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    end_of_header = 8 + 8 + 13 + 4  # signature, then IHDR: length and type, 13 bytes, CRC
+    return data[:end_of_header] + chunk + data[end_of_header:]
 
 
 def roc_figure(
@@ -102,11 +111,11 @@ def training_figure(log: Mapping[str, np.ndarray]) -> bytes:
         dist.plot(it, log[f"d_uv_{k}"], color=colour, label=f"scale {k}: clean teacher", **mark)
         if not np.isnan(log[f"d_zv_{k}"]).all():
             dist.plot(it, log[f"d_zv_{k}"], color=colour, ls="--", label=f"scale {k}: noisy teacher", **mark)
-        alpha.plot(it, log[f"alpha_{k}"], color=colour, label=f"α scale {k}", **mark)
+        alpha.plot(it, log[f"alpha_{k}"], color=colour, label=f"head α scale {k}", **mark)
     dist.set(title="student distance to the teachers", ylabel="1 − cosine similarity (mean)")
     dist.legend(fontsize=7, ncol=2)
-    alpha.plot(it, log["alpha_max"], color=GREY, ls=":", label="largest α (1 = one scale only)", **mark)
-    alpha.set(title="scale weights α (batch mean)", ylabel="α (weights sum to 1)", ylim=(0, 1.02))
+    alpha.plot(it, log["alpha_max"], color=GREY, ls=":", label="largest head α (1 = one scale only)", **mark)
+    alpha.set(title=f"{HEAD_ALPHA}, batch mean", ylabel="weight (the 3 sum to 1)", ylim=(0, 1.02))
     alpha.legend(fontsize=7)
     speed.plot(it, log["images_per_s"], color=GREEN, **mark)
     speed.set(title="training speed", ylabel="images / s", ylim=(0, None))
@@ -117,8 +126,9 @@ def training_figure(log: Mapping[str, np.ndarray]) -> bytes:
     return figure_png(fig)
 
 
-def alpha_figure(alpha: np.ndarray, labels: np.ndarray | None = None) -> bytes:
-    """The distribution of α per scale over the evaluated images ([N, 3]), normal and abnormal apart."""
+def alpha_figure(alpha: np.ndarray, labels: np.ndarray | None = None, what: str = "scale weights") -> bytes:
+    """The distribution of per-scale weights over the evaluated images ([N, 3]), normal and abnormal
+    apart; ``what`` says which weights (:func:`~.report_data.scale_weights_label`)."""
     fig = new_figure(6.0, 4.2)
     ax = fig.add_subplot()
     groups: list[tuple[str, np.ndarray, str]] = [("all images", alpha, GREY)]
@@ -134,7 +144,7 @@ def alpha_figure(alpha: np.ndarray, labels: np.ndarray | None = None) -> bytes:
             box.set(facecolor=colour, alpha=0.55)
         ax.plot([], [], "s", color=colour, alpha=0.55, label=f"{name} (n={len(values)})")
     ax.set_xticks(np.arange(1, alpha.shape[1] + 1), [f"scale {k}" for k in range(1, alpha.shape[1] + 1)])
-    ax.set(title="scale weights α per image", ylabel="α (weights sum to 1)", ylim=(0, 1.02))
+    ax.set(title=what.split(";")[0] + " per image", ylabel="weight (the 3 sum to 1)", ylim=(0, 1.02))
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     return figure_png(fig)
@@ -158,6 +168,8 @@ def overlay_array(image01: np.ndarray, amap: np.ndarray, vmin: float, vmax: floa
 def overlay_png(
     path: str | Path, image01: np.ndarray, amap: np.ndarray, vmin: float, vmax: float, alpha: float = 0.5
 ) -> None:
-    """Blend the anomaly map over the image and write it; image01 is [H, W, C]."""
-    out = overlay_array(image01, amap, vmin, vmax, alpha)
-    save_png(Image.fromarray(out), path, durable=False)  # many files; the CSV row is the record
+    """Blend the anomaly map over the image and write it, marked as predict's (:func:`mark_png`);
+    image01 is [H, W, C]."""
+    buffer = io.BytesIO()
+    Image.fromarray(overlay_array(image01, amap, vmin, vmax, alpha)).save(buffer, format="PNG")
+    save_png_bytes(mark_png(buffer.getvalue()), path, durable=False)  # many files; the CSV row is the record

@@ -29,7 +29,7 @@ from ..filenames import (
 )
 from ..runs.run_logs import EvaluatedScores, read_scores, read_train_log
 from ..storage import atomic_write_text, read_json
-from .report_data import GalleryItem, ReportData
+from .report_data import GalleryItem, ReportData, scale_weights_label
 
 GALLERY_SIZE = 4  # images in each of the two gallery rows
 
@@ -57,7 +57,7 @@ def evaluation_figures(metrics: dict[str, Any], scored: EvaluatedScores) -> dict
         scores[labels == 0], scores[labels == 1], metrics.get("score", "mean"), thresholds
     )
     if not np.isnan(scored.alpha).all():
-        figures[ALPHA_FILE] = alpha_figure(scored.alpha, labels)
+        figures[ALPHA_FILE] = alpha_figure(scored.alpha, labels, metrics.get("alpha_label") or "scale weights")
     return figures
 
 
@@ -153,6 +153,10 @@ def collect_report(
         if key not in metrics:
             raise InputError(f"{eval_dir / METRICS_FILE}: not written by scrd evaluate (no {key!r})")
     _check_same_model(metrics, model_path, eval_dir)
+    if "alpha_label" not in metrics:  # written before the two kinds of weights were named apart
+        from ..config import Config
+
+        metrics["alpha_label"] = scale_weights_label(Config.from_dict(data.metadata["config"]))
     scored = read_scores(eval_dir / SCORES_FILE)
     data.metrics, data.eval_dir = metrics, eval_dir
     data.figures = figures if figures is not None else evaluation_figures(metrics, scored)

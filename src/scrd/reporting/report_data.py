@@ -6,6 +6,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Two different things were both called α; every page, figure, bar and key label says which it is.
+HEAD_ALPHA = "scale-head α (learned, paper Eq. 3)"
+FUSION_WEIGHTS = "fusion weights (per image, from normal statistics)"
+
+
+def scale_weights_label(config: Any) -> str | None:
+    """What the per-scale weights of a model's scored images are (``Scored.alpha``): the fusion
+    weights of ``scoring.scale_fusion = normal_softmax``, else the learned scale head's α (marked
+    when the scoring does not use it); None for the knn method, which has neither."""
+    if config.model.method == "knn":
+        return None
+    if config.scoring.scale_fusion == "normal_softmax":
+        return FUSION_WEIGHTS
+    used = config.scoring.alpha_weighting != "none"
+    return HEAD_ALPHA if used else f"{HEAD_ALPHA}; not used by this model's scoring"
+
 
 @dataclass
 class GalleryItem:

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from ..filenames import ALPHA_FILE, HISTOGRAM_FILE, ROC_FILE, TRAIN_LOG
 from ..version import __version__
-from .report_data import GalleryItem, ReportData
+from .report_data import FUSION_WEIGHTS, HEAD_ALPHA, GalleryItem, ReportData
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
@@ -92,7 +92,7 @@ def _model_section(data: ReportData) -> str:
             f"{esc(trained_on.get('source', 'n/a'))} ({esc(trained_on.get('n_train', '?'))} images, "
             f"{esc(trained_on.get('n_holdout', 0))} normal images held out)",
         ),
-        ("loss", esc(f"{config.loss.form}, α {config.loss.alpha_placement}")),
+        ("loss", esc(f"{config.loss.form}, scale-head α placement {config.loss.alpha_placement}")),
         ("noise", esc(f"{config.noise.kind}, strength {config.noise.strength}")),
         ("image score", esc(f"{config.scoring.score} of the map (σ {config.scoring.sigma})")),
         (
@@ -102,7 +102,8 @@ def _model_section(data: ReportData) -> str:
             else esc(
                 f"threshold {calibration['threshold']:.6g} at specificity {calibration['target_specificity']} "
                 f"on {calibration['n_images']} normal images ({calibration['source']})"
-            ),
+            )
+            + _in_sample_mark(calibration),
         ),
         (
             "trained with",
@@ -114,6 +115,16 @@ def _model_section(data: ReportData) -> str:
     ]
     yaml = f"<details><summary>full config</summary><pre>{esc(config.to_yaml())}</pre></details>"
     return f"<h2>Model and training</h2>{table(rows)}{yaml}"
+
+
+def _in_sample_mark(calibration: dict[str, Any]) -> str:
+    """The warning beside a threshold calibrated on its own training images."""
+    if not calibration.get("in_sample"):
+        return ""
+    return (
+        ' <span class="warn">(IN-SAMPLE: calibrated on the training images themselves, so specificity on '
+        "new normal images will be lower than the target)</span>"
+    )
 
 
 def _summary(data: ReportData) -> str:
@@ -146,9 +157,8 @@ def _metrics_section(data: ReportData) -> str:
     if c is None:
         parts.append('<p class="warn">no calibrated threshold: run scrd calibrate, or evaluate with --calibration</p>')
     else:
-        in_sample = ' <span class="warn">(IN-SAMPLE: calibrated on these images)</span>' if c.get("in_sample") else ""
         rows = [
-            ("threshold", f"{c['threshold']:.6g}{in_sample}"),
+            ("threshold", f"{c['threshold']:.6g}{_in_sample_mark(c)}"),
             ("calibrated on", esc(f"{c.get('n_images', '?')} normal images of {c.get('source', '?')}")),
             ("target specificity", esc(c.get("target_specificity", "?"))),
             ("sensitivity", num(c["sensitivity"])),
@@ -168,6 +178,12 @@ def _metrics_section(data: ReportData) -> str:
             f'<p class="warn">the oracle threshold calls {o["flagged_fraction"]:.0%} of the images abnormal; '
             f"calling every image abnormal gives F1 {o['all_abnormal_f1']:.4f}</p>"
         )
+    skipped = m.get("skipped_images")
+    if skipped:
+        parts.append(
+            f'<p class="warn">{esc(skipped["count"])} unreadable images were skipped and left out of every '
+            f"metric on this page (--on-bad-image skip); the list, with each reason: {esc(skipped['list'])}</p>"
+        )
     if "SELECTED ON TEST LABELS" in str(m.get("checkpoint_selection", "")):
         parts.append(f'<p class="warn">this checkpoint was {esc(m["checkpoint_selection"])}</p>')
     by = {k: v for k, v in m.get("auroc_by_image_score", {}).items() if k != "note"}
@@ -179,12 +195,25 @@ def _metrics_section(data: ReportData) -> str:
 CAPTIONS = {
     ROC_FILE: "ROC curve of the image scores; the dot is the calibrated threshold's operating point.",
     HISTOGRAM_FILE: "Image scores of normal and abnormal images (the paper's Fig. 2), with the thresholds.",
-    ALPHA_FILE: "Scale weights α per image over the evaluated set (boxes: quartiles; whiskers: 1.5 IQR).",
+    ALPHA_FILE: "{what}, per scale and image over the evaluated set (boxes: quartiles; whiskers: 1.5 IQR).",
+}
+WEIGHTS_ABOUT = {
+    HEAD_ALPHA: "the learned scale head's output (paper Eq. 3), one weight per scale from the bottleneck",
+    FUSION_WEIGHTS: "softmax of each scale's image score in units of its spread over normal images "
+    "(scoring.scale_fusion = normal_softmax); nothing learned, unrelated to the scale head's α",
 }
 
 
+def _caption(name: str, data: ReportData) -> str:
+    if name != ALPHA_FILE:
+        return CAPTIONS.get(name, name)
+    what = str((data.metrics or {}).get("alpha_label") or "scale weights")
+    about = WEIGHTS_ABOUT.get(what.split(";")[0])
+    return CAPTIONS[name].format(what=what[:1].upper() + what[1:]) + (f" These are {about}." if about else "")
+
+
 def _figures_section(data: ReportData) -> str:
-    items = [(CAPTIONS.get(name, name), png, name) for name, png in data.figures.items()]
+    items = [(_caption(name, data), png, name) for name, png in data.figures.items()]
     if data.training_png is not None:
         items.append((f"Training curves from the run's {TRAIN_LOG}.", data.training_png, "training curves"))
     if not items:

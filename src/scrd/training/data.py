@@ -74,12 +74,15 @@ def load_training_images(source: str | Path, config: Config) -> TrainingImages:
     fit, holdout = split_holdout(samples, config.train.holdout_fraction, config.train.seed)
     fit = limit_images(fit, config.train.max_images, config.train.seed)
     images = TrainingImages(str(source), samples_fingerprint(samples), fit, holdout)
-    # Decode every image now: fail (or skip) before training starts, not hours into it.
-    bad = unreadable_items(ImageDataset(fit, config.model.image_size, data=config.data), config.train.num_workers)
+    # Decode every image now, held-out ones too (training ends by measuring statistics on them): fail
+    # (or skip) before training starts, not hours into it.
+    checked = ImageDataset(fit + holdout, config.model.image_size, data=config.data)
+    bad = unreadable_items(checked, config.train.num_workers)
     if bad:
         drop = {index for index, _, _ in bad}
         images.skipped = [(path, reason) for _, path, reason in bad]
         images.fit = [s for i, s in enumerate(fit) if i not in drop]
+        images.holdout = [s for i, s in enumerate(holdout, start=len(fit)) if i not in drop]
         if not images.fit:
             raise TrainingError(
                 f"{source}: no readable training image ({len(bad)} unreadable, e.g. {bad[0][1]}: {bad[0][2]})"

@@ -126,9 +126,8 @@ def after_step(
     if log is not None and (it % tc.log_every == 0 or it == tc.iterations):
         log.write(log_row(it, loss, terms, alpha, clock))
     if bar is not None:
-        bar.set_postfix(
-            loss=f"{loss:.4f}", alpha="/".join(f"{v:.2f}" for v in alpha.mean(0).tolist()), img_s=f"{clock.rate:.1f}"
-        )
+        head_alpha = "/".join(f"{v:.2f}" for v in alpha.mean(0).tolist())  # the learned scale head's α
+        bar.set_postfix({"loss": f"{loss:.4f}", "scale-head α": head_alpha, "img/s": f"{clock.rate:.1f}"})
         bar.update(1)
     stop = monitors.after(it, model, device)
     evaluated = (tc.eval_every and it % tc.eval_every == 0) or (tc.select_every and it % tc.select_every == 0)

@@ -24,6 +24,7 @@ from ..errors import ConfigError, ResumeError, TrainingError
 from ..evaluation.evaluate import normal_map_range
 from ..evaluation.normal_reference import measure_on_normals
 from ..filenames import (
+    CALIBRATION_REQUEST,
     CONFIG_FILE,
     ENV_FILE,
     HOLDOUT_SAMPLES,
@@ -33,6 +34,7 @@ from ..filenames import (
     TRAIN_SAMPLES,
 )
 from ..model import build_model
+from ..runs.output import check_writable
 from ..runs.rundir import environment_report, prepare_process, seed_everything
 from ..runs.sample_lists import write_sample_list
 from ..storage import read_json, remove_stale_temporaries, write_json
@@ -63,6 +65,7 @@ def train(
     progress: bool = True,
     eval_source: str | Path | None = None,
     eval_split: str = "test",
+    calibration_request: dict | None = None,
 ) -> TrainResult:
     """Train SCRD on the normal images of ``train_source`` into the new run directory ``run_dir``.
 
@@ -71,6 +74,9 @@ def train(
     model is also kept, marked as selected on test labels. The final model is always the last
     iteration's. A run that fails before its first iteration leaves the directory as it was, so
     the same command can simply be run again once the problem is fixed.
+
+    ``calibration_request`` (:func:`calibration_request`: source, split, specificity) is what the
+    command line calibrates once training ends; it is recorded in the run, so ``--resume`` does it too.
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
@@ -79,6 +85,7 @@ def train(
         raise TrainingError(
             f"{run_dir}: run directory is not empty; pass --resume to continue it or choose a new directory"
         )
+    check_writable(run_dir)
     _check_eval_source(config, eval_source)
     world = world_from_env()
     if world.distributed:
@@ -87,6 +94,8 @@ def train(
     images = load_training_images(train_source, config)
     started: list[int] = []  # _run records the iterations done here
     try:
+        if calibration_request is not None and world.main:
+            record_calibration_request(run_dir, calibration_request)
         if config.model.method == "knn":
             return _fit_knn(config, images, run_dir, progress)
         return _run(config, images, run_dir, False, progress, eval_source, eval_split, started)
@@ -146,16 +155,21 @@ def resume(
     progress: bool = True,
     eval_source: str | Path | None = None,
     eval_split: str = "test",
+    calibration_request: dict | None = None,
 ) -> TrainResult:
     """Continue the run in ``run_dir`` from its checkpoint, on the same data (checked by fingerprint).
 
     ``iterations`` extends the run to that many iterations. A finished run asked for no more
-    iterations is left exactly as it is (its model and calibration included).
+    iterations is left exactly as it is (its model and calibration included). A new
+    ``calibration_request`` replaces the recorded one (see :func:`train`).
     """
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise ResumeError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}); start it without --resume")
+    check_writable(run_dir)
     world = world_from_env()
+    if world.main and calibration_request is not None:
+        record_calibration_request(run_dir, calibration_request)
     if world.main:
         remove_stale_temporaries(run_dir)  # what a kill in the middle of an atomic write left
     config = Config.load(run_dir / CONFIG_FILE)
@@ -272,13 +286,39 @@ def _iterate(loop: TrainingLoop, run_dir: Path, images: TrainingImages, model, o
             if world.main and (it % tc.checkpoint_every == 0 or it == tc.iterations or stop or interrupted):
                 save_state(run_dir, model, optimizer, synth, it, data, loop.clock.total, world.size)
             if interrupted:
+                request = calibration_request(run_dir)
                 raise TrainingInterrupted(
                     f"interrupted at iteration {it}; a checkpoint was written: continue with "
                     f"scrd train --resume --out {run_dir} --data {images.source}"
+                    + (calibration_flags(request) if request else "")
                 )
             if stop:
                 break
     return it
+
+
+def record_calibration_request(run_dir: Path, request: dict) -> None:
+    """Keep what ``--calibration`` asked for in the run (a relative data path made absolute)."""
+    source = request["source"]
+    source = source if source == "holdout" else str(Path(source).absolute())
+    write_json(Path(run_dir) / CALIBRATION_REQUEST, {**request, "source": source})
+
+
+def calibration_request(run_dir: str | Path) -> dict | None:
+    """The calibration ``scrd train --calibration`` asked for in this run ({source, split,
+    specificity}), or None."""
+    path = Path(run_dir) / CALIBRATION_REQUEST
+    return read_json(path) if path.is_file() else None
+
+
+def calibration_flags(request: dict) -> str:
+    """The command-line flags that ask for ``request`` (the defaults left out)."""
+    flags = " --calibration" + ("" if request["source"] == "holdout" else f" {request['source']}")
+    if request.get("split", "train") != "train":
+        flags += f" --calibration-split {request['split']}"
+    if request.get("specificity", 0.95) != 0.95:
+        flags += f" --specificity {request['specificity']}"
+    return flags
 
 
 def _cache_identity(config: Config, images: TrainingImages, weights_note: str, device: torch.device) -> dict:

@@ -1,0 +1,86 @@
+"""What every job checks about the folders it writes and the model it is given (torch-free: the
+command line uses it to word errors too).
+
+A folder that cannot be written (read-only, another user's, a path through a regular file, a full
+disk) is named with the problem on one line, never as an OSError traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, InputError
+
+_REASONS = {
+    errno.EACCES: "permission denied: it, or a folder above it, is not writable by this user",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+}
+
+
+def output_error(folder: str | Path, exc: OSError, flag: str = "--out") -> str:
+    """One line naming the output folder, the problem and, when it is another one, the file."""
+    reason = _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
+    where = f" (at {exc.filename})" if exc.filename and Path(str(exc.filename)) != Path(folder) else ""
+    return f"{folder}: cannot write the output folder ({flag}): {reason}{where}"
+
+
+def check_writable(folder: str | Path, flag: str = "--out") -> None:
+    """Refuse an output folder that cannot be made or written, before any work is done: the first
+    part of the path that exists must be a folder this process may write into (nothing is created)."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        code = errno.ENOTDIR
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        code = errno.EROFS if _read_only_mount(existing) else errno.EACCES
+    else:
+        return
+    raise InputError(output_error(folder, OSError(code, os.strerror(code), str(existing)), flag))
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def is_within(path: str | Path, folder: str | Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies in it (both resolved: links and ``..`` do not hide it)."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return path == folder or folder in path.parents
+
+
+def with_data_options(config: Any, overrides: dict[str, Any] | None) -> Any:
+    """The model's config with ``data.*`` options replaced (how this job reads files: a larger
+    data.max_image_pixels, say); a trained model's other options are fixed by its training."""
+    if not overrides:
+        return config
+    other = [key for key in overrides if not key.startswith("data.")]
+    if other:
+        raise ConfigError(
+            f"--set {other[0]}: only data.* options (how images are read) can be set here; "
+            "the model's other options were fixed when it was trained"
+        )
+    return config.with_overrides(overrides)
+
+
+def refuse_onnx(model: str | Path, command: str) -> None:
+    """An exported .onnx file given where a PyTorch model is read: say which flag or file to use."""
+    if Path(model).suffix.lower() != ".onnx":
+        return
+    if command == "predict":
+        raise ConfigError(f"{model}: an exported ONNX graph; score it with --backend onnxruntime")
+    raise ConfigError(
+        f"{model}: an exported ONNX graph; scrd {command} needs the run directory (or model.pt) it was "
+        "exported from (only scrd predict scores .onnx files, with --backend onnxruntime)"
+    )
