@@ -21,11 +21,14 @@ from ..detector import decision_of
 from ..errors import InputError
 from ..filenames import HEATMAP_DIR, PANEL_DIR
 from ..model.weights import sha256_of
+from ..runs.normal_scores import percentile_or_none, percentile_text, stored_normal_scores
 from ..runs.rundir import prepare_process
 from ..storage import read_json, remove_stale_temporaries, write_json
 from .shards import OutputNames, Shard, mark_done, merge_shards, remove_own_temporaries, shards_finished
 
-FIELDS = ["path", "score", "decision", "heatmap", "panel"]
+# normal_percentile: the score's percentile among the run's held-out normal images ('' when the model
+# stores none)
+FIELDS = ["path", "score", "decision", "heatmap", "panel", "normal_percentile"]
 
 
 def _finished_paths(csv_path: Path) -> set[str]:
@@ -110,6 +113,7 @@ def predict(
     samples = [s for s in samples if s.key not in done]
     threshold = detector.threshold
     display_range = detector.metadata.get("display_range")
+    normals = stored_normal_scores(detector.metadata)
 
     skipped = SkippedImages(out_dir / names.skipped)
     new_file, count = not csv_path.is_file(), 0
@@ -143,7 +147,8 @@ def predict(
                         panel=panels,
                     )
                 decision = decision_of(score, threshold) or ""
-                writer.writerow([path, repr(score), decision, heatmap, panel])
+                percentile = percentile_text(percentile_or_none(normals, score))
+                writer.writerow([path, repr(score), decision, heatmap, panel, percentile])
             f.flush()
             os.fsync(f.fileno())
     return _finish(out_dir, names, shard, PredictResult(csv_path, count, skipped.count))
@@ -175,6 +180,7 @@ def _claim_output_folder(
     info = {
         "model": str(model_file),
         "model_sha256": sha256_of(model_file),
+        "columns": FIELDS,  # a folder of an older scrd has other columns: its rows cannot be continued
         "threshold": detector.threshold,
         "scoring": detector.config.to_dict()["scoring"],
         "precision": detector.precision,

@@ -22,7 +22,7 @@ from ..detector import Detector
 from ..device import memory_format, resolve_precision
 from ..errors import ConfigError, ResumeError, TrainingError
 from ..evaluation.evaluate import normal_map_range
-from ..evaluation.normal_reference import normal_statistics
+from ..evaluation.normal_reference import normal_batches, normal_statistics
 from ..filenames import (
     CONFIG_FILE,
     ENV_FILE,
@@ -33,6 +33,7 @@ from ..filenames import (
     TRAIN_SAMPLES,
 )
 from ..model import build_model
+from ..runs.normal_scores import NORMAL_SCORES, normal_scores_record
 from ..runs.rundir import environment_report, prepare_process, seed_everything
 from ..runs.sample_lists import write_sample_list
 from ..storage import read_json, remove_stale_temporaries, write_json
@@ -319,6 +320,7 @@ def _finish(
     old = read_json(run_dir / MODEL_META) if (run_dir / MODEL_META).is_file() else {}
     old.pop("calibration", None)  # calibrated for other weights (a run extended with more iterations)
     old.pop("normal_statistics", None)  # measured on other weights too
+    old.pop(NORMAL_SCORES, None)  # scored by other weights too
     bank, bank_seconds = None, 0.0
     if config.model.memory_bank:
         from .fit_bank import fit_memory_bank
@@ -329,6 +331,8 @@ def _finish(
     detector = Detector.for_training(model.eval(), config, device, old, bank)
     # first: scoring.scale_fusion reads these statistics, and the display range scores images
     statistics = normal_statistics(detector, images.holdout or images.fit)
+    # after the statistics (the scoring may read them): what a score's percentile among normals compares with
+    held_out_scores = _held_out_scores(detector, images.holdout)
     detector.save(
         run_dir,
         {
@@ -348,5 +352,13 @@ def _finish(
                 **statistics,
                 "images": "held-out normal training images" if images.holdout else "normal training images",
             },
+            **held_out_scores,
         },
     )
+
+
+def _held_out_scores(detector: Detector, holdout: list) -> dict:
+    """``{normal_scores: ...}``: the image score of every readable held-out normal image (never trained
+    on), sorted, for model.json; empty for a run without held-out images."""
+    scores = [s for batch in normal_batches(detector, holdout, len(holdout)) for s in detector.score(batch).scores]
+    return {NORMAL_SCORES: normal_scores_record([float(s) for s in scores])} if scores else {}
