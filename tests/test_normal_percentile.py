@@ -70,6 +70,7 @@ def test_predict_writes_the_percentile_and_the_report_a_line(tiny_run, phantom_d
         rows = list(csv.DictReader(f))
     normals = stored_normal_scores(json.loads((tiny_run / "model.json").read_text()))
     assert rows and all(r["normal_percentile"] == f"{normal_percentile(normals, float(r['score'])):.2f}" for r in rows)
+    assert all(r["dicom"] == "" for r in rows)
 
     page = tmp_path / "report.html"
     evaluation = tmp_path / "eval"

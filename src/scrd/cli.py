@@ -200,10 +200,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         precision=args.precision,
         backend=args.backend,
         shard=shard,
+        dicom_out=args.dicom_out,
     )
     heatmaps = "" if args.no_heatmaps else f"; heat maps in {args.out}/{HEATMAP_DIR}/"
     heatmaps += "" if args.no_heatmaps or args.no_panels else f", panels in {args.out}/{PANEL_DIR}/"
     print(f"scored {r.scored} images: {r.csv}{heatmaps}")
+    if args.dicom_out:
+        print(f"wrote {r.dicom_written} DICOM heat maps (Secondary Capture, new series) to {args.dicom_out}")
+    if r.not_dicom:
+        print(f"--dicom-out: {r.not_dicom} inputs are not DICOM: no DICOM heat map for them (no study to join)")
     if r.skipped:
         print(f"skipped {r.skipped} unreadable images, listed with the reason in {r.csv.parent / SKIPPED_FILE}")
     return 0
@@ -540,6 +545,12 @@ def _predict_parser(sub) -> None:
         "--fresh",
         action="store_true",
         help="start the output folder afresh (needed when another model or other settings wrote it)",
+    )
+    p.add_argument(
+        "--dicom-out",
+        metavar="DIR",
+        help="also write each DICOM input's heat map as a DICOM Secondary Capture (new series, same study) "
+        "into DIR; other inputs get none",
     )
     _add_scoring_flags(p)
     _add_scale_out_flags(p)

@@ -27,8 +27,8 @@ from ..storage import read_json, remove_stale_temporaries, write_json
 from .shards import OutputNames, Shard, mark_done, merge_shards, remove_own_temporaries, shards_finished
 
 # normal_percentile: the score's percentile among the run's held-out normal images ('' when the model
-# stores none)
-FIELDS = ["path", "score", "decision", "heatmap", "panel", "normal_percentile"]
+# stores none); dicom: the Secondary Capture of the heat map (--dicom-out, DICOM inputs only)
+FIELDS = ["path", "score", "decision", "heatmap", "panel", "normal_percentile", "dicom"]
 
 
 def _finished_paths(csv_path: Path) -> set[str]:
@@ -61,6 +61,8 @@ class PredictResult:
     csv: Path
     scored: int  # images scored by this call (earlier finished ones are not counted again)
     skipped: int  # unreadable images skipped so far, listed in skipped_images.csv beside the CSV
+    dicom_written: int = 0  # heat maps written as DICOM by this call (--dicom-out)
+    not_dicom: int = 0  # inputs with --dicom-out that are not DICOM (no study to join: none written)
 
 
 def predict(
@@ -77,6 +79,7 @@ def predict(
     fresh: bool = False,
     backend: str = "torch",
     shard: Shard | None = None,
+    dicom_out: str | Path | None = None,
 ) -> PredictResult:
     """Score every image of ``inputs`` (files, folders, globs or a CSV manifest).
 
@@ -90,7 +93,12 @@ def predict(
     ``backend`` "onnxruntime" scores with a file from ``scrd export`` (``model`` is the .onnx).
     ``shard`` scores only that shard's part of the inputs into part files (see :mod:`.shards`);
     the last shard to finish merges the parts into the CSV a single process would write.
+
+    ``dicom_out``: a folder for the heat map of each DICOM input as a DICOM Secondary Capture in the
+    source's study (:mod:`scrd.reporting.dicom_capture`); other inputs have no study to join and get
+    none (counted in ``not_dicom``); inputs none of which is DICOM are refused.
     """
+    from ..reporting.dicom_capture import Finding, is_dicom_input, secondary_capture, write_secondary_capture
     from ..reporting.panels import write_image_heatmaps
 
     out_dir = Path(out_dir)
@@ -102,7 +110,15 @@ def predict(
     samples = collect_samples(list(inputs), detector.config.data)
     samples = samples if shard is None else shard.select(samples, batch_size)
     own = {} if shard is None else {"shard": str(shard), "assigned": len(samples), "batch_size": batch_size}
-    _claim_output_folder(out_dir, model_file, detector, heatmaps, panels, fresh, names, own)
+    not_dicom = 0 if dicom_out is None else sum(not is_dicom_input(s.key) for s in samples)
+    if dicom_out is not None and samples and not_dicom == len(samples):
+        raise InputError(
+            f"--dicom-out {dicom_out}: none of the {len(samples)} inputs is DICOM (.dcm, .dicom); a heat map is "
+            "written as DICOM only into the study of a DICOM source. Drop --dicom-out for these inputs"
+        )
+    model_sha256 = sha256_of(model_file)
+    dicom_folder = None if dicom_out is None else str(Path(dicom_out).resolve())
+    _claim_output_folder(out_dir, model_file, detector, heatmaps, panels, fresh, names, own, model_sha256, dicom_folder)
     (out_dir / HEATMAP_DIR).mkdir(parents=True, exist_ok=True)
     if shard is None:
         remove_stale_temporaries(out_dir)  # left by a kill in the middle of a write; never results
@@ -114,6 +130,8 @@ def predict(
     threshold = detector.threshold
     display_range = detector.metadata.get("display_range")
     normals = stored_normal_scores(detector.metadata)
+    by_key = {s.key: s for s in samples}
+    written = 0
 
     skipped = SkippedImages(out_dir / names.skipped)
     new_file, count = not csv_path.is_file(), 0
@@ -122,7 +140,7 @@ def predict(
         if new_file:
             writer.writerow(FIELDS)
         if not samples:
-            return _finish(out_dir, names, shard, PredictResult(csv_path, 0, skipped.count))
+            return _finish(out_dir, names, shard, PredictResult(csv_path, 0, skipped.count, 0, not_dicom))
         dataset = ImageDataset(samples, detector.image_size, data=detector.config.data, on_bad_image=on_bad_image)
         loader = make_loader(dataset, batch_size, num_workers, detector.device.type == "cuda")
         for batch, scored in detector.iterate(loader):
@@ -147,11 +165,21 @@ def predict(
                         panel=panels,
                     )
                 decision = decision_of(score, threshold) or ""
-                percentile = percentile_text(percentile_or_none(normals, score))
-                writer.writerow([path, repr(score), decision, heatmap, panel, percentile])
+                percentile = percentile_or_none(normals, score)
+                dicom = ""
+                if dicom_out is not None and is_dicom_input(path):
+                    finding = Finding(score, threshold, percentile, len(normals or []), model_sha256)
+                    sample = by_key[path]
+                    ds = secondary_capture(
+                        sample.path, sample.frame, scored.maps[i].numpy(), display_range, finding, detector.config.data
+                    )
+                    dicom = str(Path(dicom_out) / (Path(heatmap_name(path)).stem + ".dcm"))
+                    write_secondary_capture(dicom, ds)
+                    written += 1
+                writer.writerow([path, repr(score), decision, heatmap, panel, percentile_text(percentile), dicom])
             f.flush()
             os.fsync(f.fileno())
-    return _finish(out_dir, names, shard, PredictResult(csv_path, count, skipped.count))
+    return _finish(out_dir, names, shard, PredictResult(csv_path, count, skipped.count, written, not_dicom))
 
 
 def _finish(out_dir: Path, names: OutputNames, shard: Shard | None, result: PredictResult) -> PredictResult:
@@ -173,19 +201,22 @@ def _claim_output_folder(
     fresh: bool,
     names: OutputNames | None = None,
     own: dict | None = None,
+    model_sha256: str | None = None,
+    dicom_out: str | None = None,
 ) -> None:
     """Record which model and settings write ``out_dir``; refuse a folder another one wrote.
     ``own``: what only this shard records (which shard, how many images it was given)."""
     names = names or OutputNames.of(None)
     info = {
         "model": str(model_file),
-        "model_sha256": sha256_of(model_file),
+        "model_sha256": model_sha256 or sha256_of(model_file),
         "columns": FIELDS,  # a folder of an older scrd has other columns: its rows cannot be continued
         "threshold": detector.threshold,
         "scoring": detector.config.to_dict()["scoring"],
         "precision": detector.precision,
         "heatmaps": heatmaps,
         "panels": panels,
+        "dicom_out": dicom_out,
         **(own or {}),
     }
     path = out_dir / names.info
