@@ -237,6 +237,15 @@ def _merge_predictions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve.run import serve
+    from .serve.service import ServeSettings
+
+    settings = ServeSettings(args.batch_size or 0, args.max_wait_ms, args.queue, args.max_bytes, args.max_files)
+    serve(args.model, args.host, args.port, args.device, args.precision, settings)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .deploy.onnx_export import export_onnx
 
@@ -393,6 +402,7 @@ EXAMPLES = {
     "evaluate": "scrd evaluate --model runs/r1 --data DATA --out runs/r1/eval",
     "report": "scrd report runs/r1 --eval runs/r1/eval      # writes runs/r1/eval/report.html",
     "predict": "scrd predict scans/ more/*.dcm --model runs/r1 --out runs/r1/predictions",
+    "serve": "scrd serve runs/r1 --port 8000    # then: curl -F file=@scan.dcm 'http://127.0.0.1:8000/score'",
     "export": "scrd export runs/r1 --format onnx --out deploy/r1.onnx",
     "calibrate": "scrd calibrate --model runs/r1              # on the run's held-out normals\n"
     "  scrd calibrate --model runs/r1 --data NORMALS --specificity 0.98",
@@ -555,6 +565,34 @@ def _predict_parser(sub) -> None:
     _add_scoring_flags(p)
     _add_scale_out_flags(p)
     p.set_defaults(func=cmd_predict)
+
+
+def _serve_parser(sub) -> None:
+    p = sub.add_parser(
+        "serve",
+        formatter_class=HelpFormatter,
+        epilog=_example("serve"),
+        help="score images over HTTP: POST /score, a page at /, micro-batching",
+        description="Load the model once and answer HTTP requests (pip install 'scrd[serve]'): POST /score\n"
+        "(multipart files: PNG, JPEG, TIFF, BMP, DICOM; ?heatmap=1, ?dicom=1), GET / (a page to drop an image\n"
+        "on), GET /health, GET /model. See docs/deploy.md.",
+    )
+    p.add_argument("model", help="run directory or model.pt")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port, printed)")
+    p.add_argument("--batch-size", type=int, help="images per model pass at most (default: the model's batch size)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long an image waits for others to batch with")
+    p.add_argument("--queue", type=int, default=64, help="images waiting at most; beyond it: HTTP 503")
+    p.add_argument("--max-bytes", type=int, default=64 * 1024 * 1024, help="largest uploaded file (bytes)")
+    p.add_argument("--max-files", type=int, default=16, help="files per request at most")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="auto: bf16 autocast where the hardware has it natively (as scrd predict); fp32: strict",
+    )
+    p.set_defaults(func=cmd_serve)
 
 
 def _add_scale_out_flags(p: argparse.ArgumentParser) -> None:
@@ -765,6 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
         _evaluate_parser,
         _report_parser,
         _predict_parser,
+        _serve_parser,
         _export_parser,
         _calibrate_parser,
         _small_parsers,
