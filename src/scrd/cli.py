@@ -241,7 +241,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .serve.run import serve
     from .serve.service import ServeSettings
 
-    settings = ServeSettings(args.batch_size or 0, args.max_wait_ms, args.queue, args.max_bytes, args.max_files)
+    settings = ServeSettings(
+        args.batch_size or 0, args.max_wait_ms, args.queue, args.max_bytes, args.max_files, args.max_connections
+    )
     serve(args.model, args.host, args.port, args.device, args.precision, settings)
     return 0
 
@@ -585,6 +587,7 @@ def _serve_parser(sub) -> None:
     p.add_argument("--queue", type=int, default=64, help="images waiting at most; beyond it: HTTP 503")
     p.add_argument("--max-bytes", type=int, default=64 * 1024 * 1024, help="largest uploaded file (bytes)")
     p.add_argument("--max-files", type=int, default=16, help="files per request at most")
+    p.add_argument("--max-connections", type=int, default=64, help="requests open at once; beyond: HTTP 503")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
     p.add_argument(
         "--precision",

@@ -41,7 +41,7 @@ def build_service(
         from dataclasses import replace
 
         settings = replace(settings, max_batch=detector.config.train.batch_size)
-    for name in ("max_batch", "queue", "max_bytes", "max_files"):
+    for name in ("max_batch", "queue", "max_bytes", "max_files", "max_connections"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     if settings.max_wait_ms < 0:
@@ -80,5 +80,7 @@ def serve(
             file=sys.stderr,
             flush=True,
         )
-    config = uvicorn.Config(create_app(service), log_level=log_level, timeout_graceful_shutdown=10)
+    config = uvicorn.Config(
+        create_app(service), log_level=log_level, timeout_graceful_shutdown=10, limit_concurrency=s.max_connections
+    )
     uvicorn.Server(config).run(sockets=[sock])

@@ -37,6 +37,7 @@ class ServeSettings:
     queue: int = 64  # images waiting at most; a request that does not fit gets 503
     max_bytes: int = 64 * 1024 * 1024  # per uploaded file
     max_files: int = 16  # per request
+    max_connections: int = 64  # requests open at once (uvicorn answers 503 beyond): bounds what is being read
 
 
 @dataclass
