@@ -42,6 +42,8 @@ ALLOWED = {
     "inference": BASE | {"config", "data", "model", "detector", "deploy", "runs", "reporting"},
     "training": BASE
     | {"config", "model", "data", "scoring", "anomalies", "losses", "detector", "runs", "evaluation", "reporting"},
+    # the HTTP service: on the detector and the product's outputs (panels, DICOM heat maps)
+    "serve": BASE | {"config", "model", "data", "detector", "inference", "reporting", "runs", "deploy"},
     "demo": BASE | {"config", "model", "data", "training", "evaluation", "inference"},
     # studies, benchmarks and the paper's tables: on the product, never under it
     "lab": BASE
@@ -49,7 +51,7 @@ ALLOWED = {
     | {"evaluation", "reporting", "inference", "training"},
     "cli": BASE
     | {"config", "model", "data", "detector", "deploy", "runs", "reporting", "evaluation", "inference", "training"}
-    | {"demo", "lab"},
+    | {"demo", "lab", "serve"},
     "__main__": {"cli"},  # python -m scrd, torchrun -m scrd
     # the public names, imported lazily (and for type checkers only under TYPE_CHECKING)
     "__init__": {"version", "config", "data", "detector", "training", "evaluation", "inference"},

@@ -253,11 +253,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         shard=shard,
         show_progress=not args.no_progress,
         data_options=data_options_from_args(args),
+        dicom_out=args.dicom_out,
     )
     heatmaps = "" if args.no_heatmaps else f"; heat maps in {args.out}/{HEATMAP_DIR}/"
     heatmaps += "" if args.no_heatmaps or args.no_panels else f", panels in {args.out}/{PANEL_DIR}/"
     earlier = f" ({r.already} already scored by an earlier run, kept)" if r.already else ""
     print(f"scored {r.scored} new images{earlier}: {r.csv}{heatmaps}")
+    if args.dicom_out:
+        print(f"wrote {r.dicom_written} DICOM heat maps (Secondary Capture, new series) to {args.dicom_out}")
+    if r.not_dicom:
+        print(f"--dicom-out: {r.not_dicom} inputs are not DICOM: no DICOM heat map for them (no study to join)")
     if r.skipped:
         print(f"skipped {r.skipped} unreadable images, listed with the reason in {r.csv.parent / SKIPPED_FILE}")
     return 0
@@ -283,6 +288,17 @@ def _merge_predictions(args: argparse.Namespace) -> int:
 
     path, rows = merge_shards(args.out)
     print(f"merged {rows} rows: {path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve.run import serve
+    from .serve.service import ServeSettings
+
+    settings = ServeSettings(
+        args.batch_size or 0, args.max_wait_ms, args.queue, args.max_bytes, args.max_files, args.max_connections
+    )
+    serve(args.model, args.host, args.port, args.device, args.precision, settings)
     return 0
 
 
@@ -461,6 +477,7 @@ EXAMPLES = {
     "report": "scrd report runs/r1 --eval runs/r1/eval      # writes runs/r1/eval/report.html",
     "compare": "scrd compare runs/a/eval runs/b/eval            # same images: is a above, below or level with b?",
     "predict": "scrd predict scans/ more/*.dcm --model runs/r1 --out runs/r1/predictions",
+    "serve": "scrd serve runs/r1 --port 8000    # then: curl -F file=@scan.dcm 'http://127.0.0.1:8000/score'",
     "export": "scrd export runs/r1 --format onnx --out deploy/r1.onnx",
     "calibrate": "scrd calibrate --model runs/r1              # on the run's held-out normals\n"
     "  scrd calibrate --model runs/r1 --data NORMALS --specificity 0.98",
@@ -664,9 +681,44 @@ def _predict_parser(sub) -> None:
         action="store_true",
         help="start the output folder afresh (needed when another model or other settings wrote it)",
     )
+    p.add_argument(
+        "--dicom-out",
+        metavar="DIR",
+        help="also write each DICOM input's heat map as a DICOM Secondary Capture (new series, same study) "
+        "into DIR; other inputs get none",
+    )
     _add_scoring_flags(p)
     _add_scale_out_flags(p)
     p.set_defaults(func=cmd_predict)
+
+
+def _serve_parser(sub) -> None:
+    p = sub.add_parser(
+        "serve",
+        formatter_class=HelpFormatter,
+        epilog=_example("serve"),
+        help="score images over HTTP: POST /score, a page at /, micro-batching",
+        description="Load the model once and answer HTTP requests (pip install 'scrd[serve]'): POST /score\n"
+        "(multipart files: PNG, JPEG, TIFF, BMP, DICOM; ?heatmap=1, ?dicom=1), GET / (a page to drop an image\n"
+        "on), GET /health, GET /model. See docs/deploy.md.",
+    )
+    p.add_argument("model", help="run directory or model.pt")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port, printed)")
+    p.add_argument("--batch-size", type=int, help="images per model pass at most (default: the model's batch size)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long an image waits for others to batch with")
+    p.add_argument("--queue", type=int, default=64, help="images waiting at most; beyond it: HTTP 503")
+    p.add_argument("--max-bytes", type=int, default=64 * 1024 * 1024, help="largest uploaded file (bytes)")
+    p.add_argument("--max-files", type=int, default=16, help="files per request at most")
+    p.add_argument("--max-connections", type=int, default=64, help="requests open at once; beyond: HTTP 503")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="auto: bf16 autocast where the hardware has it natively (as scrd predict); fp32: strict",
+    )
+    p.set_defaults(func=cmd_serve)
 
 
 def _add_scale_out_flags(p: argparse.ArgumentParser) -> None:
@@ -882,6 +934,7 @@ def build_parser() -> argparse.ArgumentParser:
         _evaluate_parser,
         _report_parser,
         _predict_parser,
+        _serve_parser,
         _export_parser,
         _calibrate_parser,
         _small_parsers,

@@ -20,13 +20,16 @@ from ..detector import decision_of
 from ..errors import InputError
 from ..filenames import HEATMAP_DIR, OUTPUT_MARKER, OUTPUT_PNG_KEY, PANEL_DIR
 from ..model.weights import sha256_of
+from ..runs.normal_scores import percentile_or_none, percentile_text, stored_normal_scores
 from ..runs.output import check_writable, refuse_onnx, with_data_options
 from ..runs.progress import batch_images, progress
 from ..runs.rundir import prepare_process
 from ..storage import atomic_write_text, read_json, remove_stale_temporaries, write_json
 from .shards import OutputNames, Shard, mark_done, merge_shards, remove_own_temporaries, shards_finished
 
-FIELDS = ["path", "score", "decision", "heatmap", "panel"]
+# normal_percentile: the score's percentile among the run's held-out normal images ('' when the model
+# stores none); dicom: the Secondary Capture of the heat map (--dicom-out, DICOM inputs only)
+FIELDS = ["path", "score", "decision", "heatmap", "panel", "normal_percentile", "dicom"]
 NOT_PIXELS = ("data.max_image_pixels", "data.on_bad_image")  # data options that leave every image as it is
 
 
@@ -61,6 +64,8 @@ class PredictResult:
     scored: int  # images scored by this call (earlier finished ones are not counted again)
     skipped: int  # unreadable images skipped so far, listed in skipped_images.csv beside the CSV
     already: int = 0  # images of the inputs an earlier call had scored into the same CSV
+    dicom_written: int = 0  # heat maps written as DICOM by this call (--dicom-out)
+    not_dicom: int = 0  # inputs with --dicom-out that are not DICOM (no study to join: none written)
 
 
 def predict(
@@ -79,6 +84,7 @@ def predict(
     shard: Shard | None = None,
     show_progress: bool = False,
     data_options: dict[str, Any] | None = None,
+    dicom_out: str | Path | None = None,
 ) -> PredictResult:
     """Score every image of ``inputs`` (files, folders, globs or a CSV manifest).
 
@@ -98,7 +104,12 @@ def predict(
     value}) override how the model reads files (e.g. a larger data.max_image_pixels);
     ``show_progress``: a bar on stderr. Interrupted (Ctrl-C), it says how far it got; the same call
     again continues.
+
+    ``dicom_out``: a folder for the heat map of each DICOM input as a DICOM Secondary Capture in the
+    source's study (:mod:`scrd.reporting.dicom_capture`); other inputs have no study to join and get
+    none (counted in ``not_dicom``); inputs none of which is DICOM are refused.
     """
+    from ..reporting.dicom_capture import Finding, is_dicom_input, secondary_capture, write_secondary_capture
     from ..reporting.panels import write_image_heatmaps
 
     out_dir = Path(out_dir)
@@ -118,7 +129,15 @@ def predict(
     reading = {k: v for k, v in (data_options or {}).items() if k not in NOT_PIXELS}
     if reading:  # options that change the pixels the model sees are part of what wrote the folder
         own["data_options"] = reading
-    _claim_output_folder(out_dir, model_file, detector, heatmaps, panels, fresh, names, own)
+    not_dicom = 0 if dicom_out is None else sum(not is_dicom_input(s.key) for s in samples)
+    if dicom_out is not None and samples and not_dicom == len(samples):
+        raise InputError(
+            f"--dicom-out {dicom_out}: none of the {len(samples)} inputs is DICOM (.dcm, .dicom); a heat map is "
+            "written as DICOM only into the study of a DICOM source. Drop --dicom-out for these inputs"
+        )
+    model_sha256 = sha256_of(model_file)
+    dicom_folder = None if dicom_out is None else str(Path(dicom_out).resolve())
+    _claim_output_folder(out_dir, model_file, detector, heatmaps, panels, fresh, names, own, model_sha256, dicom_folder)
     _mark_image_folders([folder for folder, used in zip(images_out, (heatmaps, panels)) if used])
     if shard is None:
         remove_stale_temporaries(out_dir)  # left by a kill in the middle of a write; never results
@@ -130,6 +149,9 @@ def predict(
     samples = [s for s in samples if s.key not in done]
     threshold = detector.threshold
     display_range = detector.metadata.get("display_range")
+    normals = stored_normal_scores(detector.metadata)
+    by_key = {s.key: s for s in samples}
+    written = 0
 
     skipped = SkippedImages(out_dir / names.skipped)
     new_file, count = not csv_path.is_file(), 0
@@ -138,7 +160,7 @@ def predict(
         if new_file:
             writer.writerow(FIELDS)
         if not samples:
-            return _finish(out_dir, names, shard, PredictResult(csv_path, 0, skipped.count, already))
+            return _finish(out_dir, names, shard, PredictResult(csv_path, 0, skipped.count, already, 0, not_dicom))
         dataset = ImageDataset(samples, detector.image_size, data=detector.config.data, on_bad_image=on_bad_image)
         loader = make_loader(dataset, batch_size, num_workers, detector.device.type == "cuda")
         batches = progress(detector.iterate(loader), len(samples), "predict", show_progress, weight=batch_images)
@@ -164,7 +186,19 @@ def predict(
                             panel=panels,
                         )
                     decision = decision_of(score, threshold) or ""
-                    writer.writerow([path, repr(score), decision, heatmap, panel])
+                    percentile = percentile_or_none(normals, score)
+                    dicom = ""
+                    if dicom_out is not None and is_dicom_input(path):
+                        finding = Finding(score, threshold, percentile, len(normals or []), model_sha256)
+                        sample = by_key[path]
+                        maps = scored.maps[i].numpy()
+                        ds = secondary_capture(
+                            sample.path, sample.frame, maps, display_range, finding, detector.config.data
+                        )
+                        dicom = str(Path(dicom_out) / (Path(heatmap_name(path)).stem + ".dcm"))
+                        write_secondary_capture(dicom, ds)
+                        written += 1
+                    writer.writerow([path, repr(score), decision, heatmap, panel, percentile_text(percentile), dicom])
                     count += 1
                 f.flush()
                 os.fsync(f.fileno())
@@ -173,7 +207,8 @@ def predict(
                 f"interrupted after {count} new images ({already + count} of {already + len(samples)} now in "
                 f"{csv_path}); run the same command again to continue"
             ) from None
-    return _finish(out_dir, names, shard, PredictResult(csv_path, count, skipped.count, already))
+    result = PredictResult(csv_path, count, skipped.count, already, written, not_dicom)
+    return _finish(out_dir, names, shard, result)
 
 
 def _finish(out_dir: Path, names: OutputNames, shard: Shard | None, result: PredictResult) -> PredictResult:
@@ -195,18 +230,22 @@ def _claim_output_folder(
     fresh: bool,
     names: OutputNames | None = None,
     own: dict | None = None,
+    model_sha256: str | None = None,
+    dicom_out: str | None = None,
 ) -> None:
     """Record which model and settings write ``out_dir``; refuse a folder another one wrote.
     ``own``: what only this shard records (which shard, how many images it was given)."""
     names = names or OutputNames.of(None)
     info = {
         "model": str(model_file),
-        "model_sha256": sha256_of(model_file),
+        "model_sha256": model_sha256 or sha256_of(model_file),
+        "columns": FIELDS,  # a folder of an older scrd has other columns: its rows cannot be continued
         "threshold": detector.threshold,
         "scoring": detector.config.to_dict()["scoring"],
         "precision": detector.precision,
         "heatmaps": heatmaps,
         "panels": panels,
+        "dicom_out": dicom_out,
         **(own or {}),
     }
     path = out_dir / names.info

@@ -13,6 +13,7 @@ import math
 from typing import Any, Iterable
 
 from ..filenames import ALPHA_FILE, HISTOGRAM_FILE, ROC_FILE, TRAIN_LOG
+from ..runs.normal_scores import normal_percentile, stored_normal_scores
 from ..version import __version__
 from .report_data import FUSION_WEIGHTS, HEAD_ALPHA, GalleryItem, ReportData
 
@@ -161,6 +162,7 @@ def _metrics_section(data: ReportData) -> str:
             ("threshold", f"{c['threshold']:.6g}{_in_sample_mark(c)}"),
             ("calibrated on", esc(f"{c.get('n_images', '?')} normal images of {c.get('source', '?')}")),
             ("target specificity", esc(c.get("target_specificity", "?"))),
+            ("threshold among normal images", _threshold_percentile(c["threshold"], data.metadata)),
             ("sensitivity", num(c["sensitivity"])),
             ("specificity", num(c["specificity"])),
             ("F1", num(c["f1"])),
@@ -190,6 +192,18 @@ def _metrics_section(data: ReportData) -> str:
     if by:
         parts.append("<h3>AUROC by image score</h3>" + table((k, num(v)) for k, v in by.items()))
     return "".join(parts)
+
+
+def _threshold_percentile(threshold: float, metadata: dict[str, Any]) -> str:
+    """Where the threshold falls among the held-out normal scores stored at training (the reference of
+    every score's ``normal_percentile`` in scrd predict and scrd serve)."""
+    normals = stored_normal_scores(metadata)
+    if normals is None:
+        return "n/a: the model stores no held-out normal scores (trained without held-out images, or by an older scrd)"
+    return esc(
+        f"{normal_percentile(normals, threshold):.1f}th percentile of the {len(normals)} held-out normal scores "
+        "stored with the model (scrd predict and scrd serve give each score's percentile among them)"
+    )
 
 
 CAPTIONS = {

@@ -22,7 +22,7 @@ from ..detector import Detector
 from ..device import memory_format, resolve_precision
 from ..errors import ConfigError, ResumeError, TrainingError
 from ..evaluation.evaluate import normal_map_range
-from ..evaluation.normal_reference import measure_on_normals
+from ..evaluation.normal_reference import measure_on_normals, normal_batches
 from ..filenames import (
     CALIBRATION_REQUEST,
     CONFIG_FILE,
@@ -34,6 +34,7 @@ from ..filenames import (
     TRAIN_SAMPLES,
 )
 from ..model import build_model
+from ..runs.normal_scores import NORMAL_SCORES, normal_scores_record
 from ..runs.output import check_writable
 from ..runs.rundir import environment_report, prepare_process, seed_everything
 from ..runs.sample_lists import write_sample_list
@@ -361,7 +362,7 @@ def _finish(
     reads; metadata of an earlier save is merged, except what the new weights void."""
     old = read_json(run_dir / MODEL_META) if (run_dir / MODEL_META).is_file() else {}
     old.pop("calibration", None)  # calibrated for other weights (a run extended with more iterations)
-    for voided in ("normal_statistics", "scoring_statistics"):  # measured on other weights too
+    for voided in ("normal_statistics", "scoring_statistics", NORMAL_SCORES):  # of other weights
         old.pop(voided, None)
     bank_seconds = 0.0
     if config.model.memory_bank:
@@ -373,6 +374,8 @@ def _finish(
     detector = Detector.for_training(model.eval(), config, device, old, bank)
     # first: the scoring reads these statistics, and the display range scores images
     measured = measure_on_normals(detector, images.holdout or images.fit)
+    # after the statistics (the scoring reads them): what a score's percentile among normals compares with
+    held_out_scores = _held_out_scores(detector, images.holdout)
     detector.save(
         run_dir,
         {
@@ -392,5 +395,13 @@ def _finish(
                 "images": "held-out normal training images" if images.holdout else "normal training images",
                 "count": measured,
             },
+            **held_out_scores,
         },
     )
+
+
+def _held_out_scores(detector: Detector, holdout: list) -> dict:
+    """``{normal_scores: ...}``: the image score of every readable held-out normal image (never trained
+    on), sorted, for model.json; empty for a run without held-out images."""
+    scores = [s for batch in normal_batches(detector, holdout, len(holdout)) for s in detector.score(batch).scores]
+    return {NORMAL_SCORES: normal_scores_record([float(s) for s in scores])} if scores else {}
