@@ -398,6 +398,25 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
+    if args.deploy:
+        from .lab.deploy_benchmark import run_deploy_benchmark
+        from .storage import write_json
+
+        figures = [
+            run_deploy_benchmark(
+                arch,
+                image_size=args.image_size,
+                images=args.images,
+                batch_size=args.batch_size,
+                train_images=args.train_images,
+                weights=args.weights,
+                onnx=not args.no_onnx,
+            )
+            for arch in args.arch
+        ]
+        if args.json:
+            write_json(args.json, dict(zip(args.arch, figures)))
+        return 0
     from .lab.benchmark import run_benchmark
 
     run_benchmark(
@@ -824,6 +843,16 @@ def _small_parsers(sub) -> None:
     p.add_argument("--weights", default="none", help="teacher weights (speed does not depend on them)")
     p.add_argument("--quick", action="store_true", help="fewer training configurations")
     p.add_argument("--json", help="also write every figure to this JSON file")
+    deploy = p.add_argument_group("--deploy: the default detector's scoring against the released code's, one process")
+    deploy.add_argument(
+        "--deploy",
+        action="store_true",
+        help="measure the reference (official, fp32, batch 1), scrd predict with the default preset, its student "
+        "alone, its bank search alone and ONNX Runtime on the same images",
+    )
+    deploy.add_argument("--images", type=int, default=32, help="image files scored by each path")
+    deploy.add_argument("--train-images", type=int, default=1000, help="the bank's size is what this many would fit")
+    deploy.add_argument("--no-onnx", action="store_true", help="skip the export and ONNX Runtime")
     p.set_defaults(func=cmd_benchmark)
 
 

@@ -201,6 +201,10 @@ class ScoringConfig(_Section):
     # a model with a memory bank (model.memory_bank): its map's weight beside the student's, each map
     # first put in units of its image score's spread over normal images (0: the student's map alone)
     memory_bank_weight: float = 1.0
+    # fixed: score as the options above say; label_free: at the end of training, choose the reduction,
+    # the pooling and the fusion among a fixed set by how well each separates the held-out normal images
+    # from altered copies of them, focal and diffuse (scrd.training.scoring_choice); no label is used
+    choose: Literal["fixed", "label_free"] = "fixed"
     # how α enters the map: 'none' not at all; 'weighted' each scale's map times α_k (paper §2.4);
     # 'inside_cosine' (the released code) 1 − cos(α_k·u, α_k·v): α cancels unless it is saturated,
     # when the cosine's norm floor makes a scale with a vanishing α_k read 1 everywhere

@@ -32,8 +32,12 @@ from ..version import __version__
 from .graph import ScoringGraph
 from .onnx_format import INPUT, ONNX_FORMAT, OUTPUTS, ort_session, require_onnx, sidecar_path
 
-# What the self-check accepts (the parity tests hold every architecture to these).
-SCORE_RTOL, MAP_ATOL = 1e-4, 1e-4
+# What the self-check accepts (the parity tests hold every architecture to these): differences relative
+# to the largest magnitude among the check's maps, and among its scores. Relative to the values' scale,
+# not to each value: a map or score in units of normal variation sits around 0, where float rounding in
+# another order is large relative to the value and means nothing (issue 27: a fresh model's check failed
+# on 3.6e-4 absolute in maps of that kind).
+SCORE_RTOL, MAP_RTOL = 1e-4, 1e-4
 EXPORTERS = ("torchscript", "dynamo")
 
 
@@ -41,8 +45,8 @@ EXPORTERS = ("torchscript", "dynamo")
 class ExportResult:
     onnx: Path
     sidecar: Path
-    max_map_diff: float  # self-check on a random batch: |ORT − torch| of the maps
-    max_score_rel_diff: float  # and of the scores, relative
+    max_map_diff: float  # self-check on a random batch: max |ORT − torch| of the maps, over max |map|
+    max_score_rel_diff: float  # and of the scores, over max |score|
 
 
 def export_onnx(
@@ -59,13 +63,6 @@ def export_onnx(
         raise ConfigError(f"--out {out}: is a folder; give a file name ending in .onnx")
     model_file = resolve_model_path(model)
     detector = Detector.load(model, device="cpu", precision="fp32", channels_last=False)
-    if detector.is_knn:
-        raise CheckpointError(f"{model_file}: a knn memory-bank model; scrd export supports SCRD models only")
-    if detector.has_memory_bank:
-        raise CheckpointError(
-            f"{model_file}: an SCRD model with a memory bank beside it (model.memory_bank); scrd export "
-            "supports the student alone: score this model with scrd predict"
-        )
     size = detector.image_size
     graph = ScoringGraph(detector).eval()
     example = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -89,11 +86,11 @@ def export_onnx(
             **options,
         )
     map_diff, score_diff = _self_check(out, detector, check_batch)
-    if map_diff > MAP_ATOL or score_diff > SCORE_RTOL:
+    if map_diff > MAP_RTOL or score_diff > SCORE_RTOL:
         out.unlink(missing_ok=True)
         raise CheckpointError(
-            f"{out}: the exported graph drifts from PyTorch (maps {map_diff:.3g} absolute, scores {score_diff:.3g} "
-            f"relative; limits {MAP_ATOL:g}, {SCORE_RTOL:g}); the file was removed"
+            f"{out}: the exported graph drifts from PyTorch (maps {map_diff:.3g}, scores {score_diff:.3g}, "
+            f"relative to their largest magnitude; limits {MAP_RTOL:g}, {SCORE_RTOL:g}); the file was removed"
         )
     sidecar = sidecar_path(out)
     write_json(sidecar, _contract(detector, out, model_file, opset, exporter))
@@ -105,10 +102,14 @@ def _self_check(onnx_file: Path, detector: Detector, batch: int) -> tuple[float,
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
     maps, scores = ort_session(onnx_file, "cpu").run(list(OUTPUTS), {INPUT: images.numpy()})
     reference = detector.score(images)
-    map_diff = float((torch.from_numpy(maps) - reference.maps).abs().max())
-    ref = reference.scores.float()
-    score_diff = float(((torch.from_numpy(scores) - ref).abs() / ref.abs().clamp_min(1e-12)).max())
-    return map_diff, score_diff
+    return relative_difference(maps, reference.maps), relative_difference(scores, reference.scores.float())
+
+
+def relative_difference(got, expected: torch.Tensor) -> float:
+    """max |got − expected| over max |expected|: the parity measure of exported maps and scores."""
+    got = torch.as_tensor(got, dtype=torch.float32)
+    scale = expected.abs().max().clamp_min(1e-12)
+    return float((got - expected).abs().max() / scale)
 
 
 def _contract(detector: Detector, onnx_file: Path, model_file: Path, opset: int, exporter: str) -> dict:

@@ -178,7 +178,16 @@ class Detector:
         """Each of ``heads`` (variants of this detector's, :meth:`ScoringHead.variant`) on one network
         pass over [0, 1] images [B, 3, S, S]."""
         features = self.features(images01)
-        return {name: head(*features) for name, head in heads.items()}
+        searched: dict[int, torch.Tensor] = {}  # one bank search per bank, however many heads share it
+
+        def bank_map(head: ScoringHead) -> torch.Tensor | None:
+            if not head.uses_bank_map:
+                return None
+            if id(head.bank) not in searched:
+                searched[id(head.bank)] = head.unsmoothed_bank_map(features.teacher)
+            return searched[id(head.bank)]
+
+        return {name: head(*features, unsmoothed_bank_map=bank_map(head)) for name, head in heads.items()}
 
     def iterate(self, loader: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], Scored | None]]:
         """(batch, scores) per batch; None when every image of the batch was skipped."""

@@ -59,7 +59,28 @@ def bank_distances(vectors: torch.Tensor, bank: torch.Tensor, chunk: int = 1024)
     b, c, h, w = vectors.shape
     queries = vectors.permute(0, 2, 3, 1).reshape(-1, c)
     with torch.autocast(vectors.device.type, enabled=False):  # in float32: ‖q‖² − 2q·b + ‖b‖² cancels
+        if _in_export():
+            return nearest_distance_graph(queries, bank).view(b, h, w)
         return nearest_distance(queries, bank, chunk).view(b, h, w)
+
+
+def _in_export() -> bool:
+    """Whether this call is being traced into an exported graph (ONNX, torch.export)."""
+    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+def nearest_distance_graph(queries: torch.Tensor, bank: torch.Tensor, bank_chunk: int = 4096) -> torch.Tensor:
+    """:func:`nearest_distance` as plain graph operations, what ``scrd export`` traces: for each fixed
+    chunk of the bank (the bank is an initializer of the graph), MatMul and ReduceMin of
+    ‖b‖² − 2 q·b over all queries at once (a dynamic batch), then + ‖q‖², clamped, square root."""
+    bank = bank.float()
+    best = None
+    for b0 in range(0, len(bank), bank_chunk):  # unrolled when traced: the bank's size is fixed
+        b = bank[b0 : b0 + bank_chunk]
+        d2 = (b * b).sum(1)[None] - 2.0 * (queries @ b.T)
+        chunk_best = d2.amin(1)
+        best = chunk_best if best is None else torch.minimum(best, chunk_best)
+    return (best + (queries * queries).sum(1)).clamp_min(0).sqrt()
 
 
 def nearest_distance(

@@ -115,12 +115,20 @@ class ScoringHead(nn.Module):
         return self.variant(dataclasses.replace(self.scoring, **options))
 
     # ------------------------------------------------------------------ the computation
+    @property
+    def uses_bank_map(self) -> bool:
+        """Whether this head's map includes the bank's (a bank weighted 0 is not searched)."""
+        return self.has_bank and (not self.has_student or self.scoring.memory_bank_weight > 0)
+
     def forward(
         self,
         teacher: Sequence[torch.Tensor],
         student: Sequence[torch.Tensor] | None = None,
         alpha: torch.Tensor | None = None,
+        unsmoothed_bank_map: torch.Tensor | None = None,
     ) -> HeadOutput:
+        """``unsmoothed_bank_map``: the bank's distances for these features when already searched
+        (heads that share a bank score from one search, :meth:`Detector.score_heads`)."""
         self.require_statistics()
         with torch.autocast(teacher[0].device.type, enabled=False):  # distances cancel badly in bf16
             teacher = [t.float() for t in teacher]
@@ -128,8 +136,10 @@ class ScoringHead(nn.Module):
             if self.has_student:
                 stack = self.scale_stack(teacher, [v.float() for v in student], alpha)
                 student_map, weights = self.fuse_scales(stack, alpha)
-            wanted = self.has_bank and (not self.has_student or self.scoring.memory_bank_weight > 0)
-            bank_map = self.bank_map(teacher) if wanted else None
+            bank_map = None
+            if self.uses_bank_map:
+                found = self.unsmoothed_bank_map(teacher) if unsmoothed_bank_map is None else unsmoothed_bank_map
+                bank_map = gaussian_smooth(found, self.scoring.sigma)[:, 0]
             maps = self.combine(student_map, bank_map).float()
             return HeadOutput(maps, image_score(maps, self.scoring.score, self.scoring.top_k_percent), weights)
 

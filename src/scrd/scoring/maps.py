@@ -18,8 +18,6 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..config import ScoringConfig
-
 
 def _as_size(image_size: tuple[int, int] | int) -> tuple[int, int]:
     if isinstance(image_size, int):
@@ -98,7 +96,7 @@ def _symmetric_index(n: int, radius: int, device: torch.device) -> torch.Tensor:
     return torch.where(idx >= n, 2 * n - 1 - idx, idx)
 
 
-def gaussian_smooth(maps: torch.Tensor, sigma: float = ScoringConfig.sigma, truncate: float = 4.0) -> torch.Tensor:
+def gaussian_smooth(maps: torch.Tensor, sigma: float = 4.0, truncate: float = 4.0) -> torch.Tensor:
     """Gaussian blur of each [H, W] map in ``maps`` [..., H, W], equal to
     ``scipy.ndimage.gaussian_filter(map, sigma)`` with its defaults (mode 'reflect', truncate 4).
 
@@ -129,7 +127,7 @@ def anomaly_map(
     student: Sequence[torch.Tensor],
     image_size: tuple[int, int] | int,
     alpha: torch.Tensor | None = None,
-    sigma: float = ScoringConfig.sigma,
+    sigma: float = 4.0,
 ) -> torch.Tensor:
     """Smoothed anomaly map [B, H, W]: Gaussian(σ) of Σ_k α_k · up(1 − cos(u_k, v_k)).
 
@@ -147,8 +145,8 @@ def standardize_scales(stack: torch.Tensor, mean: Sequence[float], std: Sequence
 
 def image_score(
     maps: torch.Tensor,
-    reduction: Literal["mean", "max", "top_k"] = ScoringConfig.score,
-    top_k_percent: float = ScoringConfig.top_k_percent,
+    reduction: Literal["mean", "max", "top_k"] = "mean",
+    top_k_percent: float = 1.0,
 ) -> torch.Tensor:
     """Image scores [B] from maps [B, H, W]: the mean (official SCRD), the max (RD4AD, anomalib) or
     the mean of the ``top_k_percent`` % highest values (at least one value)."""

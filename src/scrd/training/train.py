@@ -7,6 +7,7 @@ generator's state is checkpointed, so a resumed run continues exactly where it s
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 import warnings
@@ -372,6 +373,9 @@ def _finish(
         bank = fit_memory_bank(config, images.fit, progress=False)[1]
         bank_seconds = time.perf_counter() - started
     detector = Detector.for_training(model.eval(), config, device, old, bank)
+    choice = {}
+    if config.scoring.choose == "label_free":
+        detector, choice = _choose_scoring(detector, images)
     # first: the scoring reads these statistics, and the display range scores images
     measured = measure_on_normals(detector, images.holdout or images.fit)
     # after the statistics (the scoring reads them): what a score's percentile among normals compares with
@@ -396,8 +400,31 @@ def _finish(
                 "count": measured,
             },
             **held_out_scores,
+            **choice,
         },
     )
+
+
+def _choose_scoring(detector: Detector, images: TrainingImages) -> tuple[Detector, dict]:
+    """scoring.choose = label_free: the detector with the scoring chosen on the held-out normal images
+    (:mod:`.scoring_choice`), and the record of the choice for model.json."""
+    from .scoring_choice import choose_scoring
+
+    if len(images.holdout) < 4:
+        raise TrainingError(
+            f"scoring.choose = label_free chooses the image score on held-out normal images, and this run holds "
+            f"out {len(images.holdout)} (at least 4 are needed): raise train.holdout_fraction, or set "
+            "scoring.choose: fixed"
+        )
+    dataset = ImageDataset(images.holdout, detector.image_size, data=detector.config.data)
+    normals = torch.stack(
+        [item["image"] for item in (dataset[i] for i in range(len(dataset))) if not item.get("skipped")]
+    )
+    scoring, record = choose_scoring(detector, normals, detector.config.train.seed)
+    config = dataclasses.replace(detector.config, scoring=scoring)
+    bank = detector.head.bank if detector.head.has_bank else None
+    chosen = Detector.for_training(detector.network, config, detector.device, detector.metadata, bank)
+    return chosen, {"scoring_choice": record}
 
 
 def _held_out_scores(detector: Detector, holdout: list) -> dict:
