@@ -10,7 +10,8 @@ import pytest
 
 from scrd.cli import main
 from scrd.errors import ConfigError
-from scrd.lab.experiment import SUMMARY, label_free_pick, load_grid, report, run_grid, spearman
+from scrd.lab.experiment import SUMMARY, load_grid, run_grid
+from scrd.lab.experiment_report import label_free_pick, report, spearman
 
 TINY_BASE = {
     "model.arch": "mobilenet_v2",
@@ -189,3 +190,47 @@ def test_spearman_on_hand_computed_ranks():
 def test_the_documented_studies_are_valid_grids(path):
     grid = load_grid(path)  # every row's config is validated on load
     assert grid.variants and grid.data == "../shared/data/brain_tumor"
+
+
+def test_the_choice_the_banks_and_the_paired_tests_of_a_grid(phantom_data, tmp_path):
+    """choice: each run's label-free choice against every candidate; banks: other banks on a run with one;
+    compare: DeLong's paired test per seed between rows, a row's candidate or its bank."""
+    spec = {
+        "title": "Tiny product grid",
+        "data": str(phantom_data),
+        "seeds": [1],
+        "base": TINY_BASE,
+        "variants": [
+            {"name": "default", "preset": "denoising_knn"},
+            {"name": "knn", "preset": "knn"},
+        ],
+        "choice": True,
+        "banks": {"coreset": {"sampling": "coreset", "fraction": 0.05}},
+        "compare": [
+            ["default", "knn"],
+            ["default", "default:bank=coreset"],
+            ["default", "default:normal_sum-pool1-max"],
+        ],
+    }
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(json.dumps(spec))
+    out, md = tmp_path / "runs", tmp_path / "results.md"
+    assert main(["experiment", "run", str(grid), "--out", str(out), "--report", str(md), "--no-progress"]) == 0
+    summary = json.loads((out / "default" / "seed-1" / SUMMARY).read_text())
+    choice = summary["choice"]
+    assert len(choice["auroc_by_candidate"]) == 20 and choice["chosen"] in choice["auroc_by_candidate"]
+    assert choice["auroc_best"] == max(choice["auroc_by_candidate"].values())
+    assert summary["banks"]["coreset"]["rows"] < summary["banks"]["own"]["rows"]
+    assert 0 <= summary["auroc_interval"]["low"] <= summary["auroc"] <= summary["auroc_interval"]["high"] <= 1
+    knn = json.loads((out / "knn" / "seed-1" / SUMMARY).read_text())
+    assert len(knn["choice"]["auroc_by_candidate"]) == 5  # one map: the reduction only
+    text = md.read_text()
+    for heading in ("## The image score chosen without labels", "## Other memory banks", "## Paired comparisons"):
+        assert heading in text, heading
+    assert "| default | knn | 1: " in text and "| default | default:bank=coreset | 1: " in text
+    assert "| default | default:normal_sum-pool1-max | 1: –" not in text  # the candidate's scores were kept
+
+
+def test_a_grid_refuses_a_comparison_of_an_unknown_row(phantom_data, tmp_path):
+    with pytest.raises(ConfigError, match="compare"):
+        load_grid(_grid(tmp_path, phantom_data, compare=[["crd", "nope"]]))

@@ -118,7 +118,7 @@ def test_scoring_variants_score_the_student_alone_and_other_scorings_of_the_bank
     detector = Detector.load(bank_run, "cpu")
     variants = {"student_alone": {"memory_bank_weight": 0.0}, "softmax_t4": {"fusion_temperature": 4.0}}
     heads = variant_heads(detector, bank_run, variants)
-    labels, scores, weights = score_variants(detector, load_samples(str(phantom_data), "test"), heads)
+    _, labels, scores, weights = score_variants(detector, load_samples(str(phantom_data), "test"), heads)
     assert set(scores) == set(variants) and len(labels) == 12
     assert not torch.isnan(heads["softmax_t4"].pair_mean).any()  # its own statistics, measured
     assert torch.isnan(heads["student_alone"].pair_mean).all()  # it reads none

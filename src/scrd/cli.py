@@ -435,7 +435,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .lab.experiment import load_grid, report, run_grid
+    from .lab.experiment import load_grid, run_grid
+    from .lab.experiment_report import report
 
     grid = load_grid(args.grid)
     if args.experiment_command == "run":

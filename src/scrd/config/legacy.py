@@ -14,6 +14,11 @@ from ..errors import ConfigError
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` (nested config values) with options of earlier versions rewritten as today's."""
+    train, scoring = data.get("train"), data.get("scoring")
+    written_by_0_2 = isinstance(scoring, dict) and "normalize" in scoring  # 0.2 wrote every option
+    if written_by_0_2 and isinstance(train, dict) and "holdout_min" not in train:
+        # its runs held out round(n * fraction): a resumed or reloaded run keeps its split
+        data = {**data, "train": {**train, "holdout_min": 0}}
     scoring = data.get("scoring")
     if isinstance(scoring, dict) and "normalize" in scoring:
         scoring = dict(scoring)

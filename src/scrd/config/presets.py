@@ -33,6 +33,7 @@ OFFICIAL: dict[str, Any] = {
     "train.lr_schedule": "constant",
     "train.noisy_branch": "full_model",
     "train.holdout_fraction": 0.0,
+    "train.holdout_min": 0,
     "scoring.score": "mean",
     "scoring.top_k_percent": 1.0,
     "scoring.feature_pool": 1,

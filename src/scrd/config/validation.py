@@ -114,6 +114,7 @@ def _train(t: Any) -> list[Check]:
         (0 <= t.lr_warmup < t.iterations, "train.lr_warmup must be in [0, train.iterations)"),
         (t.eval_every >= 0, "train.eval_every must be >= 0"),
         (0 <= t.holdout_fraction < 1, "train.holdout_fraction must be in [0, 1)"),
+        (t.holdout_min >= 0, "train.holdout_min must be >= 0"),
         (t.max_images >= 0, "train.max_images must be >= 0 (0: all training images)"),
         (t.checkpoint_every >= 1, "train.checkpoint_every must be >= 1"),
         (t.log_every >= 1, "train.log_every must be >= 1"),

@@ -30,6 +30,7 @@ from ..config import preset
 from ..data.layouts import collect_samples
 from ..data.phantom import make_phantom_dataset
 from ..detector import Detector
+from ..filenames import MODEL_FILE
 from ..model import SCRD, load_teacher_weights
 from ..scoring.bank import patch_vectors
 
@@ -106,7 +107,7 @@ def run_deploy_benchmark(
     run = work / "model"
     detector.save(run)
     rows["bank"] = {"rows": int(detector.head.bank.shape[0]), "dims": int(detector.head.bank.shape[1])}
-    model_mb = (run / "model.pt").stat().st_size / 2**20
+    model_mb = (run / MODEL_FILE).stat().st_size / 2**20
 
     def predict_seconds(inputs: list[str]) -> float:
         started = time.perf_counter()

@@ -25,22 +25,21 @@ label-free criterion with the real AUROC over the checkpoints of runs that logge
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 
 from ..config import Config, preset
 from ..errors import ConfigError
-from ..evaluation.metrics import spearman
-from ..filenames import CONFIG_FILE, ENV_FILE, EVAL_LOG, HOLDOUT_SAMPLES, MODEL_META, SELECTION_LOG
+from ..filenames import CONFIG_FILE, HOLDOUT_SAMPLES, MODEL_META, TRAIN_SAMPLES
+from ..runs.sample_lists import read_sample_list
 from ..storage import read_json, write_json
+from ..training.data import holdout_count
 
 SUMMARY = "experiment.json"
 
@@ -64,6 +63,13 @@ class Grid:
     eval_split: str = "test"
     scorings: dict[str, dict[str, Any]] = field(default_factory=dict)
     title: str = "Experiment"
+    # the label-free choice of each run's image score against every candidate (lab.run_analyses)
+    choice: bool = False
+    # other memory banks on each run with one: {name: {sampling, fraction}} (lab.run_analyses)
+    banks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # DeLong's paired test, seed by seed: [[a, b], ...] with a, b a row ("variant"), one of its candidate
+    # scorings ("variant:normal_sum-pool3-mean") or one of its banks ("variant:bank=name")
+    compare: list[list[str]] = field(default_factory=list)
 
     def seeds_of(self, variant: Variant) -> list[int]:
         return variant.seeds or self.seeds
@@ -78,7 +84,8 @@ def load_grid(path: str | Path) -> Grid:
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the grid file ({exc})") from exc
     # "anchors": settings rows share through YAML anchors (&name / <<: *name); not read here
-    unknown = set(spec) - {"data", "seeds", "variants", "base", "eval_split", "scorings", "title", "anchors"}
+    known = {"data", "seeds", "variants", "base", "eval_split", "scorings", "title", "anchors"}
+    unknown = set(spec) - known - {"choice", "banks", "compare"}
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}")
     variants = []
@@ -109,7 +116,14 @@ def load_grid(path: str | Path) -> Grid:
         spec.get("eval_split", "test"),
         dict(spec.get("scorings") or {}),
         spec.get("title", "Experiment"),
+        bool(spec.get("choice", False)),
+        dict(spec.get("banks") or {}),
+        [list(pair) for pair in spec.get("compare") or []],
     )
+    names = {v.name for v in grid.variants}
+    for pair in grid.compare:
+        if len(pair) != 2 or any(p.partition(":")[0] not in names for p in pair):
+            raise ConfigError(f"{path}: compare: {pair} must be two of the grid's rows (variant or variant:option)")
     from .scoring_variants import variant_scoring
 
     for variant in grid.variants:  # every config and every scoring on it must be valid before anything runs
@@ -151,7 +165,21 @@ def run_grid(grid: Grid, out: str | Path, only: list[str] | None = None, progres
         if missing := {k: v for k, v in weighing.items() if k not in by_scoring}:
             by_scoring.update(scoring_alpha_vs_lesion_size(finished, missing))
             write_json(run_dir / SUMMARY, summary)
+        _run_analyses(grid, finished, summary)
     return summaries
+
+
+def _run_analyses(grid: Grid, run: FinishedRun, summary: dict) -> None:
+    """The choice and bank analyses the grid asks for and the run's summary lacks."""
+    from .run_analyses import bank_analysis, choice_analysis
+
+    if grid.choice and "choice" not in summary:
+        summary["choice"] = choice_analysis(run, grid)
+        write_json(run.run_dir / SUMMARY, summary)
+    wanted = {k: v for k, v in grid.banks.items() if k not in (summary.get("banks") or {})}
+    if wanted and (found := bank_analysis(run, grid, wanted)) is not None:
+        summary["banks"] = {**(summary.get("banks") or {}), **found}
+        write_json(run.run_dir / SUMMARY, summary)
 
 
 class FinishedRun:
@@ -238,7 +266,7 @@ def rescore(grid: Grid, run: FinishedRun, summary: dict, scorings: dict[str, dic
     detector = run.detector
     heads = variant_heads(detector, run.run_dir, scorings)
     samples = load_samples(str(grid.data), grid.eval_split, detector.config.data)
-    labels, scores, weights = score_variants(detector, samples, heads)
+    _, labels, scores, weights = score_variants(detector, samples, heads)
     summary.setdefault("auroc_by_scoring", {}).update({k: float(roc_auc_score(labels, v)) for k, v in scores.items()})
     summary.setdefault("alpha_by_scoring", {}).update({k: alpha_statistics(v) for k, v in weights.items()})
     write_json(run.run_dir / SUMMARY, summary)
@@ -267,9 +295,12 @@ def run_one(grid: Grid, variant: Variant, seed: int, run_dir: Path, progress: bo
         "variant": variant.name,
         "seed": seed,
         "auroc": metrics["auroc"],
+        "auroc_interval": metrics.get("auroc_interval"),
         "ap": metrics["ap"],
         "sensitivity": calibrated.get("sensitivity"),
+        "sensitivity_interval": calibrated.get("sensitivity_interval"),
         "specificity": calibrated.get("specificity"),
+        "threshold_rule": calibrated.get("rule"),
         "calibration_in_sample": calibrated.get("in_sample"),
         "alpha": metrics["alpha"],
         # the own maps reduced by mean, max and top k; the grid's scorings are added by run_grid
@@ -291,6 +322,16 @@ def _check_trained_as_defined(run_dir: Path, config: Config) -> None:
     report figures under a description they do not match."""
     stored = _by_dotted_key(Config.load(run_dir / CONFIG_FILE))
     defined = _by_dotted_key(config)
+    # options added since a run was trained, that did not change it: a minimum held-out count the run's
+    # count already meets, and the scoring choice (made after training)
+    if stored["train.holdout_min"] != defined["train.holdout_min"] and not defined["train.max_images"]:
+        held, fit = (
+            len(read_sample_list(run_dir / name)) if (run_dir / name).is_file() else 0
+            for name in (HOLDOUT_SAMPLES, TRAIN_SAMPLES)
+        )
+        if holdout_count(held + fit, defined["train.holdout_fraction"], defined["train.holdout_min"]) == held:
+            stored["train.holdout_min"] = defined["train.holdout_min"]
+    stored.setdefault("scoring.choose", "fixed")
     differing = sorted(k for k in stored.keys() | defined.keys() if stored.get(k) != defined.get(k))
     if differing:
         shown = ", ".join(f"{k}: trained {stored.get(k)!r}, row says {defined.get(k)!r}" for k in differing)
@@ -304,183 +345,6 @@ def _by_dotted_key(config: Config) -> dict[str, Any]:
     return {f"{section}.{key}": v for section, fields in config.to_dict().items() for key, v in fields.items()}
 
 
-# ------------------------------------------------------------------------------------ report
-def _mean_std(values: list[float]) -> str:
-    values = [v for v in values if v is not None and np.isfinite(v)]
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
-
-
-def _scoring_cell(values: list[float | None]) -> str:
-    """Mean ± std of a scoring's AUROC, or a dash when some seeds lack it (a scoring added to the grid
-    after those runs were evaluated), so a mean never silently covers fewer seeds than its row."""
-    present = sum(v is not None for v in values)
-    return _mean_std(values) if present == len(values) else f"– ({present} of {len(values)} seeds)"
-
-
-def _alpha_text(rows: list[dict]) -> str:
-    alpha = [x["alpha"] for x in rows if x["alpha"]]
-    if not alpha:
-        return "–"
-    spread = ", ".join(f"{s:.3f}" for s in np.mean([a["std"] for a in alpha], 0))
-    return f"{np.mean([a['mean_max_weight'] for a in alpha]):.3f} ({spread})"
-
-
-def _scoring_alpha_table(scoring_names: list[str], rows: dict[str, list[dict]]) -> list[str]:
-    """The per-image scale weights of the scorings that set their own (scale_fusion normal_softmax)."""
-    weighing = [s for s in scoring_names if any(s in x.get("alpha_by_scoring", {}) for r in rows.values() for x in r)]
-    if not weighing:
-        return []
-    lines = [
-        "## Scale weights of the scoring options that weigh each image",
-        "",
-        "Mean largest weight over images (1.0: one scale only; 1/3: equal weights), then the std over images "
-        "of each scale's weight, averaged over seeds.",
-        "",
-        "| variant | " + " | ".join(weighing) + " |",
-        "|---|" + "---|" * len(weighing),
-    ]
-    for name, r in rows.items():
-        cells = []
-        for s in weighing:
-            found = [x["alpha_by_scoring"][s] for x in r if s in x.get("alpha_by_scoring", {})]
-            cells.append(_alpha_text([{"alpha": a} for a in found]) if len(found) == len(r) else "–")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines + [""]
-
-
-def label_free_pick(summary: dict, scoring_names: list[str]) -> str | None:
-    """The scoring with the highest label-free criterion in a run's summary (the first of equals, in the
-    grid's order); None when the run has no criterion for every scoring."""
-    criterion = summary.get("label_free_by_scoring") or {}
-    if not scoring_names or any(name not in criterion for name in scoring_names):
-        return None
-    return max(scoring_names, key=lambda name: criterion[name])  # max keeps the first of equals
-
-
-def _label_free_scoring_tables(scoring_names: list[str], rows: dict[str, list[dict]]) -> list[str]:
-    """Choosing the scoring without labels: each run's pick, its real AUROC, and the criterion itself."""
-    with_criterion = {
-        name: r for name, r in rows.items() if all(label_free_pick(x, scoring_names) is not None for x in r)
-    }
-    if not with_criterion:
-        return []
-    lines = [
-        "## Scoring option chosen without labels",
-        "",
-        "For each run, the scoring option above with the highest label-free criterion (the run's held-out "
-        "normal images against cut-paste and blob copies of them, the criterion of label-free model "
-        "selection; no real label), and the real AUROC of that choice. ρ: Spearman's rank correlation "
-        "between the criterion and the real AUROC over the scoring options, mean over seeds.",
-        "",
-        "| variant | n | AUROC of the label-free choice | AUROC per seed | chosen (per seed) | ρ over scorings |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, r in with_criterion.items():
-        picks = [label_free_pick(x, scoring_names) for x in r]
-        aurocs = [x["auroc_by_scoring"].get(p) for x, p in zip(r, picks)]
-        rhos = [
-            spearman(
-                [x["label_free_by_scoring"][s] for s in scoring_names],
-                [x["auroc_by_scoring"][s] for s in scoring_names],
-            )
-            for x in r
-            if all(s in x["auroc_by_scoring"] for s in scoring_names)
-        ]
-        rho = f"{np.mean(rhos):.3f}" if rhos and all(np.isfinite(rhos)) else "–"
-        lines.append(
-            f"| {name} | {len(r)} | {_scoring_cell(aurocs)} | {_seeds(aurocs)} | {' / '.join(picks)} | {rho} |"
-        )
-    lines += [
-        "",
-        "The label-free criterion of each scoring option (mean ± std over seeds):",
-        "",
-        "| variant | " + " | ".join(scoring_names) + " |",
-        "|---|" + "---|" * len(scoring_names),
-    ]
-    for name, r in with_criterion.items():
-        cells = [_mean_std([x["label_free_by_scoring"][s] for x in r]) for s in scoring_names]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines + [""]
-
-
-def _seeds(values: list[float]) -> str:
-    return " / ".join("–" if v is None else f"{v:.4f}" for v in values)
-
-
-def _checkpoint_pairs(run_dir: Path) -> list[tuple[int, float, float]]:
-    """(iteration, label-free criterion, real AUROC) of every checkpoint that logged both."""
-    if not ((run_dir / SELECTION_LOG).is_file() and (run_dir / EVAL_LOG).is_file()):
-        return []
-    with open(run_dir / SELECTION_LOG) as f:
-        label_free = {int(r["iteration"]): float(r["label_free_auroc"]) for r in csv.DictReader(f)}
-    with open(run_dir / EVAL_LOG) as f:
-        real = {int(r["iteration"]): float(r["auroc"]) for r in csv.DictReader(f)}
-    return [(i, label_free[i], real[i]) for i in sorted(set(label_free) & set(real))]
-
-
-def _machines(out: Path, grid: Grid, rows: dict[str, list[dict]]) -> list[str]:
-    """Where the runs ran (device, CPU, threads, torch) and at which scrd commits, from environment.json."""
-    machines: dict[str, int] = {}
-    commits: list[str] = []
-    for v in grid.variants:
-        for seed in grid.seeds_of(v) if v.name in rows else []:
-            path = out / v.name / f"seed-{seed}" / ENV_FILE
-            if path.is_file():
-                e = read_json(path)
-                machine = f"{e.get('device')}, {e.get('cpu')} ({e.get('cpu_threads')} threads), torch {e.get('torch')}"
-                machines[machine] = machines.get(machine, 0) + 1
-                commit = f"{e.get('scrd')} at {e.get('scrd_commit')}"
-                commits += [] if commit in commits else [commit]
-    if not machines:
-        return []
-    lines = [f"Ran on: {m} ({n} runs)." for m, n in machines.items()]
-    return lines + [f'scrd versions ("+changes": uncommitted edits at run time): {"; ".join(commits)}.', ""]
-
-
-def _alpha_size_table(rows: dict[str, list[dict]]) -> list[str]:
-    """α against the radius of synthetic lesions, for the variants where α acts: one line per variant
-    (and per scoring that weighs the scales itself), averaged over its seeds."""
-    found: list[tuple[str, list[dict]]] = []
-    for name, r in rows.items():
-        own = [x["alpha_vs_size"] for x in r if x.get("alpha_vs_size")]
-        found += [(name, own)] if own else []
-        scorings = dict.fromkeys(k for x in r for k, a in x.get("alpha_vs_size_by_scoring", {}).items() if a)
-        for scoring in scorings:
-            per_seed = [a for x in r if (a := x.get("alpha_vs_size_by_scoring", {}).get(scoring))]
-            found.append((f"{name}, scoring {scoring}", per_seed))
-    if not found:
-        return []
-    radii = found[0][1][0]["radius_fraction"]
-
-    def rho(per_seed: list[dict], k: int) -> str:
-        values = [a["spearman"][k] for a in per_seed if a["spearman"][k] is not None]
-        return f"{np.mean(values):.3f}" if values else "–"
-
-    def alphas(per_seed: list[dict], i: int) -> str:
-        return "(" + ", ".join(f"{v:.3f}" for v in np.mean([a["mean_alpha"][i] for a in per_seed], 0)) + ")"
-
-    lines = [
-        "## Scale weights α on synthetic lesions of growing size",
-        "",
-        "Each held-out normal image gets one smooth intensity blob at each radius "
-        f"({', '.join(f'{r:g}' for r in radii)} of the side; same centre and contrast across radii). "
-        "ρ_k is Spearman's correlation between the radius and α_k over all these images (ρ_k > 0: scale k, "
-        "1 = finest, gains weight as the lesion grows). Means over the seeds (n) of each row; a mean α "
-        "over seeds whose α collapsed onto different scales spreads over those scales.",
-        "",
-        f"| variant | n | ρ_1 / ρ_2 / ρ_3 | mean α at radius {radii[0]:g} | mean α at radius {radii[-1]:g} |",
-        "|---|---|---|---|---|",
-    ]
-    for label, per_seed in found:
-        rhos = " / ".join(rho(per_seed, k) for k in range(len(per_seed[0]["spearman"])))
-        lines.append(f"| {label} | {len(per_seed)} | {rhos} | {alphas(per_seed, 0)} | {alphas(per_seed, -1)} |")
-    return lines + [""]
-
-
 def _uses_alpha(config: Config) -> bool:
     """Whether α affects the variant's training or its maps (otherwise the scale head is untrained noise),
     or its scoring weighs each image's scales itself (scale_fusion normal_softmax)."""
@@ -491,103 +355,3 @@ def _uses_alpha(config: Config) -> bool:
         or scoring.alpha_weighting in ("weighted", "inside_cosine")
         or scoring.scale_fusion == "normal_softmax"
     ) and config.model.method == "scrd"
-
-
-def report(grid: Grid, out: str | Path, command: str) -> str:
-    """Markdown tables of every finished run of the grid."""
-    out = Path(out)
-    rows: dict[str, list[dict]] = {}
-    for variant in grid.variants:
-        found = [
-            read_json(p)
-            for seed in grid.seeds_of(variant)
-            if (p := out / variant.name / f"seed-{seed}" / SUMMARY).is_file()
-        ]
-        if found:
-            rows[variant.name] = found
-    lines = [
-        f"# {grid.title}",
-        "",
-        "Produced by the experiment runner; every figure below was printed by:",
-        "",
-        f"    {command}",
-        "",
-        f"Data: `{grid.data}`, evaluated on its `{grid.eval_split}` split; seeds {grid.seeds} unless a row "
-        "gives its own (column n: how many). Values are mean ± std over a row's seeds, then each seed's value. "
-        "Thresholds are calibrated on normal images only "
-        "(95 % target specificity); no run is selected on the labels of the evaluated split.",
-        "",
-    ]
-    lines += _machines(out, grid, rows)
-    unfinished = [
-        f"{v.name} ({len(rows.get(v.name, []))} of {len(grid.seeds_of(v))} seeds)"
-        for v in grid.variants
-        if len(rows.get(v.name, [])) < len(grid.seeds_of(v))
-    ]
-    if unfinished:  # the same command resumes them
-        lines += [f"Not finished yet (rerun the command to resume): {', '.join(unfinished)}.", ""]
-    groups: dict[str, list[Variant]] = {}
-    for variant in grid.variants:
-        if variant.name in rows:
-            groups.setdefault(variant.group or "Results", []).append(variant)
-    for group, variants in groups.items():
-        lines += [
-            f"## {group}",
-            "",
-            "| variant | n | AUROC | AUROC per seed | AP | sens. / spec. at calibrated thr. "
-            "| α: mean largest weight (std over images per scale) | training min | what it is |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for v in variants:
-            r = rows[v.name]
-            sens = _mean_std([x["sensitivity"] for x in r])
-            spec = _mean_std([x["specificity"] for x in r])
-            minutes = f"{np.mean([(x['train_seconds'] or 0) / 60 for x in r]):.1f}"
-            aurocs = [x["auroc"] for x in r]
-            lines.append(
-                f"| {v.name} | {len(r)} | {_mean_std(aurocs)} | {_seeds(aurocs)} | {_mean_std([x['ap'] for x in r])} "
-                f"| {sens} / {spec} | {_alpha_text(r) if _uses_alpha(grid.config(v, r[0]['seed'])) else '–'} "
-                f"| {minutes} | {v.about} |"
-            )
-        lines.append("")
-    # the grid's own scorings, in its order (a run's built-in mean/max/top_k use its own options)
-    scoring_names = list(grid.scorings)
-    if scoring_names:
-        lines += [
-            "## AUROC of each scoring option on the same trained models",
-            "",
-            "| variant | " + " | ".join(scoring_names) + " |",
-            "|---|" + "---|" * len(scoring_names),
-        ]
-        for name, r in rows.items():
-            cells = [_scoring_cell([x["auroc_by_scoring"].get(s) for x in r]) for s in scoring_names]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
-    lines += _label_free_scoring_tables(scoring_names, rows)
-    lines += _scoring_alpha_table(scoring_names, rows)
-    lines += _alpha_size_table(rows)
-    pairs = {
-        f"{v.name}/seed-{s}": _checkpoint_pairs(out / v.name / f"seed-{s}")
-        for v in grid.variants
-        if v.name in rows
-        for s in grid.seeds_of(v)
-    }
-    pairs = {k: p for k, p in pairs.items() if len(p) >= 3}
-    if pairs:
-        pooled = [q for p in pairs.values() for q in p]
-        lines += [
-            "## Label-free selection criterion against the real AUROC",
-            "",
-            "Over the checkpoints of runs that logged both (the criterion never sees a real label; the real "
-            "AUROC is logged only to measure it):",
-            "",
-            "| run | checkpoints | Spearman ρ |",
-            "|---|---|---|",
-        ]
-        for key, p in pairs.items():
-            lines.append(f"| {key} | {len(p)} | {spearman([q[1] for q in p], [q[2] for q in p]):.3f} |")
-        lines += [
-            f"| all, pooled | {len(pooled)} | {spearman([q[1] for q in pooled], [q[2] for q in pooled]):.3f} |",
-            "",
-        ]
-    return "\n".join(lines)

@@ -49,19 +49,23 @@ def variant_heads(
 
 def score_variants(
     detector: Detector, samples: list, heads: dict[str, ScoringHead], batch_size: int = 16
-) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(labels, image scores per head, per-image fusion weights per head that sets its own) of ``samples``."""
+) -> tuple[list[str], np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(paths, labels, image scores per head, per-image fusion weights per head that sets its own) of
+    the readable ``samples``, in one order."""
     dataset = ImageDataset(list(samples), detector.image_size, data=detector.config.data)
+    paths: list[str] = []
     labels: list[np.ndarray] = []
     scores: dict[str, list[np.ndarray]] = {name: [] for name in heads}
     weights: dict[str, list[np.ndarray]] = {}
     for batch in make_loader(dataset, batch_size):
+        paths.extend(batch["path"])
         labels.append(batch["label"].numpy())
         for name, out in detector.score_heads(batch["image"], heads).items():
             scores[name].append(out.scores.double().cpu().numpy())
             if out.fusion_weights is not None:
                 weights.setdefault(name, []).append(out.fusion_weights.float().cpu().numpy())
     return (
+        paths,
         np.concatenate(labels).astype(int),
         {k: np.concatenate(v) for k, v in scores.items()},
         {k: np.concatenate(v) for k, v in weights.items()},

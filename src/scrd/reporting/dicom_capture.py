@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import __version__
 from ..data.readers import optional_module, read_image
 from ..data.registry import file_suffix
 from ..storage import atomic_write
+from ..version import __version__
 from .panels import decision_text
 from .plots import overlay_array
 

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
 from ..detector import Detector, decision_of
 from ..model.weights import sha256_of
 from ..reporting.dicom_capture import Finding, dicom_bytes, secondary_capture
 from ..reporting.panels import panel_figure
 from ..runs.normal_scores import percentile_or_none, stored_normal_scores
+from ..version import __version__
 from .batcher import MicroBatcher
 from .uploads import Prepared
 

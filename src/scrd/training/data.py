@@ -38,11 +38,23 @@ def samples_fingerprint(samples: list[Sample]) -> str:
     return digest.hexdigest()
 
 
-def split_holdout(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """(fit, holdout): ``round(n * fraction)`` samples, chosen by ``seed``, are held out."""
-    count = int(round(len(samples) * fraction))
-    if fraction > 0 and count == 0:
-        count = 1
+MAX_HOLDOUT_SHARE = 0.25  # a minimum count never takes more than this share of the normal images
+
+
+def holdout_count(n: int, fraction: float, minimum: int = 0) -> int:
+    """How many of ``n`` normal images are held out: ``round(n * fraction)``, raised to ``minimum``
+    but not beyond a quarter of them (0 when ``fraction`` is 0)."""
+    if fraction <= 0:
+        return 0
+    count = max(int(round(n * fraction)), min(minimum, int(n * MAX_HOLDOUT_SHARE)))
+    return max(count, 1)
+
+
+def split_holdout(
+    samples: list[Sample], fraction: float, seed: int, minimum: int = 0
+) -> tuple[list[Sample], list[Sample]]:
+    """(fit, holdout): :func:`holdout_count` samples, chosen by ``seed``, are held out."""
+    count = holdout_count(len(samples), fraction, minimum)
     if count >= len(samples) and count:
         raise TrainingError(f"train.holdout_fraction = {fraction} would hold out all {len(samples)} training images")
     return _choose(samples, count, np.random.default_rng(seed))
@@ -71,7 +83,7 @@ def load_training_images(source: str | Path, config: Config) -> TrainingImages:
             f"{source}: the training split must hold normal images only; "
             f"{len(abnormal)} are labelled abnormal, e.g. {abnormal[0].path}"
         )
-    fit, holdout = split_holdout(samples, config.train.holdout_fraction, config.train.seed)
+    fit, holdout = split_holdout(samples, config.train.holdout_fraction, config.train.seed, config.train.holdout_min)
     fit = limit_images(fit, config.train.max_images, config.train.seed)
     images = TrainingImages(str(source), samples_fingerprint(samples), fit, holdout)
     # Decode every image now, held-out ones too (training ends by measuring statistics on them): fail
