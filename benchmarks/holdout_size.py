@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     print(f"{args.run}: {len(held)} held-out normals; {len(truth)} validation normals (std {truth.std():.4g})")
     print(
-        "| held out | spread: relative error (median, 90th pct) | specificity of the 95 % threshold: mean, std, 5th pct |"
+        "| held out | spread: relative error (median, 90th pct) "
+        "| specificity of the 95 % threshold: mean, std, 5th pct |"
     )
     print("|---|---|---|")
     for n in [s for s in args.sizes if s <= len(held)]:
