@@ -149,3 +149,15 @@ def test_config_and_preset_flags_together_are_an_error(tmp_path, capsys):
     )
     assert "--config and --preset both given: put `preset: NAME` in the config file" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_option_reference_in_the_docs_is_the_schemas():
+    """docs/configuration.md's table is what `scrd config --reference` writes: regenerate it with
+    that command when an option changes."""
+    from scrd.config.reference import reference_tables
+
+    docs = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    block = docs.split("<!-- reference: start -->\n", 1)[1].split("<!-- reference: end -->", 1)[0]
+    assert block == reference_tables()
+    for name, default in (("model.memory_bank", "true"), ("train.holdout_min", "50"), ("scoring.score", "`top_k`")):
+        assert f"| `{name}` | {default} |" in block

@@ -52,7 +52,7 @@ def _grid(tmp_path, data, **extra):
 
 
 def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys):
-    grid, out, md = _grid(tmp_path, phantom_data), tmp_path / "runs", tmp_path / "results.md"
+    grid, out, md = _grid(tmp_path, phantom_data), tmp_path / "runs", tmp_path / "studies/brain_tumor.md"
     assert main(["experiment", "run", str(grid), "--out", str(out), "--report", str(md), "--no-progress"]) == 0
     summaries = sorted(out.glob(f"*/seed-*/{SUMMARY}"))
     assert [p.parent.parent.name + "/" + p.parent.name for p in summaries] == [
@@ -214,7 +214,7 @@ def test_the_choice_the_banks_and_the_paired_tests_of_a_grid(phantom_data, tmp_p
     }
     grid = tmp_path / "grid.yaml"
     grid.write_text(json.dumps(spec))
-    out, md = tmp_path / "runs", tmp_path / "results.md"
+    out, md = tmp_path / "runs", tmp_path / "studies/brain_tumor.md"
     assert main(["experiment", "run", str(grid), "--out", str(out), "--report", str(md), "--no-progress"]) == 0
     summary = json.loads((out / "default" / "seed-1" / SUMMARY).read_text())
     choice = summary["choice"]

@@ -398,3 +398,19 @@ def test_the_readme_links_a_cpu_only_install():
     install = (ROOT / "docs" / "install.md").read_text()
     cpu = "pip install torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu"
     assert cpu in install and "not run" in install.lower()
+
+
+def test_the_end_of_training_says_what_it_does(phantom_data, tmp_path, capfd):
+    """Fitting the bank, measuring the statistics and scoring the held-out images each show themselves
+    (they were silent for minutes); --no-progress keeps them quiet."""
+    from helpers import tiny_config
+
+    from scrd.training.train import train
+
+    config = tiny_config("denoising_knn", train__iterations=2, train__holdout_fraction=0.25)
+    train(config, phantom_data, tmp_path / "loud", progress=True)
+    err = capfd.readouterr().err
+    for phase in ("memory bank", "measuring the scoring's normal statistics", "scoring the 4 held-out normal images"):
+        assert phase in err, phase
+    train(config, phantom_data, tmp_path / "quiet", progress=False)
+    assert "measuring" not in capfd.readouterr().err

@@ -216,11 +216,11 @@ def test_the_readme_python_example_gives_the_clis_scores(tiny_run, phantom_data,
     for name in ("test_abnormal_0000.png", "test_normal_0000.png"):
         shutil.copy(phantom_data / "images" / name, scans / name)
     shutil.copy(phantom_data / "images" / "test_abnormal_0001.png", tmp_path / "scan1.png")
-    shutil.copytree(tiny_run, tmp_path / "runs" / "my-run")
+    shutil.copytree(tiny_run, tmp_path / "runs" / "r1")
     monkeypatch.chdir(tmp_path)
     exec(compile(block, "README.md", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
-    assert main(["predict", "scan1.png", "scans", "--model", "runs/my-run", "--out", "p", "--no-heatmaps"]) == 0
+    assert main(["predict", "scan1.png", "scans", "--model", "runs/r1", "--out", "p", "--no-heatmaps"]) == 0
     with open(tmp_path / "p" / PREDICTIONS_FILE) as f:
         cli = {Path(r["path"]).name: float(r["score"]) for r in csv.DictReader(f)}
     rows = [line.split() for line in printed]

@@ -110,6 +110,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.calibration
         else None
     )
+    if asked is None and not args.resume and not args.no_calibration:
+        # a run that holds out normal images calibrates on them unless told not to: a threshold from
+        # images it was not trained on, what the defaults hold out for
+        if config_from_args(args).train.holdout_fraction > 0:
+            asked = {"source": "holdout", "split": "train", "specificity": args.specificity}
     if args.resume:
         extra = _flags_given(args, allowed={"--iterations"})
         if extra:
@@ -506,7 +511,8 @@ EXAMPLES = {
     "weights": "scrd weights install wide_resnet50_2 ~/Downloads/wide_resnet50_2-95faca4d.pth\n  scrd weights status",
     "config": "scrd config --preset paper > my.yaml        # edit it, then: scrd train --config my.yaml ...",
     "benchmark": "scrd benchmark --arch mobilenet_v2 resnet18 --quick",
-    "experiment": "scrd experiment run docs/experiments/brain_tumor.yaml --out runs/bt --report docs/results.md",
+    "experiment": "scrd experiment run docs/experiments/default_brain.yaml --out runs/default-brain "
+    "--report docs/studies/default_brain.md",
     "reproduce": "scrd reproduce table2 --out runs/reproduce        # a GPU: the paper's settings\n"
     "  scrd reproduce table2 --out runs/smoke --smoke    # seconds on a CPU, tiny settings",
     "data": "scrd data prepare brain-tumor --raw ~/kaggle/brain-tumor --out data/brain_tumor",
@@ -624,6 +630,11 @@ def _train_parser(sub) -> None:
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     _add_calibration_flags(p, "--calibration")
+    p.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="no threshold (by default a run that holds out normal images calibrates on them, --specificity)",
+    )
     p.add_argument("--eval-data", help="labelled set scored every train.eval_every iterations")
     p.add_argument("--eval-split", default="test", help="split of --eval-data")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

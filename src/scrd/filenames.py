@@ -44,6 +44,7 @@ OUTPUT_PNG_KEY = "scrd-output"
 # a dataset folder in the MedIAnomaly/DDAD layout (read by every job; written by `scrd data prepare`
 # and the phantom generator), and the report `scrd data prepare` writes beside it
 SPLIT_FILE = "data.json"
+MASKS_DIR = "masks"  # beside a dataset's images folder: a lesion mask per abnormal image, same file name
 PREPARE_REPORT = "prepare_report.json"
 
 CHECKPOINT_FORMAT = "scrd-checkpoint/2"  # model.json "format": model.pt holds the network and its scoring head

@@ -1,7 +1,7 @@
 """The sections of a config: every choice the paper leaves open is a named option here.
 
 The defaults are the product: the recommended detector (the ``denoising_knn`` preset, measured in
-docs/results.md), so ``Config()``, ``scrd train`` and the README agree. The released code, the
+docs/studies/brain_tumor.md), so ``Config()``, ``scrd train`` and the README agree. The released code, the
 paper's text and RD4AD are presets over these defaults (:mod:`.presets`). An option marked
 :func:`replay` exists to replay the paper, the released code or one study; docs/configuration.md
 lists those apart. The ``Literal`` types are the one list of valid choices: the CLI, the presets and

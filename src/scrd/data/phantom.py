@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..filenames import SPLIT_FILE
+from ..filenames import MASKS_DIR, SPLIT_FILE
 
 LESION_RADIUS = (0.03, 0.15)  # fraction of the image side
 
@@ -139,20 +139,29 @@ def make_phantom_dataset(
     seed: int = 0,
 ) -> Path:
     """Write 8-bit grey PNGs to ``root/images/`` and a MedIAnomaly ``root/data.json``; return root.
+    Each abnormal image's lesion mask goes to ``root/masks/`` under the image's name (0 / 255), where
+    ``scrd evaluate`` finds it to measure where the heat map points (:mod:`scrd.evaluation.localisation`).
 
     Each image has its own generator seeded by (seed, group, index), so the images do not depend
     on the other counts and the same seed always gives the same files.
     """
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
+    if n_test_abnormal:
+        (root / MASKS_DIR).mkdir(exist_ok=True)
     counts = (n_train, n_test_normal, n_test_abnormal)
     spec: dict[str, dict[str, list[str]]] = {"train": {"0": []}, "test": {"0": [], "1": []}}
     for g, ((split, key, prefix), n) in enumerate(zip(_GROUPS, counts)):
         for i in range(n):
             rng = np.random.default_rng([seed, g, i])
-            img = phantom_slice(rng, size, lesion=key == "1")
+            phantom = render_phantom(rng, size, lesion=key == "1")
             name = f"{prefix}_{i:04d}.png"
-            Image.fromarray(np.round(img * 255).astype(np.uint8)).save(root / "images" / name, compress_level=1)
+            Image.fromarray(np.round(phantom.image * 255).astype(np.uint8)).save(
+                root / "images" / name, compress_level=1
+            )
+            if key == "1":
+                mask = phantom.lesion.astype(np.uint8) * 255
+                Image.fromarray(mask).save(root / MASKS_DIR / name, compress_level=1)
             spec[split][key].append(name)
     (root / SPLIT_FILE).write_text(json.dumps(spec, indent=1), encoding="utf-8")
     return root

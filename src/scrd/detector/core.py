@@ -18,7 +18,7 @@ from ..config import Config
 from ..data.dataset import ImageDataset, load_image, make_loader
 from ..data.layouts import collect_samples
 from ..data.transforms import normalize
-from ..device import autocast, memory_format, resolve_precision
+from ..device import autocast, memory_format, resolve_precision, scoring_precision
 from ..scoring.head import HeadOutput, ScoringHead
 from ..scoring.maps import image_score
 from ..scoring.statistics import NormalFeatures, measure_statistics
@@ -55,8 +55,9 @@ class FileScore:
 
 
 class Detector:
-    """A network and its scoring head. ``precision`` (auto, fp32, bf16) and ``channels_last`` are how
-    this process runs it, chosen when it is loaded, not read from the training config."""
+    """A network and its scoring head. ``precision`` (auto = fp32, or bf16) and ``channels_last`` are how
+    this process runs it, chosen when it is loaded, not read from the training config
+    (:func:`~scrd.device.scoring_precision`)."""
 
     def __init__(
         self,
@@ -69,7 +70,7 @@ class Detector:
         channels_last: bool = True,
     ) -> None:
         self.config, self.device, self.metadata = config, device, metadata if metadata is not None else {}
-        self.precision = resolve_precision(precision, device)
+        self.precision = scoring_precision(precision, device)
         self.channels_last = channels_last
         self.network = network.to(device).to(memory_format=memory_format(channels_last))
         self.head = head.to(device)
@@ -101,9 +102,11 @@ class Detector:
         metadata: dict[str, Any] | None = None,
         bank: torch.Tensor | None = None,
     ) -> Detector:
-        """:meth:`from_network` as training runs the network (its precision and memory format)."""
+        """:meth:`from_network` as training runs the network (its precision and memory format): what the
+        monitors score during training with; the finished model is scored in the scoring precision."""
         train = config.train
-        return cls.from_network(network, config, device, metadata, train.precision, train.channels_last, bank)
+        precision = resolve_precision(train.precision, device)
+        return cls.from_network(network, config, device, metadata, precision, train.channels_last, bank)
 
     @classmethod
     def load(
@@ -130,6 +133,18 @@ class Detector:
     def threshold(self) -> float | None:
         calibration = self.metadata.get("calibration")
         return None if calibration is None else float(calibration["threshold"])
+
+    def precision_warning(self) -> str | None:
+        """A warning when this detector scores in another precision than its threshold was calibrated in
+        (its decisions near the threshold may then differ from the calibrated ones); None otherwise."""
+        calibrated = (self.metadata.get("calibration") or {}).get("precision")
+        if calibrated is None or calibrated == self.precision:
+            return None
+        return (
+            f"the threshold was calibrated on {calibrated} scores and this run scores in {self.precision}: "
+            f"images near the threshold may be decided otherwise; score with --precision {calibrated} "
+            "(or calibrate again in this precision)"
+        )
 
     @property
     def is_knn(self) -> bool:

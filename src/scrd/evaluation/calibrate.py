@@ -101,6 +101,7 @@ def calibration(
         "specificity_on_calibration_set": float(np.mean(scored.scores < threshold)),
         "skipped_images": len(scored.skipped),
         "rule": "conformal",
+        "precision": detector.precision,  # the scores were of this precision: decisions compare like with like
         "guarantee": (
             f"a new normal image, exchangeable with these {len(scored.scores)} (same source, not trained on), "
             f"passes with probability >= {rule['expected_specificity']:.4f} (>= the target)"

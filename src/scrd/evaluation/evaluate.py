@@ -32,6 +32,7 @@ from ..runs.rundir import prepare_process
 from ..storage import atomic_write, remove_stale_temporaries, write_json
 from .calibrate import stored_calibration
 from .intervals import auroc_interval, wilson_interval
+from .localisation import localisation
 from .metrics import metrics_at_threshold, oracle_metrics, trivial_rule_check
 from .scored_set import ScoredSet, score_samples
 
@@ -91,6 +92,8 @@ def evaluate(
     prepare_process()
     detector = Detector.load(model, device, precision)
     detector.config = with_data_options(detector.config, data_options)
+    if note := detector.precision_warning():
+        warnings.warn(note, stacklevel=2)
     samples = load_samples(str(source), split, detector.config.data)
     unlabelled = [s for s in samples if s.label is None]
     if unlabelled:
@@ -169,6 +172,9 @@ def evaluate(
             "list": str(out_dir / SKIPPED_FILE),
             "note": "unreadable images left out of every metric above",
         }
+    found = localisation(detector, samples, batch_size)
+    if found is not None:
+        result["localisation"] = found
     if result["auroc"] < 0.5:
         warnings.warn(
             f"AUROC {result['auroc']:.4f} is below 0.5 (chance): the scores rank abnormal images "
@@ -220,12 +226,14 @@ def _write_scores(path: Path, scored: ScoredSet) -> None:
 
 
 def normal_map_range(detector: Detector, dataset: ImageDataset, count: int = 32) -> list[float]:
-    """Map values on training (normal) images: a fixed colour scale for heat-map overlays, so a
-    normal image does not look alarming just because its own maximum fills the scale."""
+    """[median, 99.9th percentile] of the map values of normal images (the run's held-out ones): the
+    anchors of every heat map's colour scale (:mod:`scrd.reporting.colour_scale`), so a normal image
+    does not look alarming just because its own maximum fills the scale."""
     items = (dataset[i] for i in range(len(dataset)))
     images = [item["image"] for item in itertools.islice((i for i in items if not i.get("skipped")), count)]
     if not images:
         return [0.0, 1.0]
     batch = torch.stack(images)
     maps = torch.cat([detector.score(batch[i : i + 8]).maps for i in range(0, len(batch), 8)])
-    return [float(maps.min()), float(torch.quantile(maps.flatten()[::7], 0.999))]
+    values = maps.flatten()[::7]
+    return [float(values.median()), float(torch.quantile(values, 0.999))]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -121,6 +122,8 @@ def predict(
     prepare_process()
     detector, model_file = load_scorer(backend, model, device, precision)
     detector.config = with_data_options(detector.config, data_options)
+    if backend == "torch" and (note := detector.precision_warning()):
+        warnings.warn(note, stacklevel=2)
     names = OutputNames.of(shard)
     images_out = [out_dir / HEATMAP_DIR, out_dir / PANEL_DIR]  # never inputs, even while other shards write
     samples = collect_samples(list(inputs), detector.config.data, exclude=images_out)

@@ -2,7 +2,7 @@
 
 ``ScaleHead`` is the paper's (Eq. 3): one α per image, from the global max-pool of the bottleneck
 code φ. A global α cannot tell a small lesion from a large one in the same image, and on brain MRI
-it does not follow lesion size (docs/results-ablations.md). ``SpatialScaleHead`` is our extension:
+it does not follow lesion size (docs/studies/ablations.md). ``SpatialScaleHead`` is our extension:
 one α per location, read from the teacher's features of all three scales at that location, so the
 weighting can differ between a lesion and the tissue around it.
 """

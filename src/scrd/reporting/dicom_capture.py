@@ -30,6 +30,7 @@ from ..data.readers import optional_module, read_image
 from ..data.registry import file_suffix
 from ..storage import atomic_write
 from ..version import __version__
+from .colour_scale import colour_scale
 from .panels import decision_text
 from .plots import overlay_array
 
@@ -142,8 +143,8 @@ def secondary_capture(
     source = pydicom.dcmread(str(source_path), stop_before_pixels=True)
     image01 = read_image(source_path, frame, options)
     height, width = image01.shape[:2]
-    lo, hi = display_range if display_range is not None else (float(amap.min()), float(amap.max()))
-    rgb = overlay_array(image01, _resize(amap, height, width), lo, hi)
+    scale = colour_scale(display_range, finding.threshold, amap)
+    rgb = overlay_array(image01, _resize(amap, height, width), scale.low, scale.high)
 
     meta = getattr(source, "file_meta", None)
     source_class = source.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta else None)

@@ -1,8 +1,8 @@
 """Heat-map panels a reader can judge: original | heat map with a colour bar | overlay, titled with
 the file name, score, decision and threshold.
 
-The heat map's colour scale is the run's fixed one, measured on normal training images
-(``display_range`` in model.json), so a normal image does not look alarming just because its own
+The heat map's colour scale is anchored on normal images (:mod:`.colour_scale`): from their median
+map value to the threshold's level, so a normal image does not look alarming just because its own
 maximum fills the scale; values above it saturate (the colour bar says so).
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..detector import decision_of
+from .colour_scale import colour_scale
 from .plots import _jet, figure_png, mark_png, new_figure, overlay_array, save_png_bytes
 
 PANEL_PX = 320  # each of the three images, in pixels (at least 256, as legible as the original)
@@ -41,6 +42,7 @@ def panel_figure(
     score: float,
     threshold: float | None,
     note: str = "",
+    label: str = "map value (fixed scale from normal images)",
 ) -> bytes:
     """PNG bytes of one panel; ``image01`` is [H, W, C] in [0, 1], ``amap`` [H, W]."""
     from matplotlib.colors import ListedColormap
@@ -59,7 +61,7 @@ def panel_figure(
     heat = axes[1].imshow(amap, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     axes[1].set_title("anomaly map", fontsize=10)
     bar = fig.colorbar(heat, cax=cax, extend="max")
-    bar.set_label("map value (fixed scale from normal images)", fontsize=8)
+    bar.set_label(label, fontsize=8)
     axes[2].imshow(overlay_array(image01, amap, vmin, vmax), interpolation="nearest")
     axes[2].set_title("overlay", fontsize=10)
     for ax in axes:
@@ -93,14 +95,22 @@ def write_image_heatmaps(
     from ..filenames import HEATMAP_DIR, PANEL_DIR
     from .plots import overlay_png
 
-    note = ""
-    if display_range is None:  # a model saved before display ranges were recorded
-        display_range, note = [float(amap.min()), float(amap.max())], "colour scale: this image's own range"
-    lo, hi = display_range
+    scale = colour_scale(display_range, threshold, amap)
     overlay_rel = f"{HEATMAP_DIR}/{name}" if overlay else ""
     panel_rel = f"{PANEL_DIR}/{name}" if panel else ""
     if overlay:
-        overlay_png(out_dir / overlay_rel, image01, amap, lo, hi)
+        overlay_png(out_dir / overlay_rel, image01, amap, scale.low, scale.high)
     if panel:
-        panel_png(out_dir / panel_rel, image01, amap, lo, hi, display_name(source), score, threshold, note)
+        panel_png(
+            out_dir / panel_rel,
+            image01,
+            amap,
+            scale.low,
+            scale.high,
+            display_name(source),
+            score,
+            threshold,
+            scale.note,
+            scale.label,
+        )
     return overlay_rel, panel_rel

@@ -157,12 +157,16 @@ def _jet(values: np.ndarray) -> np.ndarray:
     return (rgb * 255).astype(np.uint8)
 
 
-def overlay_array(image01: np.ndarray, amap: np.ndarray, vmin: float, vmax: float, alpha: float = 0.5) -> np.ndarray:
-    """The anomaly map (scaled from [vmin, vmax]) blended over the image ([H, W, C] in [0, 1]) as uint8 RGB."""
+def overlay_array(image01: np.ndarray, amap: np.ndarray, vmin: float, vmax: float, alpha: float = 0.6) -> np.ndarray:
+    """The anomaly map (scaled from [vmin, vmax]) blended over the image ([H, W, C] in [0, 1]) as uint8 RGB:
+    the heat's opacity grows with the value, from none at ``vmin`` to ``alpha`` at ``vmax``, so what lies
+    at or below normal leaves the image as it is."""
     gray = image01.mean(axis=2) if image01.ndim == 3 else image01
     base = np.repeat(np.clip(gray, 0, 1)[..., None] * 255, 3, axis=2)
-    heat = _jet((amap - vmin) / max(vmax - vmin, 1e-12)).astype(np.float64)
-    return ((1 - alpha) * base + alpha * heat).astype(np.uint8)
+    level = np.clip((amap - vmin) / max(vmax - vmin, 1e-12), 0.0, 1.0)
+    heat = _jet(level).astype(np.float64)
+    weight = (alpha * level)[..., None]
+    return ((1 - weight) * base + weight * heat).astype(np.uint8)
 
 
 def overlay_png(

@@ -92,6 +92,7 @@ def gallery_panels(
     import torch
 
     from ..data.dataset import ImageDataset
+    from .colour_scale import colour_scale
     from .panels import display_name, panel_figure
 
     wanted = [s for s in samples if s.key in set(keys)]
@@ -104,10 +105,18 @@ def gallery_panels(
     panels = {}
     for i, item in enumerate(items):
         amap = scored.maps[i].numpy()
-        lo, hi = display if display is not None else (float(amap.min()), float(amap.max()))
+        scale = colour_scale(display, threshold, amap)
         image = item["image"].permute(1, 2, 0).numpy()
         panels[item["path"]] = panel_figure(
-            image, amap, lo, hi, display_name(item["path"]), float(scored.scores[i]), threshold
+            image,
+            amap,
+            scale.low,
+            scale.high,
+            display_name(item["path"]),
+            float(scored.scores[i]),
+            threshold,
+            scale.note,
+            scale.label,
         )
     return panels
 

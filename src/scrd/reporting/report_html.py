@@ -152,7 +152,9 @@ def _metrics_section(data: ReportData) -> str:
         f"<h2>Metrics</h2><p>{esc(m['data'])}, split <b>{esc(m['split'])}</b>: {m['n_normal']} normal and "
         f"{m['n_abnormal']} abnormal images (evaluation folder {esc(data.eval_dir)}).</p>",
         "<h3>Without a threshold</h3>",
-        table([("AUROC", num(m["auroc"])), ("AP (average precision)", num(m["ap"]))]),
+        table(
+            [("AUROC", num(m["auroc"]) + _interval(m.get("auroc_interval"))), ("AP (average precision)", num(m["ap"]))]
+        ),
     ]
     parts.append("<h3>Calibrated threshold: from normal images only, what a deployment can use</h3>")
     if c is None:
@@ -163,8 +165,15 @@ def _metrics_section(data: ReportData) -> str:
             ("calibrated on", esc(f"{c.get('n_images', '?')} normal images of {c.get('source', '?')}")),
             ("target specificity", esc(c.get("target_specificity", "?"))),
             ("threshold among normal images", _threshold_percentile(c["threshold"], data.metadata)),
-            ("sensitivity", num(c["sensitivity"])),
-            ("specificity", num(c["specificity"])),
+            ("sensitivity", num(c["sensitivity"]) + _interval(c.get("sensitivity_interval"))),
+            (
+                "specificity reached on this set's normals",
+                num(c["specificity"]) + _interval(c.get("specificity_interval")),
+            ),
+            (
+                "what the threshold promises",
+                esc(c.get("guarantee", "(calibrated by an earlier scrd: no stated guarantee)")),
+            ),
             ("F1", num(c["f1"])),
             ("accuracy", num(c["acc"])),
         ]
@@ -191,7 +200,26 @@ def _metrics_section(data: ReportData) -> str:
     by = {k: v for k, v in m.get("auroc_by_image_score", {}).items() if k != "note"}
     if by:
         parts.append("<h3>AUROC by image score</h3>" + table((k, num(v)) for k, v in by.items()))
+    where = m.get("localisation")
+    if where:
+        parts.append(
+            "<h3>Where the heat maps point (lesion masks)</h3>"
+            + table(
+                [
+                    ("pixel AUROC", num(where["pixel_auroc"])),
+                    ("hottest 1 % of an abnormal image inside its lesion (mean)", num(where["top1_in_lesion"])),
+                    ("images with a mask / normal images", f"{where['images_with_masks']} / {where['normal_images']}"),
+                ]
+            )
+        )
     return "".join(parts)
+
+
+def _interval(found: dict[str, Any] | None) -> str:
+    """' (95 % CI low–high)' of an interval record, or nothing."""
+    if not found:
+        return ""
+    return f" (95 % CI {found['low']:.4f}–{found['high']:.4f})"
 
 
 def _threshold_percentile(threshold: float, metadata: dict[str, Any]) -> str:

@@ -46,6 +46,28 @@ def progress_bar(total: int | None, desc: str, unit: str = "img", initial: int =
     )
 
 
+class phase:
+    """``with phase("measuring statistics", enabled):`` prints the phase on stderr when it starts and
+    how long it took when it ends: a step of a job that has no per-image bar is not silent either."""
+
+    def __init__(self, what: str, enabled: bool = True) -> None:
+        self.what, self.enabled = what, enabled
+
+    def __enter__(self) -> phase:
+        import time
+
+        self.started = time.perf_counter()
+        if self.enabled:
+            print(f"{self.what} ...", file=sys.stderr, flush=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import time
+
+        if self.enabled and exc[0] is None:
+            print(f"{self.what}: done in {time.perf_counter() - self.started:.0f} s", file=sys.stderr, flush=True)
+
+
 def batch_images(batch: tuple[dict[str, Any], Any] | dict[str, Any]) -> int:
     """The images a loader batch held, read and skipped: the ``weight`` of a scoring loop's items
     (a ``(batch, scored)`` pair of ``Detector.iterate`` or a batch alone)."""

@@ -11,7 +11,7 @@ normal standard deviations.
 
 Why: on brain MRI a student trained to reconstruct the teacher and a bank of normal teacher patches
 are about equally good alone and miss different images; their standardised sum beats both
-(docs/results.md).
+(docs/studies/brain_tumor.md).
 """
 
 from __future__ import annotations

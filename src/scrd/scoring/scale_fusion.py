@@ -13,7 +13,7 @@ the most weight, a scale adaptation that needs neither labels nor synthetic anom
 ``scale_weights`` multiply the weights (0 drops a scale from the softmax too).
 
 Why: on brain MRI the scales' raw maps have different ranges and the deepest is the easiest for
-synthetic anomalies but the worst for real tumours (docs/results-schedule.md); normal images are the
+synthetic anomalies but the worst for real tumours (docs/studies/schedule.md); normal images are the
 only reference a user has for all scales.
 """
 

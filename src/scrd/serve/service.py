@@ -20,6 +20,7 @@ import torch
 
 from ..detector import Detector, decision_of
 from ..model.weights import sha256_of
+from ..reporting.colour_scale import colour_scale
 from ..reporting.dicom_capture import Finding, dicom_bytes, secondary_capture
 from ..reporting.panels import panel_figure
 from ..runs.normal_scores import percentile_or_none, stored_normal_scores
@@ -97,16 +98,19 @@ class ScoringService:
 
     def panel(self, upload: Prepared, scored: Scored, display_range: list[float] | None) -> bytes:
         """The panel ``scrd predict`` writes for the image (original | heat map | overlay, titled)."""
-        note = ""
-        if display_range is None:
-            display_range, note = (
-                [float(scored.map.min()), float(scored.map.max())],
-                "colour scale: this image's own range",
-            )
+        scale = colour_scale(display_range, self.detector.threshold, scored.map)
         image = upload.image.permute(1, 2, 0).numpy()
         with self._render:
             return panel_figure(
-                image, scored.map, *display_range, upload.name, scored.score, self.detector.threshold, note
+                image,
+                scored.map,
+                scale.low,
+                scale.high,
+                upload.name,
+                scored.score,
+                self.detector.threshold,
+                scale.note,
+                scale.label,
             )
 
     def health(self) -> dict[str, Any]:

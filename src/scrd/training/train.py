@@ -37,6 +37,7 @@ from ..filenames import (
 from ..model import build_model
 from ..runs.normal_scores import NORMAL_SCORES, normal_scores_record
 from ..runs.output import check_writable
+from ..runs.progress import phase
 from ..runs.rundir import environment_report, prepare_process, seed_everything
 from ..runs.sample_lists import write_sample_list
 from ..storage import read_json, remove_stale_temporaries, write_json
@@ -146,6 +147,7 @@ def _fit_knn(config: Config, images: TrainingImages, run_dir: Path, progress: bo
         "no selection: nothing is trained",
         clock.elapsed,
         bank,
+        progress,
     )
     return TrainResult(run_dir, 0, float("nan"), 0.0)
 
@@ -258,7 +260,20 @@ def _run(
         monitors.close()
         selection = monitors.select(model)
         if world.main:
-            _finish(run_dir, model, config, device, weights_note, images, dataset, it, selection, loop.clock.total)
+            _finish(
+                run_dir,
+                model,
+                config,
+                device,
+                weights_note,
+                images,
+                dataset,
+                it,
+                selection,
+                loop.clock.total,
+                None,
+                progress,
+            )
         world.barrier()  # the model is saved when any rank returns
     return TrainResult(run_dir, it, loop.clock.loss, loop.clock.rate, loop.skipped.count, started_at=start)
 
@@ -357,6 +372,7 @@ def _finish(
     selection: str,
     train_seconds: float,
     bank: torch.Tensor | None = None,
+    progress: bool = False,
 ) -> None:
     """Save the final model with its scoring head: the memory bank (the knn method's ``bank``, or the
     one model.memory_bank fits beside the student now) and the normal-image statistics its scoring
@@ -370,16 +386,22 @@ def _finish(
         from .fit_bank import fit_memory_bank
 
         started = time.perf_counter()
-        bank = fit_memory_bank(config, images.fit, progress=False)[1]
+        bank = fit_memory_bank(config, images.fit, progress=progress)[1]
         bank_seconds = time.perf_counter() - started
-    detector = Detector.for_training(model.eval(), config, device, old, bank)
+    # in the scoring precision, as every later scoring of this model: its statistics, held-out scores and
+    # threshold are then what predict, evaluate and the exported graph compare with
+    detector = Detector.from_network(model.eval(), config, device, old, "auto", config.train.channels_last, bank)
     choice = {}
     if config.scoring.choose == "label_free":
-        detector, choice = _choose_scoring(detector, images)
+        with phase("choosing the image score without labels (20 candidates, held-out normals)", progress):
+            detector, choice = _choose_scoring(detector, images)
     # first: the scoring reads these statistics, and the display range scores images
-    measured = measure_on_normals(detector, images.holdout or images.fit)
+    reference = images.holdout or images.fit
+    with phase(f"measuring the scoring's normal statistics on {min(len(reference), 200)} normal images", progress):
+        measured = measure_on_normals(detector, reference)
     # after the statistics (the scoring reads them): what a score's percentile among normals compares with
-    held_out_scores = _held_out_scores(detector, images.holdout)
+    with phase(f"scoring the {len(images.holdout)} held-out normal images", progress and bool(images.holdout)):
+        held_out_scores = _held_out_scores(detector, images.holdout)
     detector.save(
         run_dir,
         {
@@ -394,7 +416,11 @@ def _finish(
                 "n_holdout": len(images.holdout),
             },
             "provenance": environment_report(device),
-            "display_range": normal_map_range(detector, dataset),
+            # the colour scale's anchors, from the held-out normals (images the model was not trained on)
+            "display_range": normal_map_range(
+                detector,
+                ImageDataset(images.holdout, detector.image_size, data=config.data) if images.holdout else dataset,
+            ),
             "scoring_statistics": {
                 "images": "held-out normal training images" if images.holdout else "normal training images",
                 "count": measured,
@@ -423,7 +449,9 @@ def _choose_scoring(detector: Detector, images: TrainingImages) -> tuple[Detecto
     scoring, record = choose_scoring(detector, normals, detector.config.train.seed)
     config = dataclasses.replace(detector.config, scoring=scoring)
     bank = detector.head.bank if detector.head.has_bank else None
-    chosen = Detector.for_training(detector.network, config, detector.device, detector.metadata, bank)
+    chosen = Detector.from_network(
+        detector.network, config, detector.device, detector.metadata, detector.precision, detector.channels_last, bank
+    )
     return chosen, {"scoring_choice": record}
 
 
