@@ -18,6 +18,7 @@ from scrd.evaluation.evaluate import evaluate
 from scrd.filenames import MODEL_META, PREDICTIONS_FILE, SCORES_FILE, TRAIN_LOG
 from scrd.inference.predict import predict
 from scrd.model import SCRD, parameter_counts
+from scrd.runs.runtime import Runtime
 from scrd.training.train import train
 
 
@@ -82,7 +83,7 @@ def test_bf16_inference_stays_close_to_fp32():
 
 def test_evaluate_and_predict_agree_and_decide_at_the_threshold(tiny_run, phantom_data, tmp_path):
     evaluate(tiny_run, phantom_data, tmp_path / "eval")
-    predict(tiny_run, [str(phantom_data / "images")], tmp_path / "pred", heatmaps=False, batch_size=5)
+    predict(tiny_run, [str(phantom_data / "images")], tmp_path / "pred", Runtime(batch_size=5), heatmaps=False)
     with open(tmp_path / "eval" / SCORES_FILE) as f:
         evaluated = {r["path"]: float(r["score"]) for r in csv.DictReader(f)}
     with open(tmp_path / "pred" / PREDICTIONS_FILE) as f:

@@ -10,6 +10,7 @@ import pytest
 from scrd import cli
 from scrd.errors import InputError, ScrdError
 from scrd.filenames import SKIPPED_FILE
+from scrd.runs.runtime import Runtime
 
 
 def test_a_user_error_is_one_line(tmp_path, capsys):
@@ -72,6 +73,6 @@ def test_all_images_unreadable_points_at_a_list_that_exists(tiny_run, tmp_path):
         (data / "test" / label).mkdir(parents=True)
         (data / "test" / label / "x.png").write_bytes(b"broken")
     with pytest.raises(InputError, match="every image was unreadable and skipped; see") as info:
-        evaluate(tiny_run, data, tmp_path / "out", on_bad_image="skip")
+        evaluate(tiny_run, data, tmp_path / "out", runtime=Runtime(on_bad_image="skip"))
     listed = Path(str(info.value).rsplit("see ", 1)[1])
     assert listed == tmp_path / "out" / SKIPPED_FILE and listed.is_file()

@@ -23,12 +23,12 @@ from scrd.model import SCRD
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'scrd[onnx]')")
 pytest.importorskip("onnxscript", reason="the onnx extra is not installed (pip install 'scrd[onnx]')")
 
-from scrd.deploy.onnx_export import export_onnx, sidecar_path  # noqa: E402
+from scrd.deploy.onnx_export import MAP_RTOL, SCORE_RTOL, export_onnx, relative_difference, sidecar_path  # noqa: E402  # noqa: E402
 from scrd.deploy.ort_detector import OrtDetector  # noqa: E402
 from scrd.inference.predict import predict  # noqa: E402
+from scrd.runs.runtime import Runtime  # noqa: E402
 
 SIZE = 64  # small enough for wide_resnet50_2 on a CPU in seconds
-from scrd.deploy.onnx_export import MAP_RTOL, SCORE_RTOL, relative_difference  # noqa: E402
 
 # A scoring path that is not the default: every option the graph must hold inside it.
 SCORING = {
@@ -166,8 +166,12 @@ def test_predict_with_onnxruntime_writes_what_torch_writes(exported, phantom_fil
     """Same rows, decisions and heat-map files; scores within the parity tolerance."""
     from PIL import Image
 
-    a = predict(exported.model, phantom_files, tmp_path / "torch", batch_size=4, device="cpu", precision="fp32")
-    b = predict(exported.onnx, phantom_files, tmp_path / "ort", batch_size=4, device="cpu", backend="onnxruntime")
+    a = predict(
+        exported.model, phantom_files, tmp_path / "torch", Runtime(batch_size=4, device="cpu", precision="fp32")
+    )
+    b = predict(
+        exported.onnx, phantom_files, tmp_path / "ort", Runtime(batch_size=4, device="cpu"), backend="onnxruntime"
+    )
     expected, got = _rows(a.csv), _rows(b.csv)
     assert [(r["path"], r["decision"], r["heatmap"]) for r in got] == [
         (r["path"], r["decision"], r["heatmap"]) for r in expected

@@ -8,6 +8,7 @@ import torch
 from scrd.detector import Detector
 from scrd.evaluation.calibrate import calibrate
 from scrd.inference.predict import predict
+from scrd.runs.runtime import Runtime
 
 
 def test_a_model_scores_in_fp32_by_default_and_its_threshold_says_so(tiny_run, copy_run, phantom_data, tmp_path):
@@ -27,5 +28,5 @@ def test_scoring_in_another_precision_than_the_calibration_warns(tiny_run, copy_
     bf16 = Detector.load(run, "cpu", precision="bf16")
     assert "calibrated on fp32 scores" in bf16.precision_warning()
     files = [str(p) for p in sorted((phantom_data / "images").glob("test_*.png"))[:2]]
-    predict(run, files, tmp_path / "p", precision="bf16", heatmaps=False, panels=False, device="cpu")
+    predict(run, files, tmp_path / "p", Runtime(device="cpu", precision="bf16"), heatmaps=False, panels=False)
     assert any("calibrated on fp32 scores" in str(w.message) for w in recwarn.list)

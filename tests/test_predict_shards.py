@@ -19,8 +19,10 @@ from scrd.errors import ConfigError, InputError
 from scrd.inference.predict import predict
 from scrd.inference.shards import Shard, device_for_rank, merge_shards, resolve_shard
 from scrd.lab.predict_memory import make_untrained_model
+from scrd.runs.runtime import Runtime
 
 BATCH = 3
+CPU_BATCH = Runtime(batch_size=BATCH, device="cpu")
 
 
 def _rows(path: Path) -> list[dict]:
@@ -71,7 +73,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
     data = make_phantom_dataset(root / "data", n_train=13, n_test_normal=0, n_test_abnormal=0, size=64, seed=2)
     make_untrained_model(root / "model")
-    single = predict(root / "model", [str(data / "images")], root / "single", batch_size=BATCH, device="cpu")
+    single = predict(root / "model", [str(data / "images")], root / "single", CPU_BATCH)
     return root, data / "images", single.csv
 
 
@@ -82,12 +84,12 @@ def _heatmaps(folder: Path) -> dict[str, bytes]:
 def test_merged_shards_equal_a_single_process_run(setup):
     root, images, single_csv = setup
     out = root / "sharded"
-    first = predict(root / "model", [str(images)], out, batch_size=BATCH, device="cpu", shard=Shard(0, 3))
+    first = predict(root / "model", [str(images)], out, CPU_BATCH, shard=Shard(0, 3))
     assert first.csv.name == "predictions.shard-0-of-3.csv"
     with pytest.raises(InputError, match=r"shard\(s\) 1, 2 of 3"):
         merge_shards(out)
     for index in (2, 1):  # any order; the last to finish merges
-        last = predict(root / "model", [str(images)], out, batch_size=BATCH, device="cpu", shard=Shard(index, 3))
+        last = predict(root / "model", [str(images)], out, CPU_BATCH, shard=Shard(index, 3))
     assert last.csv == out / "predictions.csv"
     assert (out / "predictions.csv").read_bytes() == single_csv.read_bytes()
     assert _heatmaps(out) == _heatmaps(single_csv.parent)
@@ -97,9 +99,9 @@ def test_merged_shards_equal_a_single_process_run(setup):
 def test_merge_refuses_an_unfinished_shard_and_mixed_batch_sizes(setup, tmp_path):
     root, images, _ = setup
     out = tmp_path / "out"
-    predict(root / "model", [str(images)], out, batch_size=BATCH, device="cpu", shard=Shard(0, 2))
+    predict(root / "model", [str(images)], out, CPU_BATCH, shard=Shard(0, 2))
     with pytest.raises(InputError, match="different --batch-size"):  # the last shard's merge
-        predict(root / "model", [str(images)], out, batch_size=2, device="cpu", shard=Shard(1, 2))
+        predict(root / "model", [str(images)], out, Runtime(batch_size=2, device="cpu"), shard=Shard(1, 2))
     (out / "predictions.shard-1-of-2.csv.done").unlink()
     with pytest.raises(InputError, match="shard 1/2 has not finished"):
         merge_shards(out)

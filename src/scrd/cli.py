@@ -101,6 +101,13 @@ def _flags_given(args: argparse.Namespace, allowed: set[str]) -> list[str]:
     ]
 
 
+def runtime_from_args(args: argparse.Namespace, device: str | None = None):
+    """How the job runs the model on this machine, from the flags evaluate, calibrate and predict share."""
+    from .runs.runtime import Runtime
+
+    return Runtime(args.batch_size, device or args.device, args.precision, args.num_workers, args.on_bad_image)
+
+
 # ------------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
     from .training.train import calibration_request, resume, train
@@ -196,11 +203,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         calibration_source=args.calibration,
         calibration_split=args.calibration_split,
         target_specificity=args.specificity,
-        batch_size=args.batch_size,
-        device=args.device,
-        num_workers=args.num_workers,
-        on_bad_image=args.on_bad_image,
-        precision=args.precision,
+        runtime=runtime_from_args(args),
         report=not args.no_report,
         show_progress=not args.no_progress,
         data_options=data_options_from_args(args),
@@ -246,14 +249,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.model,
         args.inputs,
         args.out,
-        batch_size=args.batch_size,
+        runtime=runtime_from_args(args, device=device_for_rank(args.device)),
         heatmaps=not args.no_heatmaps,
         panels=not (args.no_heatmaps or args.no_panels),
         fresh=args.fresh,
-        device=device_for_rank(args.device),
-        num_workers=args.num_workers,
-        on_bad_image=args.on_bad_image,
-        precision=args.precision,
         backend=args.backend,
         shard=shard,
         show_progress=not args.no_progress,
@@ -325,11 +324,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         args.data,
         args.split,
         args.specificity,
-        batch_size=args.batch_size,
-        device=args.device,
-        num_workers=args.num_workers,
-        on_bad_image=args.on_bad_image,
-        precision=args.precision,
+        runtime=runtime_from_args(args),
         show_progress=not args.no_progress,
         data_options=data_options_from_args(args),
     )

@@ -73,6 +73,7 @@ class OrtDetector:
 
     # The torch detector's, unchanged: it needs only config, image_size, iterate and threshold.
     score_files = Detector.score_files
+    loader = Detector.loader
 
     def iterate(self, loader: Any) -> Iterator[tuple[dict[str, Any], Scored | None]]:
         for batch in loader:

@@ -209,6 +209,14 @@ class Detector:
         for batch in loader:
             yield batch, self.score(batch["image"]) if len(batch["image"]) else None
 
+    def loader(
+        self, samples: Iterable[Any], batch_size: int = 16, num_workers: int = 0, on_bad_image: str | None = None
+    ) -> Iterable[dict[str, Any]]:
+        """Batches of ``samples`` read as this model reads images (its size and data options): the one
+        way every scoring job turns files into batches."""
+        dataset = ImageDataset(list(samples), self.image_size, data=self.config.data, on_bad_image=on_bad_image)
+        return make_loader(dataset, batch_size, num_workers, self.device.type == "cuda")
+
     def load_image(self, path: str | Path, frame: int | None = None) -> torch.Tensor:
         """An image file read exactly as ``scrd predict`` reads it for this model: [3, S, S] in [0, 1]."""
         return load_image(path, self.image_size, self.config.data, frame)
@@ -217,8 +225,7 @@ class Detector:
         """Score image files, folders, globs or a CSV manifest as ``scrd predict`` does (same reading,
         same scores, same decisions), one batch in memory at a time; volumes give one row per slice."""
         samples = collect_samples([str(i) for i in inputs], self.config.data)
-        loader = make_loader(ImageDataset(samples, self.image_size, data=self.config.data), batch_size)
-        for batch, scored in self.iterate(loader):
+        for batch, scored in self.iterate(self.loader(samples, batch_size)):
             for i, path in enumerate(batch["path"]):
                 score = float(scored.scores[i])
                 yield FileScore(path, score, decision_of(score, self.threshold), scored.maps[i])

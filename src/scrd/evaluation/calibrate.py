@@ -25,6 +25,7 @@ from ..errors import InputError
 from ..filenames import HOLDOUT_SAMPLES, TRAIN_SAMPLES
 from ..runs.output import refuse_onnx, with_data_options
 from ..runs.rundir import prepare_process
+from ..runs.runtime import DEFAULT_RUNTIME, Runtime
 from ..runs.sample_lists import read_sample_list, sample_key
 from .metrics import conformal_threshold
 from .scored_set import score_samples
@@ -38,9 +39,7 @@ def calibration(
     source: str | Path | None = None,
     split: str = "train",
     target_specificity: float = 0.95,
-    batch_size: int = 16,
-    num_workers: int = 0,
-    on_bad_image: str | None = None,
+    runtime: Runtime = DEFAULT_RUNTIME,
     show_progress: bool = False,
 ) -> dict[str, Any]:
     """A threshold from the normal images of ``split`` of ``source`` (abnormal labels are refused).
@@ -73,9 +72,7 @@ def calibration(
     unseen = [s for s in samples if sample_key(s) not in trained]
     in_sample = not unseen
     used = samples if in_sample else unseen
-    scored = score_samples(
-        detector, used, batch_size, num_workers, on_bad_image, show_progress=show_progress, desc="calibrate"
-    )
+    scored = score_samples(detector, used, runtime, show_progress=show_progress, desc="calibrate")
     if len(scored.scores) == 0:
         raise InputError(f"{where}: every calibration image was unreadable and skipped")
     rule = conformal_threshold(scored.scores, target_specificity)
@@ -122,11 +119,7 @@ def calibrate(
     source: str | Path | None = None,
     split: str = "train",
     target_specificity: float = 0.95,
-    batch_size: int = 16,
-    device: str = "auto",
-    num_workers: int = 0,
-    on_bad_image: str | None = None,
-    precision: str = "auto",
+    runtime: Runtime = DEFAULT_RUNTIME,
     show_progress: bool = False,
     data_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -135,11 +128,9 @@ def calibrate(
     bar on stderr."""
     refuse_onnx(model, "calibrate")
     prepare_process()
-    detector = Detector.load(model, device, precision)
+    detector = Detector.load(model, runtime.device, runtime.precision)
     detector.config = with_data_options(detector.config, data_options)
-    info = calibration(
-        detector, model, source, split, target_specificity, batch_size, num_workers, on_bad_image, show_progress
-    )
+    info = calibration(detector, model, source, split, target_specificity, runtime, show_progress)
     detector.metadata["calibration"] = info
     detector.save_metadata(resolve_model_path(model).parent)
     return info
@@ -151,9 +142,7 @@ def stored_calibration(
     source: str | Path | None,
     split: str,
     target_specificity: float,
-    batch_size: int = 16,
-    num_workers: int = 0,
-    on_bad_image: str | None = None,
+    runtime: Runtime = DEFAULT_RUNTIME,
     show_progress: bool = False,
 ) -> dict[str, Any]:
     """The model's stored calibration when it was made from the same images and target (nothing is
@@ -163,9 +152,7 @@ def stored_calibration(
     wanted = {"source": None if source is None else str(source), "split": split}
     if stored and stored.get("requested") == wanted and stored.get("target_specificity") == target_specificity:
         return {**stored, "reused": True}
-    info = calibration(
-        detector, model, source, split, target_specificity, batch_size, num_workers, on_bad_image, show_progress
-    )
+    info = calibration(detector, model, source, split, target_specificity, runtime, show_progress)
     detector.metadata["calibration"] = info
     detector.save_metadata(resolve_model_path(model).parent)
     return {**info, "reused": False}

@@ -29,6 +29,7 @@ from ..filenames import (
 from ..reporting.report_data import scale_weights_label
 from ..runs.output import check_writable, refuse_onnx, with_data_options
 from ..runs.rundir import prepare_process
+from ..runs.runtime import DEFAULT_RUNTIME, Runtime
 from ..storage import atomic_write, remove_stale_temporaries, write_json
 from .calibrate import stored_calibration
 from .intervals import auroc_interval, wilson_interval
@@ -63,11 +64,7 @@ def evaluate(
     calibration_source: str | Path | None = None,
     calibration_split: str = "train",
     target_specificity: float = 0.95,
-    batch_size: int = 16,
-    device: str = "auto",
-    num_workers: int = 0,
-    on_bad_image: str | None = None,
-    precision: str = "auto",
+    runtime: Runtime = DEFAULT_RUNTIME,
     report: bool = True,
     show_progress: bool = False,
     data_options: dict[str, Any] | None = None,
@@ -90,7 +87,7 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
     prepare_process()
-    detector = Detector.load(model, device, precision)
+    detector = Detector.load(model, runtime.device, runtime.precision)
     detector.config = with_data_options(detector.config, data_options)
     if note := detector.precision_warning():
         warnings.warn(note, stacklevel=2)
@@ -100,7 +97,7 @@ def evaluate(
         raise InputError(
             f"{source}: evaluation needs labels; {len(unlabelled)} images have none, e.g. {unlabelled[0].path}"
         )
-    scored = score_samples(detector, samples, batch_size, num_workers, on_bad_image, show_progress, "evaluate")
+    scored = score_samples(detector, samples, runtime, show_progress, "evaluate")
     if scored.skipped:
         SkippedImages(out_dir / SKIPPED_FILE).add(scored.skipped)
     if len(scored.labels) == 0:
@@ -145,9 +142,7 @@ def evaluate(
             calibration_source,
             calibration_split,
             target_specificity,
-            batch_size,
-            num_workers,
-            on_bad_image,
+            runtime,
             show_progress,
         )
     elif detector.threshold is not None:
@@ -172,7 +167,7 @@ def evaluate(
             "list": str(out_dir / SKIPPED_FILE),
             "note": "unreadable images left out of every metric above",
         }
-    found = localisation(detector, samples, batch_size)
+    found = localisation(detector, samples, runtime.batch_size)
     if found is not None:
         result["localisation"] = found
     if result["auroc"] < 0.5:

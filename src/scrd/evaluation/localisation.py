@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from ..data.dataset import ImageDataset, make_loader
 from ..detector import Detector
 from ..filenames import MASKS_DIR
 
@@ -41,8 +40,7 @@ def localisation(
     normals = [s for s in samples if s.label == 0][:max_normals]
     by_path = {str(s.path): s for s in masked}
     values, truth, shares = [], [], []
-    dataset = ImageDataset(masked + normals, detector.image_size, data=detector.config.data)
-    for batch in make_loader(dataset, batch_size):
+    for batch in detector.loader(masked + normals, batch_size):
         maps = detector.score(batch["image"]).maps
         for amap, path, label in zip(maps, batch["path"], batch["label"].tolist()):
             if label == 1:

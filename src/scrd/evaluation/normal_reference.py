@@ -15,7 +15,6 @@ from typing import Iterator
 import torch
 
 from ..config import Config
-from ..data.dataset import ImageDataset, make_loader
 from ..detector import Detector, resolve_model_path
 from ..errors import InputError, TrainingError
 from ..filenames import HOLDOUT_SAMPLES, TRAIN_SAMPLES
@@ -26,8 +25,7 @@ REFERENCE_COUNT = 200  # normal images at most: the statistics are means and std
 
 
 def normal_batches(detector: Detector, samples: list, count: int = REFERENCE_COUNT) -> Iterator[torch.Tensor]:
-    dataset = ImageDataset(list(samples)[:count], detector.image_size, data=detector.config.data)
-    return (b["image"] for b in make_loader(dataset, 16) if len(b["image"]))
+    return (b["image"] for b in detector.loader(list(samples)[:count], 16) if len(b["image"]))
 
 
 def measure_on_normals(

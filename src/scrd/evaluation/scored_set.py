@@ -9,9 +9,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..data.dataset import ImageDataset, make_loader
 from ..detector import Detector
 from ..runs.progress import batch_images, progress
+from ..runs.runtime import DEFAULT_RUNTIME, Runtime
 
 
 @dataclass
@@ -28,21 +28,19 @@ class ScoredSet:
 def score_samples(
     detector: Detector,
     samples: Sequence[Any],
-    batch_size: int = 16,
-    num_workers: int = 0,
-    on_bad_image: str | None = None,
+    runtime: Runtime = DEFAULT_RUNTIME,
     show_progress: bool = False,
     desc: str = "scoring",
 ) -> ScoredSet:
     """Score every sample in batches; ``show_progress``: a bar on stderr named ``desc``, counting images."""
-    dataset = ImageDataset(list(samples), detector.image_size, data=detector.config.data, on_bad_image=on_bad_image)
-    loader = make_loader(dataset, batch_size, num_workers, detector.device.type == "cuda")
+    samples = list(samples)
+    loader = detector.loader(samples, runtime.batch_size, runtime.num_workers, runtime.on_bad_image)
     paths: list[str] = []
     skipped: list[tuple[str, str]] = []
     labels, scores, alphas, peaks = [np.zeros(0, int)], [np.zeros(0)], [np.zeros((0, 3))], [np.zeros(0)]
     by_reduction: dict[str, list[np.ndarray]] = defaultdict(list)
     batches = detector.iterate(loader)
-    for batch, scored in progress(batches, len(dataset), desc, show_progress, weight=batch_images):
+    for batch, scored in progress(batches, len(samples), desc, show_progress, weight=batch_images):
         skipped.extend(batch["skipped"])
         if scored is None:
             continue

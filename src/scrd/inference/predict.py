@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..data.dataset import ImageDataset, SkippedImages, make_loader
+from ..data.dataset import SkippedImages
 from ..data.layouts import collect_samples, png_text_keys
 from ..deploy.backends import Scorer, load_scorer
 from ..detector import decision_of
@@ -25,6 +25,7 @@ from ..runs.normal_scores import percentile_or_none, percentile_text, stored_nor
 from ..runs.output import check_writable, refuse_onnx, with_data_options
 from ..runs.progress import batch_images, progress
 from ..runs.rundir import prepare_process
+from ..runs.runtime import DEFAULT_RUNTIME, Runtime
 from ..storage import atomic_write_text, read_json, remove_stale_temporaries, write_json
 from .shards import OutputNames, Shard, mark_done, merge_shards, remove_own_temporaries, shards_finished
 
@@ -73,13 +74,9 @@ def predict(
     model: str | Path,
     inputs: Sequence[str],
     out_dir: str | Path,
-    batch_size: int = 16,
+    runtime: Runtime = DEFAULT_RUNTIME,
     heatmaps: bool = True,
     panels: bool = True,
-    device: str = "auto",
-    num_workers: int = 0,
-    on_bad_image: str | None = None,
-    precision: str = "auto",
     fresh: bool = False,
     backend: str = "torch",
     shard: Shard | None = None,
@@ -120,7 +117,8 @@ def predict(
     if backend == "torch":
         refuse_onnx(model, "predict")
     prepare_process()
-    detector, model_file = load_scorer(backend, model, device, precision)
+    detector, model_file = load_scorer(backend, model, runtime.device, runtime.precision)
+    batch_size = runtime.batch_size
     detector.config = with_data_options(detector.config, data_options)
     if backend == "torch" and (note := detector.precision_warning()):
         warnings.warn(note, stacklevel=2)
@@ -164,8 +162,7 @@ def predict(
             writer.writerow(FIELDS)
         if not samples:
             return _finish(out_dir, names, shard, PredictResult(csv_path, 0, skipped.count, already, 0, not_dicom))
-        dataset = ImageDataset(samples, detector.image_size, data=detector.config.data, on_bad_image=on_bad_image)
-        loader = make_loader(dataset, batch_size, num_workers, detector.device.type == "cuda")
+        loader = detector.loader(samples, batch_size, runtime.num_workers, runtime.on_bad_image)
         batches = progress(detector.iterate(loader), len(samples), "predict", show_progress, weight=batch_images)
         try:
             for batch, scored in batches:

@@ -32,6 +32,7 @@ from ..data.phantom import make_phantom_dataset
 from ..detector import Detector
 from ..filenames import MODEL_FILE
 from ..model import SCRD, load_teacher_weights
+from ..runs.runtime import Runtime
 from ..scoring.bank import patch_vectors
 
 
@@ -99,7 +100,7 @@ def run_deploy_benchmark(
     )
     reference = Detector.from_network(_network(arch, weights), official, torch.device("cpu"), {}, "fp32", False)
     samples = collect_samples(files, official.data)
-    seconds = _seconds(lambda: score_samples(reference, samples, batch_size=1), 1)
+    seconds = _seconds(lambda: score_samples(reference, samples, Runtime(batch_size=1, device="cpu")), 1)
     rows["reference"] = {"what": "official preset, fp32, batch 1, NCHW, default allocator", "s": seconds / len(files)}
 
     tune_malloc()
@@ -112,7 +113,7 @@ def run_deploy_benchmark(
     def predict_seconds(inputs: list[str]) -> float:
         started = time.perf_counter()
         out = work / f"pred-{time.perf_counter_ns()}"
-        predict(run, inputs, out, batch_size=batch_size, heatmaps=False, panels=False, device="cpu")
+        predict(run, inputs, out, Runtime(batch_size=batch_size, device="cpu"), heatmaps=False, panels=False)
         return time.perf_counter() - started
 
     predict_seconds(files[:batch_size])  # warm-up

@@ -15,8 +15,9 @@ import numpy as np
 _CHILD = """
 import resource, sys, time
 from scrd.inference.predict import predict
+from scrd.runs.runtime import Runtime
 t0 = time.perf_counter()
-predict(sys.argv[1], [sys.argv[2]], sys.argv[3], batch_size=32, heatmaps=sys.argv[4] == "1", device="cpu")
+predict(sys.argv[1], [sys.argv[2]], sys.argv[3], Runtime(batch_size=32, device="cpu"), heatmaps=sys.argv[4] == "1")
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter() - t0)
 """
 

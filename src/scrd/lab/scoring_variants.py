@@ -17,7 +17,6 @@ import torch
 
 from ..config import ScoringConfig
 from ..config.legacy import upgrade_scoring_options
-from ..data.dataset import ImageDataset, make_loader
 from ..detector import Detector
 from ..errors import ConfigError
 from ..evaluation.normal_reference import measure_on_normals, reference_samples
@@ -52,12 +51,11 @@ def score_variants(
 ) -> tuple[list[str], np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(paths, labels, image scores per head, per-image fusion weights per head that sets its own) of
     the readable ``samples``, in one order."""
-    dataset = ImageDataset(list(samples), detector.image_size, data=detector.config.data)
     paths: list[str] = []
     labels: list[np.ndarray] = []
     scores: dict[str, list[np.ndarray]] = {name: [] for name in heads}
     weights: dict[str, list[np.ndarray]] = {}
-    for batch in make_loader(dataset, batch_size):
+    for batch in detector.loader(samples, batch_size):
         paths.extend(batch["path"])
         labels.append(batch["label"].numpy())
         for name, out in detector.score_heads(batch["image"], heads).items():
