@@ -44,7 +44,7 @@ def _bad(folder):
 @pytest.fixture
 def dataset(tmp_path):
     root = tmp_path / "data"
-    for split, label, n in (("train", "normal", 8), ("test", "normal", 3), ("test", "abnormal", 3)):
+    for split, label, n in (("train", "normal", 16), ("test", "normal", 3), ("test", "abnormal", 3)):
         folder = root / split / label
         folder.mkdir(parents=True)
         for i in range(n):

@@ -23,7 +23,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
         assert step in printed, step
     metrics = json.loads((out / "evaluation" / METRICS_FILE).read_text())
     assert (metrics["n_normal"], metrics["n_abnormal"]) == (4, 4)
-    assert metrics["calibrated_threshold"]["in_sample"] is False and metrics["calibrated_threshold"]["n_images"] == 2
+    assert metrics["calibrated_threshold"]["in_sample"] is False and metrics["calibrated_threshold"]["n_images"] == 5
     with open(out / "predictions" / PREDICTIONS_FILE) as f:
         assert len(list(csv.DictReader(f))) == 28
     assert len(list((out / "predictions" / HEATMAP_DIR).glob("*.png"))) == 28

@@ -52,7 +52,7 @@ def _grid(tmp_path, data, **extra):
 
 
 def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys):
-    grid, out, md = _grid(tmp_path, phantom_data), tmp_path / "runs", tmp_path / "studies/brain_tumor.md"
+    grid, out, md = _grid(tmp_path, phantom_data), tmp_path / "runs", tmp_path / "results.md"
     assert main(["experiment", "run", str(grid), "--out", str(out), "--report", str(md), "--no-progress"]) == 0
     summaries = sorted(out.glob(f"*/seed-*/{SUMMARY}"))
     assert [p.parent.parent.name + "/" + p.parent.name for p in summaries] == [
@@ -84,7 +84,7 @@ def test_runner_trains_each_run_once_and_reports(phantom_data, tmp_path, capsys)
     assert knn_row.startswith("| knn | 1 |") and "memory bank" in knn_row  # its seed count and description
     crd_row = next(line for line in text.splitlines() if line.startswith("| crd |"))
     assert crd_row.startswith("| crd | 2 |") and crd_row.count(" / ") >= 2  # per-seed values
-    assert crd_row.split(" | ")[6].count(",") == 2 and knn_row.split(" | ")[6] == "–"  # α only where it acts
+    assert crd_row.split(" | ")[7].count(",") == 2 and knn_row.split(" | ")[7] == "–"  # α only where it acts
     # the scoring a user without labels would choose: the best label-free criterion, and its real AUROC
     criterion = crd["label_free_by_scoring"]
     assert set(criterion) == {"max", "top1_pool3", "normalised"}  # the grid's scorings
@@ -189,7 +189,7 @@ def test_spearman_on_hand_computed_ranks():
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "docs" / "experiments").glob("*.yaml")))
 def test_the_documented_studies_are_valid_grids(path):
     grid = load_grid(path)  # every row's config is validated on load
-    assert grid.variants and grid.data == "../shared/data/brain_tumor"
+    assert grid.variants and grid.data in ("../shared/data/brain_tumor", "../shared/data/chest_xray")
 
 
 def test_the_choice_the_banks_and_the_paired_tests_of_a_grid(phantom_data, tmp_path):
@@ -214,7 +214,7 @@ def test_the_choice_the_banks_and_the_paired_tests_of_a_grid(phantom_data, tmp_p
     }
     grid = tmp_path / "grid.yaml"
     grid.write_text(json.dumps(spec))
-    out, md = tmp_path / "runs", tmp_path / "studies/brain_tumor.md"
+    out, md = tmp_path / "runs", tmp_path / "results.md"
     assert main(["experiment", "run", str(grid), "--out", str(out), "--report", str(md), "--no-progress"]) == 0
     summary = json.loads((out / "default" / "seed-1" / SUMMARY).read_text())
     choice = summary["choice"]

@@ -63,9 +63,10 @@ def test_per_sample_losses_and_distances():
 
 def test_alpha_inside_cosine_is_a_no_op_but_outside_trains_alpha():
     u, z, v, alpha = _leaves()
-    inside = LossConfig(alpha_placement="inside_cosine")
+    inside = LossConfig(form="ratio_of_sums", alpha_placement="inside_cosine", student_input="clean")
     loss_inside = distillation_loss(u, v, alpha, inside, noisy=z).loss
-    loss_none = distillation_loss(u, v, alpha, LossConfig(alpha_placement="none"), noisy=z).loss
+    none = LossConfig(form="ratio_of_sums", alpha_placement="none", student_input="clean")
+    loss_none = distillation_loss(u, v, alpha, none, noisy=z).loss
     assert abs(loss_inside.item() - loss_none.item()) < 1e-6
     outside = distillation_loss(u, v, alpha, FORMS["alg2_ratio_of_means"], noisy=z).loss
     (g,) = torch.autograd.grad(outside, alpha)

@@ -13,13 +13,11 @@ import pytest
 import torch
 from golden import canonical_state_dict, keys, npz, t
 
-from scrd.config import LossConfig
+from scrd.config import preset
 from scrd.losses.step import scrd_loss
 from scrd.model import SCRD, from_official_state_dict, load_official_state_dict, to_official_state_dict
 
-OFFICIAL_LOSS = LossConfig(
-    form="ratio_of_sums", alpha_placement="inside_cosine", batch_reduction="ratio_of_means", eps=0.0
-)
+OFFICIAL_LOSS = preset("official").loss
 ARCHS_WITH_FORWARD = ["resnet18", "wide_resnet50_2"]
 
 

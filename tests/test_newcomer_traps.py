@@ -157,7 +157,7 @@ def test_an_interrupted_run_resumes_with_its_calibration(phantom_data, tmp_path,
 
 
 def test_a_finished_run_calibrates_when_resumed_with_calibration(tiny_run, phantom_data, copy_run, capsys):
-    run = copy_run(tiny_run)  # calibrated at specificity 0.75 by the fixture
+    run = copy_run(tiny_run)  # calibrated at specificity 0.5 by the fixture
     command = ["train", "--data", str(phantom_data), "--out", str(run), "--resume", "--no-progress"]
     assert main([*command, "--calibration", "--specificity", "0.9"]) == 0
     out = capsys.readouterr().out
@@ -280,6 +280,12 @@ def test_the_report_names_the_scale_heads_alpha_and_the_fusion_weights_apart(
     meta = read_json(run / MODEL_META)
     meta["config"]["scoring"]["scale_fusion"] = "normal_softmax"
     write_json(run / MODEL_META, meta)
+    from scrd.detector import Detector
+    from scrd.evaluation.normal_reference import measure_on_normals, reference_samples
+
+    fused = Detector.load(run, "cpu")  # the fusion's statistics, measured on the run's held-out normals
+    measure_on_normals(fused, reference_samples(run))
+    fused.save(run)
     assert main([*command, str(tmp_path / "fusion")]) == 0
     assert read_json(tmp_path / "fusion" / METRICS_FILE)["alpha_label"] == FUSION_WEIGHTS
     page = (tmp_path / "fusion" / REPORT_FILE).read_text()

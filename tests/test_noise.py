@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -12,11 +13,14 @@ from golden import npz as golden
 from scrd.anomalies.patches import make_rng, sample_patches
 from scrd.anomalies.simplex import official_noise_field
 from scrd.anomalies.synthesis import AnomalySynthesizer, paste_patches
-from scrd.config import OFFICIAL_NOISE_SEED, ConfigError, NoiseConfig
+from scrd.config import OFFICIAL_NOISE_SEED, ConfigError, NoiseConfig, preset
+
+OFFICIAL_NOISE = dataclasses.asdict(preset("official").noise)  # the released code's texture and patch draws
 
 
 def synth(seed: int = 0, **noise) -> AnomalySynthesizer:
-    return AnomalySynthesizer(NoiseConfig(**noise), seed=seed)
+    """A synthesizer with the released code's noise options, changed by ``noise``."""
+    return AnomalySynthesizer(NoiseConfig(**{**OFFICIAL_NOISE, **noise}), seed=seed)
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -113,7 +113,11 @@ def test_training_stores_the_chosen_scoring_and_the_table(phantom_data, tmp_path
 
 def test_too_few_held_out_images_are_refused(phantom_data, tmp_path):
     config = tiny_config(
-        "denoising_knn", train__iterations=2, train__holdout_fraction=0.1, scoring__choose="label_free"
+        "denoising_knn",
+        train__iterations=2,
+        train__holdout_fraction=0.1,
+        train__holdout_min=0,
+        scoring__choose="label_free",
     )
     with pytest.raises(TrainingError, match="at least 4 are needed"):
         train(config, phantom_data, tmp_path / "run", progress=False)

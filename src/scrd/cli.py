@@ -166,7 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"skipped {result.skipped_images} unreadable images, listed with the reason in "
             f"{result.run_dir / SKIPPED_FILE}"
         )
-    if request:
+    if request and os.environ.get("RANK", "0") == "0":  # under torchrun, one process calibrates
         from .evaluation.calibrate import calibrate
 
         info = calibrate(

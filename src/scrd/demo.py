@@ -35,7 +35,6 @@ def demo_config(arch: str, iterations: int):
             "train.batch_size": 8,
             "train.checkpoint_every": 100,
             "train.log_every": 10,
-            "train.holdout_fraction": 0.1,
         }
     )
 

@@ -167,7 +167,7 @@ def evaluate(
             "list": str(out_dir / SKIPPED_FILE),
             "note": "unreadable images left out of every metric above",
         }
-    found = localisation(detector, samples, runtime.batch_size)
+    found = localisation(detector, samples, runtime.batch_size, on_bad_image=runtime.on_bad_image)
     if found is not None:
         result["localisation"] = found
     if result["auroc"] < 0.5:

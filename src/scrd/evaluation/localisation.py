@@ -30,7 +30,11 @@ def mask_path(image: str | Path) -> Path:
 
 
 def localisation(
-    detector: Detector, samples: list, batch_size: int = 16, max_normals: int = 64
+    detector: Detector,
+    samples: list,
+    batch_size: int = 16,
+    max_normals: int = 64,
+    on_bad_image: str | None = None,
 ) -> dict[str, Any] | None:
     """Pixel AUROC and the hottest 1 %'s share inside the lesion (mean over the abnormal images with a
     mask); None when no abnormal image has one."""
@@ -40,7 +44,9 @@ def localisation(
     normals = [s for s in samples if s.label == 0][:max_normals]
     by_path = {str(s.path): s for s in masked}
     values, truth, shares = [], [], []
-    for batch in detector.loader(masked + normals, batch_size):
+    for batch in detector.loader(masked + normals, batch_size, on_bad_image=on_bad_image):
+        if not len(batch["image"]):  # every image of the batch was unreadable (and skipped)
+            continue
         maps = detector.score(batch["image"]).maps
         for amap, path, label in zip(maps, batch["path"], batch["label"].tolist()):
             if label == 1:

@@ -43,11 +43,12 @@ MAX_HOLDOUT_SHARE = 0.25  # a minimum count never takes more than this share of 
 
 def holdout_count(n: int, fraction: float, minimum: int = 0) -> int:
     """How many of ``n`` normal images are held out: ``round(n * fraction)``, raised to ``minimum``
-    but not beyond a quarter of them (0 when ``fraction`` is 0)."""
+    but not beyond a quarter of them, and never fewer than 2 (a spread needs two) while one image is
+    left to train on (0 when ``fraction`` is 0)."""
     if fraction <= 0:
         return 0
     count = max(int(round(n * fraction)), min(minimum, int(n * MAX_HOLDOUT_SHARE)))
-    return max(count, 1)
+    return max(count, min(2, n - 1))
 
 
 def split_holdout(

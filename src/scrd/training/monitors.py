@@ -17,6 +17,7 @@ from ..evaluation.normal_reference import NormalReference
 from ..evaluation.scored_set import score_samples
 from ..filenames import BEST_ON_TEST_DIR, EVAL_LOG, MODEL_META
 from ..runs.csv_log import CsvLog
+from ..runs.runtime import Runtime
 from ..storage import read_json
 from .data import TrainingImages
 from .selection import LabelFreeMonitor
@@ -105,7 +106,7 @@ class EvalMonitor:
     def evaluate(self, model, device: torch.device, iteration: int) -> float:
         assert self.log is not None, "call open() first"
         detector = self.reference.detector(model, device)
-        scored = score_samples(detector, self.samples, self.config.train.batch_size)
+        scored = score_samples(detector, self.samples, Runtime(batch_size=self.config.train.batch_size))
         m = oracle_metrics(scored.labels, scored.scores)
         self.log.write(
             {

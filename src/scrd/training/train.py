@@ -95,6 +95,7 @@ def train(
         check_supported(config)
     existed = run_dir.exists()
     images = load_training_images(train_source, config)
+    _check_held_out_for_statistics(config, images)
     started: list[int] = []  # _run records the iterations done here
     try:
         if calibration_request is not None and world.main:
@@ -113,6 +114,33 @@ def _check_eval_source(config: Config, eval_source) -> None:
         raise ConfigError(
             "--eval-data is scored every train.eval_every iterations, which is 0 (never): "
             "add e.g. --set train.eval_every=250, or drop --eval-data"
+        )
+
+
+def needs_normal_statistics(config: Config) -> str | None:
+    """What of the config reads statistics of normal images (None: nothing does)."""
+    s = config.scoring
+    student = config.model.method == "scrd"
+    if student and s.scale_fusion in ("standardized", "normal_sum", "normal_softmax"):
+        return f"scoring.scale_fusion {s.scale_fusion}"
+    if student and config.model.memory_bank and s.memory_bank_weight > 0:
+        return "the memory bank beside the student (model.memory_bank)"
+    if s.choose == "label_free":
+        return "scoring.choose label_free"
+    return None
+
+
+def _check_held_out_for_statistics(config: Config, images: TrainingImages) -> None:
+    """A scoring that reads normal statistics measures them on held-out normal images, never on the
+    images it trains on (in-sample they come out too small): refuse before training without them."""
+    reader = needs_normal_statistics(config)
+    if reader is not None and len(images.holdout) < 2:
+        raise TrainingError(
+            f"{reader} measures statistics of normal images on held-out ones, and this run holds out "
+            f"{len(images.holdout)} readable normal image(s) of {len(images.fit) + len(images.holdout)}: "
+            "set train.holdout_fraction > 0 (the default, 0.1, holds out at least train.holdout_min = 50 "
+            "where the data allow), or choose a scoring without them (--preset official, or "
+            "scoring.scale_fusion: sum with model.memory_bank: false)"
         )
 
 
