@@ -98,11 +98,11 @@ def train(
     _check_held_out_for_statistics(config, images)
     started: list[int] = []  # _run records the iterations done here
     try:
-        if calibration_request is not None and world.main:
-            record_calibration_request(run_dir, calibration_request)
         if config.model.method == "knn":
+            if calibration_request is not None:
+                record_calibration_request(run_dir, calibration_request)
             return _fit_knn(config, images, run_dir, progress)
-        return _run(config, images, run_dir, False, progress, eval_source, eval_split, started)
+        return _run(config, images, run_dir, False, progress, eval_source, eval_split, started, calibration_request)
     except BaseException:
         if world.main and not started and not (run_dir / MODEL_META).is_file():
             _clear_failed_start(run_dir, existed)  # nothing was trained: leave no half-made run behind
@@ -238,9 +238,10 @@ def _run(
     eval_source: str | Path | None,
     eval_split: str,
     started: list[int] | None = None,
+    calibration_request: dict | None = None,
 ) -> TrainResult:
     """Train (or continue) the run: build, restore, cache, iterate with checkpoints, select, save.
-    Each finished iteration is appended to ``started``. Under torchrun every rank runs this; rank 0
+    Each finished iteration is appended to ``started``; a new run records ``calibration_request``. Under torchrun every rank runs this; rank 0
     alone writes (see :mod:`.distributed`)."""
     tc = config.train
     prepare_process()
@@ -248,6 +249,8 @@ def _run(
     with joined(tc.device) as (world, device):
         check_shardable(len(images.fit), tc.batch_size, world)
         world.barrier()  # every rank has checked the run directory before rank 0 writes into it
+        if calibration_request is not None and world.main:
+            record_calibration_request(run_dir, calibration_request)
         model, weights_note = build_model(config.model.arch, config.model.weights, config.model.scale_head)
         model.to(device).to(memory_format=memory_format(tc.channels_last))
         if world.distributed:
