@@ -63,7 +63,8 @@ def old_models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("old")
     archive = subprocess.run([git, "-C", str(REPO), "archive", OLD, "src"], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
-    env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
+    # the same thread count as this process scores with: a float sum's order depends on it
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": str(torch.get_num_threads())}
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(root)], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return root

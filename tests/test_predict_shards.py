@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from scrd.cli import main
 from scrd.data.phantom import make_phantom_dataset
@@ -156,7 +157,9 @@ def test_torchrun_shards_by_rank_and_merges(setup, tmp_path):
     out = tmp_path / "out"
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "scrd.cli"]
     command = _command(root, images, out, "--batch-size", str(BATCH), "--device", "cpu")[3:]
-    result = subprocess.run([*launch, *command], capture_output=True, text=True, timeout=600)
+    # each rank with this process's thread count (torchrun would set 1): a float sum's order depends on it
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    result = subprocess.run([*launch, *command], capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert {p.name for p in out.glob("predictions.shard-*.csv")} == {
         "predictions.shard-0-of-2.csv",
