@@ -241,8 +241,8 @@ def _run(
     calibration_request: dict | None = None,
 ) -> TrainResult:
     """Train (or continue) the run: build, restore, cache, iterate with checkpoints, select, save.
-    Each finished iteration is appended to ``started``; a new run records ``calibration_request``. Under torchrun every rank runs this; rank 0
-    alone writes (see :mod:`.distributed`)."""
+    Each finished iteration is appended to ``started``; a new run records ``calibration_request``.
+    Under torchrun every rank runs this; rank 0 alone writes (see :mod:`.distributed`)."""
     tc = config.train
     prepare_process()
     seed_everything(tc.seed, tc.deterministic)
