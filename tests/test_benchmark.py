@@ -25,3 +25,18 @@ def test_train_and_infer_children_report_flops_speed_and_memory(capsys):
     print_table("mobilenet_v2", rows, peaks, dict(TINY))
     printed = capsys.readouterr().out
     assert "cached" in printed and "1.00" in printed  # the reference row's ratio to itself
+
+
+def test_deploy_benchmark_measures_every_path_with_the_bank_size_asked_for(capsys):
+    from scrd.config import preset
+    from scrd.lab.deploy_benchmark import run_deploy_benchmark
+
+    small = dict(arch="mobilenet_v2", image_size=64, images=4, batch_size=2, train_images=10, repeats=1, onnx=False)
+    figures = run_deploy_benchmark(**small, bank_fraction=0.05)
+    # mobilenet_v2's scale-2 grid at 64 px is 8 x 8 patches; 5 % of 10 images' patches, not the preset's share
+    assert preset("denoising_knn").knn.fraction != 0.05
+    assert figures["bank"]["rows"] == round(10 * 64 * 0.05)
+    for path in ("reference", "predict", "student", "bank_search", "default_in_memory"):
+        assert figures[path]["images_per_s"] > 0
+    assert figures["reference"]["x_reference"] == 1.0
+    assert "bank search / student pass" in capsys.readouterr().out

@@ -411,6 +411,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                 train_images=args.train_images,
                 weights=args.weights,
                 onnx=not args.no_onnx,
+                bank_fraction=args.bank_fraction,
             )
             for arch in args.arch
         ]
@@ -860,6 +861,12 @@ def _small_parsers(sub) -> None:
     deploy.add_argument("--images", type=int, default=32, help="image files scored by each path")
     deploy.add_argument("--train-images", type=int, default=1000, help="the bank's size is what this many would fit")
     deploy.add_argument("--no-onnx", action="store_true", help="skip the export and ONNX Runtime")
+    deploy.add_argument(
+        "--bank-fraction",
+        type=float,
+        help="the bank's size as this fraction of the patches (default: the preset's knn.fraction; "
+        "0.01 is the size of a 1 %% coreset)",
+    )
     p.set_defaults(func=cmd_benchmark)
 
 

@@ -51,15 +51,24 @@ def _network(arch: str, weights: str) -> SCRD:
     return model
 
 
-def default_detector(arch: str, image_size: int, weights: str, train_images: int, files: list[str]) -> Detector:
-    """The default preset on ``arch`` with a bank of the size it fits on ``train_images`` images: rows
-    drawn from the patch vectors of ``files`` (with a little noise, so no two are equal), at the scale
-    real patches have, which the map's numerics depend on."""
+def default_detector(
+    arch: str,
+    image_size: int,
+    weights: str,
+    train_images: int,
+    files: list[str],
+    bank_fraction: float | None = None,
+) -> Detector:
+    """The default preset on ``arch`` with a bank of the size it fits on ``train_images`` images (at
+    ``bank_fraction`` of the patches instead of the preset's ``knn.fraction`` if given: a coreset of
+    that fraction has that size): rows drawn from the patch vectors of ``files`` (with a little noise,
+    so no two are equal), at the scale real patches have, which the map's numerics depend on."""
     from ..data.transforms import normalize
 
-    config = preset("denoising_knn").with_overrides(
-        {"model.arch": arch, "model.image_size": image_size, "model.weights": weights, "train.device": "cpu"}
-    )
+    overrides = {"model.arch": arch, "model.image_size": image_size, "model.weights": weights, "train.device": "cpu"}
+    if bank_fraction is not None:
+        overrides["knn.fraction"] = bank_fraction
+    config = preset("denoising_knn").with_overrides(overrides)
     network = _network(arch, weights)
     images = torch.stack([Detector.from_network(network, config, torch.device("cpu")).load_image(f) for f in files])
     with torch.no_grad():
@@ -83,6 +92,7 @@ def run_deploy_benchmark(
     weights: str = "none",
     repeats: int = 2,
     onnx: bool = True,
+    bank_fraction: float | None = None,
 ) -> dict[str, Any]:
     """Measure the five paths and print them; returns every figure."""
     from ..allocator import tune_malloc
@@ -104,7 +114,7 @@ def run_deploy_benchmark(
     rows["reference"] = {"what": "official preset, fp32, batch 1, NCHW, default allocator", "s": seconds / len(files)}
 
     tune_malloc()
-    detector = default_detector(arch, image_size, weights, train_images, files)
+    detector = default_detector(arch, image_size, weights, train_images, files, bank_fraction)
     run = work / "model"
     detector.save(run)
     rows["bank"] = {"rows": int(detector.head.bank.shape[0]), "dims": int(detector.head.bank.shape[1])}
