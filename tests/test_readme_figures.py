@@ -26,35 +26,41 @@ def test_the_product_row_is_the_command_lines_default(grid):
         assert loaded.config(row, seed) == default.with_overrides({"train.seed": seed})
 
 
-def _results_table(readme: str) -> tuple[list[str], list[list[str]]]:
-    block = readme.split("<!-- results: start -->", 1)[1].split("<!-- results: end -->", 1)[0]
+def _results_block(readme: str) -> str:
+    return readme.split("<!-- results: start -->", 1)[1].split("<!-- results: end -->", 1)[0]
+
+
+def _table(block: str) -> tuple[list[str], list[list[str]]]:
+    """(header, body rows) of the first markdown table in ``block``, cells stripped."""
     rows = [
         [c.strip() for c in line.strip().strip("|").split("|")] for line in block.splitlines() if line.startswith("|")
     ]
-    return rows[0], [r for r in rows[2:]]
+    return rows[0], rows[2:]
 
 
 def test_the_readme_quotes_the_studies_it_names():
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("<!-- results: start -->", 1)[1].split("<!-- results: end -->", 1)[0]
-    header, rows = _results_table(readme)
+    block = _results_block((ROOT / "README.md").read_text())
+    header, rows = _table(block)
     assert rows, "the README's results table is empty"
     checked = 0
+    first_figure: dict[str, int] = {}  # each dataset's AUROC column: its first column
     for name, grid in GRIDS.items():
         assert f"scrd experiment run {grid}" in block and f"docs/studies/default_{name}.md" in block
         columns = [i for i, h in enumerate(header) if h.lower().startswith(name)]
         assert columns, f"no {name} column in the README's results table"
+        first_figure[name] = columns[0]
         for row in rows:
             for i in columns:
                 # a cell quotes the study it names, else the dataset's default study
                 named = re.search(r"studies/(\w+\.md)", row[i])
-                study = (ROOT / "docs/studies" / (named.group(1) if named else f"default_{name}.md")).read_text()
+                report = f"docs/studies/{named.group(1) if named else f'default_{name}.md'}"
+                study = (ROOT / report).read_text()
                 for figure in re.findall(r"\d\.\d{4}(?: ± \d\.\d{4})?", row[i]):
-                    assert figure in study, f"{figure} ({row[0]}, {header[i]}) is not in {study[:60]!r}…"
+                    assert figure in study, f"{figure} ({row[0]}, {header[i]}) is not in {report}"
                     checked += 1
     assert checked >= 6
     # the mean column is the mean of the two datasets' AUROCs as quoted
     mean = header.index("mean AUROC")
     for row in rows:
-        brain, chest = (float(re.match(r"\d\.\d{4}", row[header.index(h)]).group()) for h in header[1:3])
+        brain, chest = (float(re.match(r"\d\.\d{4}", row[first_figure[n]]).group()) for n in GRIDS)
         assert abs(float(row[mean]) - (brain + chest) / 2) <= 0.00005 + 1e-9, row[0]
