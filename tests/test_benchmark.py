@@ -40,3 +40,13 @@ def test_deploy_benchmark_measures_every_path_with_the_bank_size_asked_for(capsy
         assert figures[path]["images_per_s"] > 0
     assert figures["reference"]["x_reference"] == 1.0
     assert "bank search / student pass" in capsys.readouterr().out
+
+
+def test_deploy_benchmark_with_the_ivf_search_times_the_exact_search_beside_it(capsys):
+    from scrd.lab.deploy_benchmark import run_deploy_benchmark
+
+    small = dict(arch="mobilenet_v2", image_size=64, images=4, batch_size=2, train_images=40, repeats=1, onnx=False)
+    figures = run_deploy_benchmark(**small, bank_search="ivf")
+    assert figures["bank_search"]["what"].startswith("the memory-bank search alone (ivf)")
+    assert figures["exact_bank_search"]["images_per_s"] > 0 and 0 < figures["recall_at_1"] <= 1
+    assert "recall@1" in capsys.readouterr().out

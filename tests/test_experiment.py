@@ -205,7 +205,7 @@ def test_the_choice_the_banks_and_the_paired_tests_of_a_grid(phantom_data, tmp_p
             {"name": "knn", "preset": "knn"},
         ],
         "choice": True,
-        "banks": {"coreset": {"sampling": "coreset", "fraction": 0.05}},
+        "banks": {"coreset": {"sampling": "coreset", "fraction": 0.05}, "ivf": {"search": "ivf", "ivf_probe": 1}},
         "compare": [
             ["default", "knn"],
             ["default", "default:bank=coreset"],
@@ -221,6 +221,9 @@ def test_the_choice_the_banks_and_the_paired_tests_of_a_grid(phantom_data, tmp_p
     assert len(choice["auroc_by_candidate"]) == 20 and choice["chosen"] in choice["auroc_by_candidate"]
     assert choice["auroc_best"] == max(choice["auroc_by_candidate"].values())
     assert summary["banks"]["coreset"]["rows"] < summary["banks"]["own"]["rows"]
+    ivf = summary["banks"]["ivf"]  # the run's own bank, searched through an index: no refit, a recall
+    assert ivf["rows"] == summary["banks"]["own"]["rows"] and ivf["fit_seconds"] is None
+    assert 0 < ivf["recall_at_1"] <= 1 and "recall_at_1" not in summary["banks"]["coreset"]
     assert 0 <= summary["auroc_interval"]["low"] <= summary["auroc"] <= summary["auroc_interval"]["high"] <= 1
     knn = json.loads((out / "knn" / "seed-1" / SUMMARY).read_text())
     assert len(knn["choice"]["auroc_by_candidate"]) == 5  # one map: the reduction only
@@ -228,6 +231,7 @@ def test_the_choice_the_banks_and_the_paired_tests_of_a_grid(phantom_data, tmp_p
     for heading in ("## The image score chosen without labels", "## Other memory banks", "## Paired comparisons"):
         assert heading in text, heading
     assert "| default | knn | 1: " in text and "| default | default:bank=coreset | 1: " in text
+    assert f"| {ivf['recall_at_1']:.4f} |" in text  # the recall column of the banks table
     assert "| default | default:normal_sum-pool1-max | 1: –" not in text  # the candidate's scores were kept
 
 

@@ -412,6 +412,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                 weights=args.weights,
                 onnx=not args.no_onnx,
                 bank_fraction=args.bank_fraction,
+                bank_search=args.bank_search,
             )
             for arch in args.arch
         ]
@@ -866,6 +867,13 @@ def _small_parsers(sub) -> None:
         type=float,
         help="the bank's size as this fraction of the patches (default: the preset's knn.fraction; "
         "0.01 is the size of a 1 %% coreset)",
+    )
+    deploy.add_argument(
+        "--bank-search",
+        choices=["exact", "ivf"],
+        default="exact",
+        help="how the default preset searches its bank (knn.search); ivf also times the exact search and "
+        "prints the index's recall@1",
     )
     p.set_defaults(func=cmd_benchmark)
 

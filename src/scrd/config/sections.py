@@ -77,6 +77,11 @@ class KnnConfig(_Section):
     # how the bank is drawn: a random subset or a greedy k-centre coreset
     sampling: Literal["random", "coreset"] = "random"
     fraction: float = 0.1  # of all normal training patches kept in the bank
+    # how the bank is searched: exact (every row; the reference, and what ONNX export computes) or an
+    # inverted-file index (k-means lists, exact inside the probed ones; scoring/bank_index.py)
+    search: Literal["exact", "ivf"] = "exact"
+    ivf_lists: int = 0  # k-means lists of the ivf search (0: about 2·√rows)
+    ivf_probe: int = 16  # lists searched per patch (recall rises with it, and the cost)
 
 
 @dataclass

@@ -81,6 +81,8 @@ def _knn(k: Any) -> list[Check]:
         ),
         (k.pool >= 1 and k.pool % 2 == 1, "knn.pool must be an odd number >= 1"),
         (0 < k.fraction <= 1, "knn.fraction must be in (0, 1]"),
+        (k.ivf_lists >= 0, "knn.ivf_lists must be >= 0 (0: about 2·√ of the bank's rows)"),
+        (k.ivf_probe >= 1, "knn.ivf_probe must be >= 1 (lists searched per patch)"),
     ]
 
 

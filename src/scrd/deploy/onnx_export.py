@@ -27,6 +27,7 @@ from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..detector import Detector, resolve_model_path
 from ..errors import CheckpointError, ConfigError
 from ..model.weights import sha256_of
+from ..scoring.head import BankSearch
 from ..storage import write_json
 from ..version import __version__
 from .graph import ScoringGraph
@@ -63,6 +64,8 @@ def export_onnx(
         raise ConfigError(f"--out {out}: is a folder; give a file name ending in .onnx")
     model_file = resolve_model_path(model)
     detector = Detector.load(model, device="cpu", precision="fp32", channels_last=False)
+    if detector.head.has_bank:  # the graph holds the exact search (MatMul + ReduceMin), whatever torch uses
+        detector.head = detector.head.with_bank_search(BankSearch("exact"))
     size = detector.image_size
     graph = ScoringGraph(detector).eval()
     example = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -134,6 +137,9 @@ def _contract(detector: Detector, onnx_file: Path, model_file: Path, opset: int,
             "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "applied": "inside the graph"},
             "reading": "the model's data options (model.config.data); scrd predict applies them",
         },
+        # how the graph searches the memory bank; the model's own torch search (knn.search) may be the
+        # approximate ivf index, whose distances are never below these (docs/deploy.md)
+        "bank_search": "exact" if detector.head.has_bank else None,
         "outputs": {
             "anomaly_map": {"shape": ["batch", size, size], "dtype": "float32", "smoothing_sigma": scoring.sigma},
             "score": {

@@ -193,14 +193,14 @@ class Detector:
         """Each of ``heads`` (variants of this detector's, :meth:`ScoringHead.variant`) on one network
         pass over [0, 1] images [B, 3, S, S]."""
         features = self.features(images01)
-        searched: dict[int, torch.Tensor] = {}  # one bank search per bank, however many heads share it
+        searched: dict[tuple, torch.Tensor] = {}  # one bank search per bank and way of searching it
 
         def bank_map(head: ScoringHead) -> torch.Tensor | None:
             if not head.uses_bank_map:
                 return None
-            if id(head.bank) not in searched:
-                searched[id(head.bank)] = head.unsmoothed_bank_map(features.teacher)
-            return searched[id(head.bank)]
+            if head.search_key() not in searched:
+                searched[head.search_key()] = head.unsmoothed_bank_map(features.teacher)
+            return searched[head.search_key()]
 
         return {name: head(*features, unsmoothed_bank_map=bank_map(head)) for name, head in heads.items()}
 

@@ -34,6 +34,8 @@ from ..filenames import MODEL_FILE
 from ..model import SCRD, load_teacher_weights
 from ..runs.runtime import Runtime
 from ..scoring.bank import patch_vectors
+from ..scoring.bank_index import recall_at_1
+from ..scoring.head import BankSearch, ScoringHead
 
 
 def _seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -42,6 +44,11 @@ def _seconds(fn: Callable[[], object], repeats: int) -> float:
     for _ in range(repeats):
         fn()
     return (time.perf_counter() - started) / repeats
+
+
+def search_recall(approximate: ScoringHead, exact: ScoringHead, teacher: list[torch.Tensor]) -> float:
+    """recall@1 of ``approximate``'s bank search against ``exact``'s on the patches of ``teacher``."""
+    return recall_at_1(approximate.unsmoothed_bank_map(teacher), exact.unsmoothed_bank_map(teacher))
 
 
 def _network(arch: str, weights: str) -> SCRD:
@@ -58,6 +65,7 @@ def default_detector(
     train_images: int,
     files: list[str],
     bank_fraction: float | None = None,
+    bank_search: str = "exact",
 ) -> Detector:
     """The default preset on ``arch`` with a bank of the size it fits on ``train_images`` images (at
     ``bank_fraction`` of the patches instead of the preset's ``knn.fraction`` if given: a coreset of
@@ -68,6 +76,7 @@ def default_detector(
     overrides = {"model.arch": arch, "model.image_size": image_size, "model.weights": weights, "train.device": "cpu"}
     if bank_fraction is not None:
         overrides["knn.fraction"] = bank_fraction
+    overrides["knn.search"] = bank_search
     config = preset("denoising_knn").with_overrides(overrides)
     network = _network(arch, weights)
     images = torch.stack([Detector.from_network(network, config, torch.device("cpu")).load_image(f) for f in files])
@@ -93,6 +102,7 @@ def run_deploy_benchmark(
     repeats: int = 2,
     onnx: bool = True,
     bank_fraction: float | None = None,
+    bank_search: str = "exact",
 ) -> dict[str, Any]:
     """Measure the five paths and print them; returns every figure."""
     from ..allocator import tune_malloc
@@ -114,7 +124,7 @@ def run_deploy_benchmark(
     rows["reference"] = {"what": "official preset, fp32, batch 1, NCHW, default allocator", "s": seconds / len(files)}
 
     tune_malloc()
-    detector = default_detector(arch, image_size, weights, train_images, files, bank_fraction)
+    detector = default_detector(arch, image_size, weights, train_images, files, bank_fraction, bank_search)
     run = work / "model"
     detector.save(run)
     rows["bank"] = {"rows": int(detector.head.bank.shape[0]), "dims": int(detector.head.bank.shape[1])}
@@ -144,10 +154,19 @@ def run_deploy_benchmark(
         "what": "the student alone (network pass + maps), batch " + str(batch_size),
         "s": _seconds(lambda: loaded.score_heads(batch, {"s": student}), repeats) / len(batch),
     }
+    search = loaded.head.bank_search
     rows["bank_search"] = {
-        "what": "the memory-bank search alone, batch " + str(batch_size),
+        "what": f"the memory-bank search alone ({search.kind}), batch {batch_size}",
         "s": _seconds(lambda: loaded.head.unsmoothed_bank_map(features.teacher), repeats) / len(batch),
     }
+    if search.kind != "exact":
+        exact = loaded.head.with_bank_search(BankSearch("exact"))
+        rows["exact_bank_search"] = {
+            "what": f"the exact search of the same bank, batch {batch_size}",
+            "s": _seconds(lambda: exact.unsmoothed_bank_map(features.teacher), repeats) / len(batch),
+        }
+        rows["recall_at_1"] = search_recall(loaded.head, exact, features.teacher)
+        rows["index_build_seconds"] = round(next(iter(loaded.head._indexes.values())).build_seconds, 1)
     rows["default_in_memory"] = {
         "what": "the default detector on a batch in memory (student + bank)",
         "s": _seconds(lambda: loaded.score(batch), repeats) / len(batch),
@@ -181,4 +200,10 @@ def run_deploy_benchmark(
         f"  bank search / student pass: {ratio:.2f}; "
         f"predict's start-up (load, hash) {rows['predict_startup_seconds']} s"
     )
+    if "recall_at_1" in rows:
+        print(
+            f"  {search.kind} search (lists {next(iter(loaded.head._indexes.values())).lists}, probe {search.probe}): "
+            f"recall@1 {rows['recall_at_1']:.4f} against the exact search, index built in "
+            f"{rows['index_build_seconds']} s at load"
+        )
     return {**rows, "model_pt_mib": model_mb, "bank_over_student": ratio}

@@ -175,10 +175,12 @@ def _bank_tables(grid: Grid, rows: dict[str, list[dict]]) -> list[str]:
         "Each bank fitted on the run's training images with its teacher, scored with the run's own scoring "
         "(statistics measured anew on its held-out normals); ΔAUROC against the run's own bank (mean over "
         "seeds, and DeLong's paired p per seed); the search time per image of a batch of 16 (2 CPU cores, "
-        "beside other work: ratios, not absolute times).",
+        "beside other work: ratios, not absolute times). A bank of search options only (`search: ivf`) is "
+        "the run's own bank searched that way, with the run's statistics; its recall@1 is the share of "
+        "those 16 images' patches whose nearest bank row it found (mean over seeds).",
         "",
-        "| variant | bank | rows | AUROC | ΔAUROC vs own | paired p per seed | search ms / image |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | bank | rows | AUROC | ΔAUROC vs own | paired p per seed | search ms / image | recall@1 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in with_banks.items():
         for bank in ["own", *grid.banks]:
@@ -189,9 +191,10 @@ def _bank_tables(grid: Grid, rows: dict[str, list[dict]]) -> list[str]:
             paired = " / ".join(f"{f['paired_vs_own']['p']:.2g}" for f in found) if bank != "own" else "–"
             ms = np.mean([f["search_seconds_per_image"] * 1000 for f in found])
             size = int(np.mean([f["rows"] for f in found]))
+            recall = [f["recall_at_1"] for f in found if "recall_at_1" in f]
             lines.append(
                 f"| {name} | {bank} | {size} | {_mean_std([f['auroc'] for f in found])} "
-                f"| {np.mean(deltas):+.4f} | {paired} | {ms:.1f} |"
+                f"| {np.mean(deltas):+.4f} | {paired} | {ms:.1f} | {f'{np.mean(recall):.4f}' if recall else '–'} |"
             )
     return lines + [""]
 

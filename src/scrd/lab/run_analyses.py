@@ -71,10 +71,17 @@ def choice_analysis(run, grid) -> dict[str, Any] | None:
     }
 
 
+SEARCH_OPTIONS = {"search", "ivf_lists", "ivf_probe"}  # how a bank is searched, not which rows it holds
+
+
 def bank_analysis(run, grid, banks: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """For a run with a memory bank (or the knn method): each bank variant (``{sampling, fraction}``)
     fitted on the run's training images with its teacher, scored with the run's own scoring (statistics
-    measured anew on the held-out normals), against the run's own bank: AUROC, rows, search time."""
+    measured anew on the held-out normals), against the run's own bank: AUROC, rows, search time.
+    A variant of search options only (``{search: ivf, ivf_probe: 16}``) searches the run's own bank
+    that way, with the run's own statistics, and records its recall@1 against the exact search."""
+    from ..scoring.bank_index import recall_at_1
+    from ..scoring.head import BankSearch
     from ..training.fit_bank import fit_memory_bank
 
     detector = run.detector
@@ -84,15 +91,24 @@ def bank_analysis(run, grid, banks: dict[str, dict[str, Any]]) -> dict[str, Any]
     samples = _eval_samples(run, grid)
     heads = {"own": detector.head}
     fitted: dict[str, Any] = {"own": {"rows": int(detector.head.bank.shape[0]), "fit_seconds": None}}
+    searched_only = set()
     for name, options in banks.items():
         config = detector.config.with_overrides({f"knn.{k}": v for k, v in options.items()})
+        if set(options) <= SEARCH_OPTIONS:
+            knn = config.knn
+            heads[name] = detector.head.with_bank_search(BankSearch(knn.search, knn.ivf_lists, knn.ivf_probe))
+            fitted[name] = {"rows": int(detector.head.bank.shape[0]), "fit_seconds": None}
+            searched_only.add(name)
+            continue
         started = time.perf_counter()
         bank = fit_memory_bank(config, trained_on, progress=False)[1].to(detector.device)
         head = detector.head.variant(detector.config.scoring)
         head.bank, head.bank_patches = bank, (tuple(config.knn.scales), int(config.knn.pool))
         heads[name] = head
         fitted[name] = {"rows": int(bank.shape[0]), "fit_seconds": round(time.perf_counter() - started, 1)}
-    measure_on_normals(detector, reference_samples(run.run_dir), [h for n, h in heads.items() if n != "own"])
+    refitted = [h for n, h in heads.items() if n != "own" and n not in searched_only]
+    if refitted:
+        measure_on_normals(detector, reference_samples(run.run_dir), refitted)
     paths, labels, scores, _ = score_variants(detector, samples, heads)
     _save_scores(run.run_dir / BANK_SCORES, paths, labels, scores)
     images = torch.stack([detector.load_image(s.path, s.frame) for s in samples[:16]])
@@ -103,6 +119,10 @@ def bank_analysis(run, grid, banks: dict[str, dict[str, Any]]) -> dict[str, Any]
         head.unsmoothed_bank_map(teacher)
         fitted[name]["search_seconds_per_image"] = (time.perf_counter() - started) / len(images)
         fitted[name]["auroc"] = float(roc_auc_score(labels, scores[name]))
+        if name in searched_only:
+            exact = detector.head.with_bank_search(BankSearch("exact"))
+            found, truth = head.unsmoothed_bank_map(teacher), exact.unsmoothed_bank_map(teacher)
+            fitted[name]["recall_at_1"] = recall_at_1(found, truth)  # on these 16 images' patches
         if name != "own":
             fitted[name]["paired_vs_own"] = paired_delong(labels, scores[name], scores["own"])
     return fitted

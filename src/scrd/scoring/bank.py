@@ -16,6 +16,8 @@ from typing import Iterable, Literal
 import torch
 import torch.nn.functional as F
 
+from .bank_index import IvfIndex
+
 
 def fit_bank(
     embeddings: Iterable[torch.Tensor],
@@ -54,13 +56,19 @@ def patch_vectors(features: list[torch.Tensor], scales: tuple[int, ...], pool: i
     return torch.cat(picked, dim=1)
 
 
-def bank_distances(vectors: torch.Tensor, bank: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """Distance of each patch vector [B, C, H, W] to its nearest bank row: [B, H, W] (float32)."""
+def bank_distances(
+    vectors: torch.Tensor, bank: torch.Tensor, chunk: int = 1024, index: IvfIndex | None = None, probe: int = 16
+) -> torch.Tensor:
+    """Distance of each patch vector [B, C, H, W] to its nearest bank row: [B, H, W] (float32); through
+    ``index`` (approximate, :mod:`scrd.scoring.bank_index`) when given, except in an exported graph,
+    which always holds the exact search."""
     b, c, h, w = vectors.shape
     queries = vectors.permute(0, 2, 3, 1).reshape(-1, c)
     with torch.autocast(vectors.device.type, enabled=False):  # in float32: ‖q‖² − 2q·b + ‖b‖² cancels
         if _in_export():
             return nearest_distance_graph(queries, bank).view(b, h, w)
+        if index is not None:
+            return index.distances(queries, probe).view(b, h, w)
         return nearest_distance(queries, bank, chunk).view(b, h, w)
 
 

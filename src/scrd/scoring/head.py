@@ -14,6 +14,7 @@ in model.json, so models of either version score the same images to the same dig
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import NamedTuple, Sequence
 
 import torch
@@ -24,11 +25,21 @@ from ..config import KnnConfig, ScoringConfig
 from ..errors import CheckpointError
 from .bank import bank_distances, patch_vectors
 from .bank_fusion import add_bank_map
+from .bank_index import IvfIndex
 from .maps import combine_scales, gaussian_smooth, image_score, standardize_scales, upsampled_scale_maps
 from .scale_fusion import fuse_on_normal_scale
 
+log = logging.getLogger(__name__)
 NORMAL_FUSIONS = ("normal_sum", "normal_softmax")
 STATISTICS = ("map_mean", "map_std", "score_mean", "score_std", "pair_mean", "pair_std")
+
+
+class BankSearch(NamedTuple):
+    """How a head searches its bank (``knn.search``, ``knn.ivf_lists``, ``knn.ivf_probe``)."""
+
+    kind: str = "exact"
+    lists: int = 0
+    probe: int = 16
 
 
 class HeadOutput(NamedTuple):
@@ -52,6 +63,8 @@ class ScoringHead(nn.Module):
         super().__init__()
         self.scoring, self.image_size, self.num_scales = scoring, int(image_size), int(num_scales)
         self.bank_patches = None if bank is None else (tuple(bank.scales), int(bank.pool))
+        self.bank_search = BankSearch() if bank is None else BankSearch(bank.search, bank.ivf_lists, bank.ivf_probe)
+        self._indexes: dict[tuple, IvfIndex] = {}  # built from the bank on first use; shared with variants
         nan = torch.full((self.num_scales,), float("nan"), dtype=torch.float64)
         # pixel mean and std of each unsmoothed scale map over normal images (scale_fusion standardized)
         self.register_buffer("map_mean", nan.clone())
@@ -99,9 +112,20 @@ class ScoringHead(nn.Module):
         """A head of the same shape for other scoring options, sharing this one's bank; its statistics
         start unmeasured (a scoring's statistics depend on the scoring)."""
         head = ScoringHead(scoring, self.image_size, self.num_scales, None)
-        head.bank_patches = self.bank_patches
+        head.bank_patches, head.bank_search, head._indexes = self.bank_patches, self.bank_search, self._indexes
         head.bank = self.bank
         return head.to(self.map_mean.device)
+
+    def with_bank_search(self, search: BankSearch) -> ScoringHead:
+        """This head searching its bank another way; its statistics are kept (they were measured with
+        the exact search or close to it: an approximate distance is never below the exact one)."""
+        head = self.variant(self.scoring).copy_statistics_from(self)
+        head.bank_search = BankSearch(*search)
+        return head
+
+    def search_key(self) -> tuple:
+        """Heads with equal keys compute equal bank maps (:meth:`Detector.score_heads` searches once)."""
+        return (id(self.bank), self.bank_search)
 
     def copy_statistics_from(self, other: ScoringHead) -> ScoringHead:
         """Take ``other``'s measured statistics: valid only where the two scorings differ in nothing the
@@ -153,9 +177,25 @@ class ScoringHead(nn.Module):
     def unsmoothed_bank_map(self, teacher: Sequence[torch.Tensor]) -> torch.Tensor:
         """The nearest-bank-patch distance of every location, at image size: [B, 1, S, S]."""
         scales, pool = self.bank_patches
-        distances = bank_distances(patch_vectors(teacher, scales, pool), self.bank)
+        distances = bank_distances(patch_vectors(teacher, scales, pool), self.bank, **self._search_options())
         size = (self.image_size, self.image_size)
         return F.interpolate(distances[:, None], size=size, mode="bilinear", align_corners=False)
+
+    def _search_options(self) -> dict:
+        if self.bank_search.kind != "ivf":
+            return {}
+        bank, lists = self.bank, self.bank_search.lists
+        key = (bank.data_ptr(), tuple(bank.shape), str(bank.device), lists)
+        if key not in self._indexes:
+            self._indexes.clear()  # one bank per head family: a replaced bank's index is stale
+            self._indexes[key] = IvfIndex(bank, lists)
+            log.info(
+                "built the ivf index of the memory bank (%d rows, %d lists) in %.1f s",
+                len(bank),
+                self._indexes[key].lists,
+                self._indexes[key].build_seconds,
+            )
+        return {"index": self._indexes[key], "probe": self.bank_search.probe}
 
     def bank_map(self, teacher: Sequence[torch.Tensor]) -> torch.Tensor:
         """The smoothed bank map [B, S, S]."""

@@ -41,7 +41,7 @@ def measure_statistics(heads: Sequence[ScoringHead], batches: Iterable[NormalFea
         with torch.autocast(features.teacher[0].device.type, enabled=False):
             teacher = [t.float() for t in features.teacher]
             student = None if features.student is None else [v.float() for v in features.student]
-            searched: dict[int, torch.Tensor] = {}  # one bank search per bank and batch
+            searched: dict[tuple, torch.Tensor] = {}  # one search per bank, way of searching, batch
             for i, head in enumerate(heads):
                 needs = head.needs()
                 stack = head.scale_stack(teacher, student, features.alpha) if head.has_student else None
@@ -58,9 +58,9 @@ def measure_statistics(heads: Sequence[ScoringHead], batches: Iterable[NormalFea
                         per_scale_scores(gaussian_smooth(stack, head.scoring.sigma), head.scoring).cpu()
                     )
                 if needs["pair"]:
-                    if id(head.bank) not in searched:
-                        searched[id(head.bank)] = head.unsmoothed_bank_map(teacher).cpu()
-                    kept[i].append((stack.cpu(), searched[id(head.bank)], _cpu(features.alpha)))
+                    if head.search_key() not in searched:
+                        searched[head.search_key()] = head.unsmoothed_bank_map(teacher).cpu()
+                    kept[i].append((stack.cpu(), searched[head.search_key()], _cpu(features.alpha)))
     if images < 2:
         raise ValueError(f"need at least 2 normal images to measure scoring statistics, got {images}")
     for i, head in enumerate(heads):
