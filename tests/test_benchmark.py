@@ -36,7 +36,7 @@ def test_deploy_benchmark_measures_every_path_with_the_bank_size_asked_for(capsy
     # mobilenet_v2's scale-2 grid at 64 px is 8 x 8 patches; 5 % of 10 images' patches, not the preset's share
     assert preset("denoising_knn").knn.fraction != 0.05
     assert figures["bank"]["rows"] == round(10 * 64 * 0.05)
-    for path in ("reference", "predict", "student", "bank_search", "default_in_memory"):
+    for path in ("reference", "predict", "predict_bf16", "student", "bank_search", "default_in_memory"):
         assert figures[path]["images_per_s"] > 0
     assert figures["reference"]["x_reference"] == 1.0
     assert "bank search / student pass" in capsys.readouterr().out

@@ -7,7 +7,8 @@ process measures, in this order:
    1, contiguous tensors and the default allocator, scoring the files as the evaluation loop does;
 2. then, with the allocator tuned as every scrd job tunes it, ``scrd predict``'s path for the default
    preset (reading the files, scoring in batches, writing predictions.csv; heat-map images off, as
-   their drawing is not scoring);
+   their drawing is not scoring), in fp32 (``--precision auto``) and with the networks in bf16
+   (``--precision bf16``; the bank search and the maps stay float32);
 3. the default detector's student alone, and 4. its memory-bank search alone, on batches in memory;
 5. ONNX Runtime on the exported graph of the default detector (the bank inside it).
 
@@ -130,22 +131,26 @@ def run_deploy_benchmark(
     rows["bank"] = {"rows": int(detector.head.bank.shape[0]), "dims": int(detector.head.bank.shape[1])}
     model_mb = (run / MODEL_FILE).stat().st_size / 2**20
 
-    def predict_seconds(inputs: list[str]) -> float:
+    def predict_seconds(inputs: list[str], precision: str) -> float:
         started = time.perf_counter()
         out = work / f"pred-{time.perf_counter_ns()}"
-        predict(run, inputs, out, Runtime(batch_size=batch_size, device="cpu"), heatmaps=False, panels=False)
+        runtime = Runtime(batch_size=batch_size, device="cpu", precision=precision)
+        predict(run, inputs, out, runtime, heatmaps=False, panels=False)
         return time.perf_counter() - started
 
-    predict_seconds(files[:batch_size])  # warm-up
-    # the steady rate: the time 2N images take over the time N take, so the start-up (loading and
-    # hashing the model file) is left out of the rate and reported apart
-    once, twice = predict_seconds(files), predict_seconds(every)
-    per_image = (twice - once) / len(files)
-    rows["predict"] = {
-        "what": f"scrd predict, default preset (precision auto), batch {batch_size}, steady rate",
-        "s": per_image,
-    }
-    rows["predict_startup_seconds"] = round(once - per_image * len(files), 2)
+    for precision in ("auto", "bf16"):
+        predict_seconds(files[:batch_size], precision)  # warm-up
+        # the steady rate: the time 2N images take over the time N take, so the start-up (loading and
+        # hashing the model file) is left out of the rate and reported apart
+        once, twice = predict_seconds(files, precision), predict_seconds(every, precision)
+        # (on a loaded machine the difference can vanish: then the whole run's rate, start-up included)
+        per_image = (twice - once) / len(files) if twice > once else twice / len(every)
+        rows["predict" if precision == "auto" else "predict_bf16"] = {
+            "what": f"scrd predict, default preset (--precision {precision}), batch {batch_size}, steady rate",
+            "s": per_image,
+        }
+        if precision == "auto":
+            rows["predict_startup_seconds"] = round(once - per_image * len(files), 2)
     loaded = Detector.load(run, "cpu")
     batch = torch.stack([loaded.load_image(f) for f in files[:batch_size]])
     student = loaded.head.with_options(memory_bank_weight=0.0).copy_statistics_from(loaded.head)
