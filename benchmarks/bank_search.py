@@ -8,7 +8,8 @@ faiss's IndexIVFFlat with the same lists and probe (faiss-cpu where installed; n
 scrd) and faiss's HNSW:
 
     pip install faiss-cpu==1.15.1   # optional, for the faiss rows
-    python benchmarks/bank_search.py runs/default-brain/denoising_knn_cosine_4000/seed-111 --data ../shared/data/brain_tumor
+    python benchmarks/bank_search.py runs/default-brain/denoising_knn_cosine_4000/seed-111 \
+        --data ../shared/data/brain_tumor
 """
 
 from __future__ import annotations
