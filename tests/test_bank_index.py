@@ -7,6 +7,7 @@ index misses; the ONNX graph holds the exact search and agrees with it on decisi
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 import torch
 from helpers import tiny_config
 
+from scrd.cli import main
 from scrd.detector import Detector
 from scrd.errors import ConfigError
 from scrd.scoring.bank import nearest_distance
@@ -130,3 +132,27 @@ def test_onnx_holds_the_exact_search_and_agrees_with_torch_on_decisions(ivf_run,
     exact = list(reloaded.score_files(files, 8))
     np.testing.assert_allclose([r.score for r in ort], [r.score for r in exact], rtol=1e-4, atol=1e-4)
     assert [r.decision for r in ort] == [r.decision for r in via_index]
+
+
+def _predicted(out) -> dict[str, float]:
+    with open(out / "predictions.csv") as f:
+        return {row["path"]: float(row["score"]) for row in csv.DictReader(f)}
+
+
+def test_predict_searches_a_trained_bank_another_way_when_asked(ivf_run, tiny_run, phantom_data, tmp_path, capsys):
+    """--set knn.search (and knn.ivf_*) on predict: the same bank searched another way; the choice is
+    recorded with the predictions. A model without a bank refuses it, naming why."""
+    files = [str(p) for p in sorted((phantom_data / "images").glob("test_*.png"))]
+    args = ["predict", *files, "--model", str(ivf_run), "--no-heatmaps", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "exact"), "--set", "knn.search=exact"]) == 0
+    assert main([*args, "--out", str(tmp_path / "ivf")]) == 0  # the model's own: one list of 16 probed
+    exact, ivf = _predicted(tmp_path / "exact"), _predicted(tmp_path / "ivf")
+    assert exact.keys() == ivf.keys() and len(exact) == len(files)
+    # a distance the index finds is never below the exact one, and the score rises with the distances
+    assert all(ivf[p] >= exact[p] - 1e-4 for p in exact) and exact != ivf
+    info = json.loads((tmp_path / "exact" / "predict_info.json").read_text())
+    assert info["data_options"] == {"knn.search": "exact"}
+    capsys.readouterr()
+    no_bank = ["predict", *files, "--model", str(tiny_run), "--out", str(tmp_path / "no")]
+    assert main([*no_bank, "--set", "knn.search=ivf"]) == 2
+    assert "--set knn.search: this model has no memory bank" in capsys.readouterr().err

@@ -82,13 +82,17 @@ def _set_items(items: Sequence[str] | None) -> dict[str, Any]:
 
 
 def data_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """--set of evaluate, calibrate and predict: data.* options only (how this job reads files)."""
+    """--set of evaluate, calibrate and predict: data.* options (how this job reads files) and how the
+    memory bank is searched (knn.search, knn.ivf_lists, knn.ivf_probe)."""
+    from .runs.output import SEARCH_OPTIONS
+
     options = _set_items(args.set)
-    other = [key for key in options if not key.startswith("data.")]
+    other = [key for key in options if not key.startswith("data.") and key not in SEARCH_OPTIONS]
     if other:
         raise ConfigError(
-            f"--set {other[0]}: scrd {args.command} takes only data.* options (how images are read); "
-            "the model's other options were fixed when it was trained"
+            f"--set {other[0]}: scrd {args.command} takes only data.* options (how images are read) and "
+            f"{', '.join(SEARCH_OPTIONS)} (how the memory bank is searched); the model's other options were "
+            "fixed when it was trained"
         )
     return options
 
@@ -601,9 +605,10 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set",
         action="append",
-        metavar="data.KEY=VALUE",
-        help="read images with this data option instead of the model's, e.g. --set data.max_image_pixels=300000000 "
-        "(repeatable; data.* options only)",
+        metavar="KEY=VALUE",
+        help="read images with this data option instead of the model's, e.g. --set data.max_image_pixels=300000000, "
+        "or search the memory bank another way, e.g. --set knn.search=ivf (repeatable; data.* and knn.search, "
+        "knn.ivf_lists, knn.ivf_probe only)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -23,7 +23,7 @@ from ..data.layouts import load_samples
 from ..detector import Detector, resolve_model_path
 from ..errors import InputError
 from ..filenames import HOLDOUT_SAMPLES, TRAIN_SAMPLES
-from ..runs.output import refuse_onnx, with_data_options
+from ..runs.output import apply_job_options, refuse_onnx
 from ..runs.rundir import prepare_process
 from ..runs.runtime import DEFAULT_RUNTIME, Runtime
 from ..runs.sample_lists import read_sample_list, sample_key
@@ -129,7 +129,7 @@ def calibrate(
     refuse_onnx(model, "calibrate")
     prepare_process()
     detector = Detector.load(model, runtime.device, runtime.precision)
-    detector.config = with_data_options(detector.config, data_options)
+    apply_job_options(detector, data_options)
     info = calibration(detector, model, source, split, target_specificity, runtime, show_progress)
     detector.metadata["calibration"] = info
     detector.save_metadata(resolve_model_path(model).parent)

@@ -27,7 +27,7 @@ from ..filenames import (
     SKIPPED_FILE,
 )
 from ..reporting.report_data import scale_weights_label
-from ..runs.output import check_writable, refuse_onnx, with_data_options
+from ..runs.output import apply_job_options, check_writable, refuse_onnx
 from ..runs.rundir import prepare_process
 from ..runs.runtime import DEFAULT_RUNTIME, Runtime
 from ..storage import atomic_write, remove_stale_temporaries, write_json
@@ -88,7 +88,7 @@ def evaluate(
     remove_stale_temporaries(out_dir)
     prepare_process()
     detector = Detector.load(model, runtime.device, runtime.precision)
-    detector.config = with_data_options(detector.config, data_options)
+    apply_job_options(detector, data_options)
     if note := detector.precision_warning():
         warnings.warn(note, stacklevel=2)
     samples = load_samples(str(source), split, detector.config.data)

@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..filenames import HEATMAP_DIR, OUTPUT_MARKER, OUTPUT_PNG_KEY, PANEL_DIR
 from ..model.weights import sha256_of
 from ..runs.normal_scores import percentile_or_none, percentile_text, stored_normal_scores
-from ..runs.output import check_writable, refuse_onnx, with_data_options
+from ..runs.output import apply_job_options, check_writable, refuse_onnx
 from ..runs.progress import batch_images, progress
 from ..runs.rundir import prepare_process
 from ..runs.runtime import DEFAULT_RUNTIME, Runtime
@@ -119,7 +119,7 @@ def predict(
     prepare_process()
     detector, model_file = load_scorer(backend, model, runtime.device, runtime.precision)
     batch_size = runtime.batch_size
-    detector.config = with_data_options(detector.config, data_options)
+    apply_job_options(detector, data_options)
     if backend == "torch" and (note := detector.precision_warning()):
         warnings.warn(note, stacklevel=2)
     names = OutputNames.of(shard)

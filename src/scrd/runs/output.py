@@ -60,18 +60,32 @@ def is_within(path: str | Path, folder: str | Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def with_data_options(config: Any, overrides: dict[str, Any] | None) -> Any:
-    """The model's config with ``data.*`` options replaced (how this job reads files: a larger
-    data.max_image_pixels, say); a trained model's other options are fixed by its training."""
+SEARCH_OPTIONS = ("knn.search", "knn.ivf_lists", "knn.ivf_probe")  # how a bank is searched, not what it holds
+
+
+def apply_job_options(detector: Any, overrides: dict[str, Any] | None) -> None:
+    """Set a job's ``--set`` options on a loaded detector: ``data.*`` (how this job reads files: a
+    larger data.max_image_pixels, say) and ``knn.search`` / ``knn.ivf_*`` (how the memory bank is
+    searched: the bank itself stays). A trained model's other options are fixed by its training."""
     if not overrides:
-        return config
-    other = [key for key in overrides if not key.startswith("data.")]
+        return
+    other = [key for key in overrides if not key.startswith("data.") and key not in SEARCH_OPTIONS]
     if other:
         raise ConfigError(
-            f"--set {other[0]}: only data.* options (how images are read) can be set here; "
-            "the model's other options were fixed when it was trained"
+            f"--set {other[0]}: only data.* options (how images are read) and {', '.join(SEARCH_OPTIONS)} (how "
+            "the memory bank is searched) can be set here; the model's other options were fixed when it was trained"
         )
-    return config.with_overrides(overrides)
+    search = [key for key in overrides if key in SEARCH_OPTIONS]
+    head = getattr(detector, "head", None)  # an ONNX Runtime detector has none: its graph is fixed
+    if search and (head is None or not head.has_bank):
+        why = "an exported graph always holds the exact search" if head is None else "this model has no memory bank"
+        raise ConfigError(f"--set {search[0]}: {why}")
+    detector.config = detector.config.with_overrides(overrides)
+    if search:
+        from ..scoring.head import BankSearch
+
+        knn = detector.config.knn
+        detector.head = head.with_bank_search(BankSearch(knn.search, knn.ivf_lists, knn.ivf_probe))
 
 
 def refuse_onnx(model: str | Path, command: str) -> None:
