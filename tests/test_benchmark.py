@@ -3,6 +3,9 @@ settings here: what is checked is that the measurement works, not how fast this 
 
 from __future__ import annotations
 
+import pytest
+import torch
+
 from scrd.lab.benchmark import _child, print_table
 
 TINY = dict(arch="mobilenet_v2", size=64, batch=2, steps=1, device="cpu", weights="none")
@@ -50,3 +53,32 @@ def test_deploy_benchmark_with_the_ivf_search_times_the_exact_search_beside_it(c
     assert figures["bank_search"]["what"].startswith("the memory-bank search alone (ivf)")
     assert figures["exact_bank_search"]["images_per_s"] > 0 and 0 < figures["recall_at_1"] <= 1
     assert "recall@1" in capsys.readouterr().out
+
+
+def _cuda_check():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "cuda_check.py"
+    spec = importlib.util.spec_from_file_location("cuda_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_prepared_gpu_check_runs_its_code_path_on_the_cpu():
+    """benchmarks/cuda_check.py, what a lent GPU runs: on the CPU both sides are one device, so the
+    scores agree exactly with either search, and every rate is measured."""
+    found = _cuda_check().check("resnet18", 64, torch.device("cpu"))
+    for kind in ("exact", "ivf"):
+        assert found[f"{kind}_score_rel_diff"] == 0.0 and found[f"{kind}_decisions_flipped"] == 0
+    assert all(found[f"{k}_images_per_s"] > 0 for k in ("exact", "ivf", "student"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_the_default_detector_scores_on_cuda_as_on_the_cpu():
+    """The exact search; the ivf index is rebuilt on each device, whose k-means may round its lists
+    apart, so its CUDA scores are the script's to report, not equal by construction."""
+    torch.backends.cudnn.allow_tf32 = False
+    found = _cuda_check().check("resnet18", 64, torch.device("cuda"))
+    assert found["exact_score_rel_diff"] <= 1e-4 and found["exact_decisions_flipped"] == 0
