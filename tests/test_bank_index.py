@@ -156,3 +156,15 @@ def test_predict_searches_a_trained_bank_another_way_when_asked(ivf_run, tiny_ru
     no_bank = ["predict", *files, "--model", str(tiny_run), "--out", str(tmp_path / "no")]
     assert main([*no_bank, "--set", "knn.search=ivf"]) == 2
     assert "--set knn.search: this model has no memory bank" in capsys.readouterr().err
+
+
+def test_the_index_is_built_once_per_bank_even_when_heads_with_other_banks_share_its_cache(ivf_run):
+    """The grids' bank analysis scores the run's head beside variants holding other banks, batch by
+    batch: each bank's index is built once, not again whenever the other head was scored in between."""
+    head = Detector.load(ivf_run, "cpu", "fp32").head
+    other = head.variant(head.scoring)
+    other.bank = head.bank[: len(head.bank) // 2].clone()
+    first, second = head.bank_index(), other.bank_index()
+    assert first is not second and (first.rows, second.rows) == (len(head.bank), len(head.bank) // 2)
+    assert head.bank_index() is first and other.bank_index() is second
+    assert head.with_bank_search(BankSearch("exact")).bank_index() is None

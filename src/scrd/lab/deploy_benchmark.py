@@ -171,7 +171,7 @@ def run_deploy_benchmark(
             "s": _seconds(lambda: exact.unsmoothed_bank_map(features.teacher), repeats) / len(batch),
         }
         rows["recall_at_1"] = search_recall(loaded.head, exact, features.teacher)
-        rows["index_build_seconds"] = round(next(iter(loaded.head._indexes.values())).build_seconds, 1)
+        rows["index_build_seconds"] = round(loaded.head.bank_index().build_seconds, 1)
     rows["default_in_memory"] = {
         "what": "the default detector on a batch in memory (student + bank)",
         "s": _seconds(lambda: loaded.score(batch), repeats) / len(batch),
@@ -207,7 +207,7 @@ def run_deploy_benchmark(
     )
     if "recall_at_1" in rows:
         print(
-            f"  {search.kind} search (lists {next(iter(loaded.head._indexes.values())).lists}, probe {search.probe}): "
+            f"  {search.kind} search (lists {loaded.head.bank_index().lists}, probe {search.probe}): "
             f"recall@1 {rows['recall_at_1']:.4f} against the exact search, index built in "
             f"{rows['index_build_seconds']} s at load"
         )

@@ -182,20 +182,27 @@ class ScoringHead(nn.Module):
         return F.interpolate(distances[:, None], size=size, mode="bilinear", align_corners=False)
 
     def _search_options(self) -> dict:
+        index = self.bank_index()
+        return {} if index is None else {"index": index, "probe": self.bank_search.probe}
+
+    def bank_index(self) -> IvfIndex | None:
+        """The ivf index of this head's bank (built on first use, then cached; shared with the head's
+        variants), or None for the exact search."""
         if self.bank_search.kind != "ivf":
-            return {}
+            return None
         bank, lists = self.bank, self.bank_search.lists
         key = (bank.data_ptr(), tuple(bank.shape), str(bank.device), lists)
         if key not in self._indexes:
-            self._indexes.clear()  # one bank per head family: a replaced bank's index is stale
-            self._indexes[key] = IvfIndex(bank, lists)
+            if len(self._indexes) >= 4:  # heads sharing this cache with other banks (the grids' bank analysis)
+                self._indexes.pop(next(iter(self._indexes)))  # the oldest
+            index = self._indexes[key] = IvfIndex(bank, lists)
             log.info(
                 "built the ivf index of the memory bank (%d rows, %d lists) in %.1f s",
                 len(bank),
-                self._indexes[key].lists,
-                self._indexes[key].build_seconds,
+                index.lists,
+                index.build_seconds,
             )
-        return {"index": self._indexes[key], "probe": self.bank_search.probe}
+        return self._indexes[key]
 
     def bank_map(self, teacher: Sequence[torch.Tensor]) -> torch.Tensor:
         """The smoothed bank map [B, S, S]."""
