@@ -233,6 +233,14 @@ def test_the_choice_the_banks_and_the_paired_tests_of_a_grid(phantom_data, tmp_p
     assert "| default | knn | 1: " in text and "| default | default:bank=coreset | 1: " in text
     assert f"| {ivf['recall_at_1']:.4f} |" in text  # the recall column of the banks table
     assert "| default | default:normal_sum-pool1-max | 1: –" not in text  # the candidate's scores were kept
+    # a bank added to the grid later is analysed alone; the earlier banks' scores stay for the paired tests
+    spec["banks"]["random"] = {"sampling": "random", "fraction": 0.05}
+    spec["compare"].append(["default", "default:bank=random"])
+    grid.write_text(json.dumps(spec))
+    assert main(["experiment", "run", str(grid), "--out", str(out), "--report", str(md), "--no-progress"]) == 0
+    text = md.read_text()
+    assert "| default | default:bank=random | 1: –" not in text
+    assert "| default | default:bank=coreset | 1: –" not in text and "| default | default:bank=coreset | 1: " in text
 
 
 def test_a_grid_refuses_a_comparison_of_an_unknown_row(phantom_data, tmp_path):

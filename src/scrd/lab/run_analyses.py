@@ -31,6 +31,18 @@ def _save_scores(path: Path, paths: list[str], labels: np.ndarray, scores: dict[
     np.savez_compressed(path, paths=np.array(paths), labels=labels, **{f"s_{k}": v for k, v in scores.items()})
 
 
+def _with_earlier(path: Path, paths: list[str], scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``scores`` plus the options an earlier analysis saved at ``path`` on the same images: a bank
+    added to a grid later is analysed alone, and must not drop the scores of the banks before it
+    (the paired tests read them)."""
+    if not path.is_file():
+        return scores
+    earlier_paths, _, earlier = load_scores(path)
+    if earlier_paths != paths:
+        return scores
+    return {**earlier, **scores}
+
+
 def load_scores(path: Path) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
     data = np.load(path)
     return list(data["paths"]), data["labels"], {k[2:]: data[k] for k in data.files if k.startswith("s_")}
@@ -110,7 +122,7 @@ def bank_analysis(run, grid, banks: dict[str, dict[str, Any]]) -> dict[str, Any]
     if refitted:
         measure_on_normals(detector, reference_samples(run.run_dir), refitted)
     paths, labels, scores, _ = score_variants(detector, samples, heads)
-    _save_scores(run.run_dir / BANK_SCORES, paths, labels, scores)
+    _save_scores(run.run_dir / BANK_SCORES, paths, labels, _with_earlier(run.run_dir / BANK_SCORES, paths, scores))
     images = torch.stack([detector.load_image(s.path, s.frame) for s in samples[:16]])
     teacher = detector.features(images).teacher
     for name, head in heads.items():
