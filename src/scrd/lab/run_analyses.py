@@ -107,8 +107,7 @@ def bank_analysis(run, grid, banks: dict[str, dict[str, Any]]) -> dict[str, Any]
     for name, options in banks.items():
         config = detector.config.with_overrides({f"knn.{k}": v for k, v in options.items()})
         if set(options) <= SEARCH_OPTIONS:
-            knn = config.knn
-            heads[name] = detector.head.with_bank_search(BankSearch(knn.search, knn.ivf_lists, knn.ivf_probe))
+            heads[name] = detector.head.with_search_of(config.knn)
             fitted[name] = {"rows": int(detector.head.bank.shape[0]), "fit_seconds": None}
             searched_only.add(name)
             continue

@@ -82,10 +82,7 @@ def apply_job_options(detector: Any, overrides: dict[str, Any] | None) -> None:
         raise ConfigError(f"--set {search[0]}: {why}")
     detector.config = detector.config.with_overrides(overrides)
     if search:
-        from ..scoring.head import BankSearch
-
-        knn = detector.config.knn
-        detector.head = head.with_bank_search(BankSearch(knn.search, knn.ivf_lists, knn.ivf_probe))
+        detector.head = head.with_search_of(detector.config.knn)
 
 
 def refuse_onnx(model: str | Path, command: str) -> None:

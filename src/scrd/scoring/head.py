@@ -123,6 +123,10 @@ class ScoringHead(nn.Module):
         head.bank_search = BankSearch(*search)
         return head
 
+    def with_search_of(self, knn: KnnConfig) -> ScoringHead:
+        """:meth:`with_bank_search` as a knn config says (``knn.search``, ``knn.ivf_lists``, ``knn.ivf_probe``)."""
+        return self.with_bank_search(BankSearch(knn.search, knn.ivf_lists, knn.ivf_probe))
+
     def search_key(self) -> tuple:
         """Heads with equal keys compute equal bank maps (:meth:`Detector.score_heads` searches once)."""
         return (id(self.bank), self.bank_search)
