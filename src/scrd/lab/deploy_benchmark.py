@@ -35,8 +35,7 @@ from ..filenames import MODEL_FILE
 from ..model import SCRD, load_teacher_weights
 from ..runs.runtime import Runtime
 from ..scoring.bank import patch_vectors
-from ..scoring.bank_index import recall_at_1
-from ..scoring.head import BankSearch, ScoringHead
+from ..scoring.head import BankSearch
 
 
 def _seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -45,11 +44,6 @@ def _seconds(fn: Callable[[], object], repeats: int) -> float:
     for _ in range(repeats):
         fn()
     return (time.perf_counter() - started) / repeats
-
-
-def search_recall(approximate: ScoringHead, exact: ScoringHead, teacher: list[torch.Tensor]) -> float:
-    """recall@1 of ``approximate``'s bank search against ``exact``'s on the patches of ``teacher``."""
-    return recall_at_1(approximate.unsmoothed_bank_map(teacher), exact.unsmoothed_bank_map(teacher))
 
 
 def _network(arch: str, weights: str) -> SCRD:
@@ -170,7 +164,7 @@ def run_deploy_benchmark(
             "what": f"the exact search of the same bank, batch {batch_size}",
             "s": _seconds(lambda: exact.unsmoothed_bank_map(features.teacher), repeats) / len(batch),
         }
-        rows["recall_at_1"] = search_recall(loaded.head, exact, features.teacher)
+        rows["recall_at_1"] = loaded.head.recall_against_exact(features.teacher)
         rows["index_build_seconds"] = round(loaded.head.bank_index().build_seconds, 1)
     rows["default_in_memory"] = {
         "what": "the default detector on a batch in memory (student + bank)",

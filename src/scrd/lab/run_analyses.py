@@ -20,6 +20,7 @@ from ..data.layouts import load_samples
 from ..evaluation.intervals import paired_delong, verdict
 from ..evaluation.normal_reference import measure_on_normals, reference_samples
 from ..filenames import TRAIN_SAMPLES
+from ..runs.output import SEARCH_OPTIONS as JOB_SEARCH_OPTIONS
 from ..runs.sample_lists import read_sample_list
 from .scoring_variants import score_variants
 
@@ -83,7 +84,8 @@ def choice_analysis(run, grid) -> dict[str, Any] | None:
     }
 
 
-SEARCH_OPTIONS = {"search", "ivf_lists", "ivf_probe"}  # how a bank is searched, not which rows it holds
+# how a bank is searched, not which rows it holds: the knn options that --set may change on a trained model
+SEARCH_OPTIONS = {key.removeprefix("knn.") for key in JOB_SEARCH_OPTIONS}
 
 
 def bank_analysis(run, grid, banks: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -92,8 +94,6 @@ def bank_analysis(run, grid, banks: dict[str, dict[str, Any]]) -> dict[str, Any]
     measured anew on the held-out normals), against the run's own bank: AUROC, rows, search time.
     A variant of search options only (``{search: ivf, ivf_probe: 16}``) searches the run's own bank
     that way, with the run's own statistics, and records its recall@1 against the exact search."""
-    from ..scoring.bank_index import recall_at_1
-    from ..scoring.head import BankSearch
     from ..training.fit_bank import fit_memory_bank
 
     detector = run.detector
@@ -131,9 +131,7 @@ def bank_analysis(run, grid, banks: dict[str, dict[str, Any]]) -> dict[str, Any]
         fitted[name]["search_seconds_per_image"] = (time.perf_counter() - started) / len(images)
         fitted[name]["auroc"] = float(roc_auc_score(labels, scores[name]))
         if name in searched_only:
-            exact = detector.head.with_bank_search(BankSearch("exact"))
-            found, truth = head.unsmoothed_bank_map(teacher), exact.unsmoothed_bank_map(teacher)
-            fitted[name]["recall_at_1"] = recall_at_1(found, truth)  # on these 16 images' patches
+            fitted[name]["recall_at_1"] = head.recall_against_exact(teacher)  # on these 16 images' patches
         if name != "own":
             fitted[name]["paired_vs_own"] = paired_delong(labels, scores[name], scores["own"])
     return fitted

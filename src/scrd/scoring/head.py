@@ -25,7 +25,7 @@ from ..config import KnnConfig, ScoringConfig
 from ..errors import CheckpointError
 from .bank import bank_distances, patch_vectors
 from .bank_fusion import add_bank_map
-from .bank_index import IvfIndex
+from .bank_index import IvfIndex, recall_at_1
 from .maps import combine_scales, gaussian_smooth, image_score, standardize_scales, upsampled_scale_maps
 from .scale_fusion import fuse_on_normal_scale
 
@@ -126,6 +126,11 @@ class ScoringHead(nn.Module):
     def with_search_of(self, knn: KnnConfig) -> ScoringHead:
         """:meth:`with_bank_search` as a knn config says (``knn.search``, ``knn.ivf_lists``, ``knn.ivf_probe``)."""
         return self.with_bank_search(BankSearch(knn.search, knn.ivf_lists, knn.ivf_probe))
+
+    def recall_against_exact(self, teacher: Sequence[torch.Tensor]) -> float:
+        """recall@1 of this head's bank search against the exact search, on the patches of ``teacher``."""
+        exact = self.with_bank_search(BankSearch("exact"))
+        return recall_at_1(self.unsmoothed_bank_map(teacher), exact.unsmoothed_bank_map(teacher))
 
     def search_key(self) -> tuple:
         """Heads with equal keys compute equal bank maps (:meth:`Detector.score_heads` searches once)."""
