@@ -36,6 +36,7 @@ from .intervals import auroc_interval, wilson_interval
 from .localisation import localisation
 from .metrics import metrics_at_threshold, oracle_metrics, trivial_rule_check
 from .scored_set import ScoredSet, score_samples
+from .threshold_noise import threshold_noise_by_size
 
 
 def alpha_statistics(alpha: np.ndarray, peak: np.ndarray | None = None) -> dict[str, Any] | None:
@@ -161,6 +162,11 @@ def evaluate(
             **at,
             **intervals,
         }
+        noise = threshold_noise_by_size(
+            labels, scores, int(threshold_info.get("n_images", 0)), threshold_info.get("target_specificity", 0.95)
+        )
+        if noise is not None:
+            result["threshold_noise"] = noise
     if scored.skipped:
         result["skipped_images"] = {
             "count": len(scored.skipped),

@@ -92,6 +92,12 @@ def official_metrics(labels: Any, scores: Any) -> dict[str, float]:
     return {**rounded, "threshold": m["threshold"]}
 
 
+def conformal_rank(n: int, target_specificity: float) -> int:
+    """k = ⌈(n + 1)·target⌉ of the conformal rule: which smallest of n calibration scores is the threshold
+    (above n when n is too few for the target). 1e-9 absorbs float error in (n + 1)·target."""
+    return math.ceil((n + 1) * target_specificity - 1e-9)
+
+
 def conformal_threshold(normal_scores: Any, target_specificity: float = 0.95) -> dict[str, Any]:
     """The split-conformal threshold and what it promises.
 
@@ -113,7 +119,7 @@ def conformal_threshold(normal_scores: Any, target_specificity: float = 0.95) ->
     if not np.isfinite(s).all():
         raise ValueError("normal_scores contain NaN or infinite values")
     n = s.size
-    k = math.ceil((n + 1) * target_specificity - 1e-9)  # 1e-9 absorbs float error in (n + 1)·target
+    k = conformal_rank(n, target_specificity)
     guaranteed = k <= n
     k = min(k, n)
     threshold = float(np.nextafter(s[k - 1], np.inf))

@@ -143,6 +143,24 @@ def _summary(data: ReportData) -> str:
     return f'<div class="cards">{body}</div>'
 
 
+def _threshold_noise(noise: dict | None) -> str:
+    """How far the sensitivity moves with the calibration normals drawn (evaluate's threshold_noise)."""
+    if not noise:
+        return ""
+    rows = [
+        (
+            f"calibrated on {n['calibration_size']} normals",
+            f"sensitivity {n['sensitivity']['mean']:.3f} ± {n['sensitivity']['std']:.3f} "
+            f"(5–95 %: {n['sensitivity']['p5']:.3f}–{n['sensitivity']['p95']:.3f}); "
+            f"specificity {n['specificity']['mean']:.3f} ± {n['specificity']['std']:.3f}",
+        )
+        for n in noise["by_size"]
+    ]
+    return f"<h3>How much the threshold moves with its calibration normals</h3><p>{esc(noise['note'])}.</p>" + table(
+        rows, "threshold-noise"
+    )
+
+
 def _metrics_section(data: ReportData) -> str:
     m = data.metrics
     if m is None:
@@ -178,6 +196,7 @@ def _metrics_section(data: ReportData) -> str:
             ("accuracy", num(c["acc"])),
         ]
         parts.append(table(rows, "calibrated"))
+        parts.append(_threshold_noise(m.get("threshold_noise")))
     parts.append(
         "<h3>ORACLE threshold: best F1 chosen on this evaluated set itself (as the paper reports); "
         "optimistic, not usable for deployment</h3>"
