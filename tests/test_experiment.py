@@ -11,7 +11,7 @@ import pytest
 from scrd.cli import main
 from scrd.errors import ConfigError
 from scrd.lab.experiment import SUMMARY, load_grid, run_grid
-from scrd.lab.experiment_report import label_free_pick, report, spearman
+from scrd.lab.experiment_report import _label_free_scoring_tables, label_free_pick, report, spearman
 
 TINY_BASE = {
     "model.arch": "mobilenet_v2",
@@ -152,6 +152,12 @@ def test_label_free_pick_is_the_best_criterion_first_of_equals():
     assert label_free_pick(summary, ["a", "c", "b"]) == "c"  # the grid's order breaks ties
     assert label_free_pick(summary, ["a", "d"]) is None  # no criterion for every option: no choice
     assert label_free_pick({"label_free_by_scoring": None}, ["a"]) is None  # a run without held-out images
+
+
+def test_one_scoring_is_not_reported_as_a_label_free_choice():
+    runs = {"v": [{"label_free_by_scoring": {"a": 0.7, "b": 0.6}, "auroc_by_scoring": {"a": 0.9, "b": 0.8}}]}
+    assert "## Scoring option chosen without labels" in "\n".join(_label_free_scoring_tables(["a", "b"], runs))
+    assert _label_free_scoring_tables(["a"], runs) == []  # its only option would read as a choice
 
 
 def test_grid_errors_name_the_problem(tmp_path, phantom_data):

@@ -78,8 +78,8 @@ def _label_free_scoring_tables(scoring_names: list[str], rows: dict[str, list[di
     with_criterion = {
         name: r for name, r in rows.items() if all(label_free_pick(x, scoring_names) is not None for x in r)
     }
-    if not with_criterion:
-        return []
+    if len(scoring_names) < 2 or not with_criterion:
+        return []  # one scoring is no choice: its "pick" would read as a label-free result
     lines = [
         "## Scoring option chosen without labels",
         "",
