@@ -20,6 +20,7 @@ from .config import ARCHITECTURES, DEFAULT_PRESET, PRESET_NAMES
 from .data.prepare import DATASETS
 from .errors import ConfigError, ScrdError
 from .filenames import (
+    CONFIG_FILE,
     HEATMAP_DIR,
     HISTOGRAM_FILE,
     METRICS_FILE,
@@ -337,6 +338,23 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_refit(args: argparse.Namespace) -> int:
+    from .config import Config
+    from .detector import resolve_model_path
+    from .evaluation.calibrate import calibrate
+    from .training.refit import refit_after_training
+
+    source = resolve_model_path(args.model).parent
+    config = Config.load(source / CONFIG_FILE).with_overrides(_set_items(args.set))
+    changed = refit_after_training(source, args.out, config, progress=not args.no_progress)
+    shown = ", ".join(f"{key}={config.dotted()[key]}" for key in changed) or "nothing changed"
+    print(f"{args.out}: the student of {source}, its bank and scoring fitted anew ({shown})")
+    if config.train.holdout_fraction > 0:  # as train does: a threshold from the held-out normals
+        info = calibrate(args.out, "holdout", "train", args.specificity, show_progress=not args.no_progress)
+        _print_calibration(info)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -507,6 +525,7 @@ EXAMPLES = {
     "export": "scrd export runs/r1 --format onnx --out deploy/r1.onnx",
     "calibrate": "scrd calibrate --model runs/r1              # on the run's held-out normals\n"
     "  scrd calibrate --model runs/r1 --data NORMALS --specificity 0.98",
+    "refit": "scrd refit --model runs/r1 --out runs/r1-small --set knn.sampling=coreset --set knn.fraction=0.01",
     "demo": "scrd demo --out scrd-demo",
     "params": "scrd params --arch wide_resnet50_2",
     "weights": "scrd weights install wide_resnet50_2 ~/Downloads/wide_resnet50_2-95faca4d.pth\n  scrd weights status",
@@ -883,6 +902,26 @@ def _small_parsers(sub) -> None:
     p.set_defaults(func=cmd_benchmark)
 
 
+def _refit_parser(sub) -> None:
+    p = sub.add_parser(
+        "refit",
+        formatter_class=HelpFormatter,
+        epilog=_example("refit"),
+        help="a new run with a trained run's student and another memory bank or scoring, without training",
+        description="Keep a trained run's student and fit anew what is fitted after training, as the --set "
+        "options say: the memory bank (knn.*: sampling, fraction, search) and the scoring (scoring.*), with "
+        "their normal statistics and the threshold, on the run's own training and held-out images.",
+    )
+    p.add_argument("--model", required=True, help="the trained run (directory or model.pt)")
+    p.add_argument("--out", required=True, help="the new run directory")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="a knn.* or scoring.* option to change (repeatable)"
+    )
+    p.add_argument("--specificity", type=float, default=0.95, help="target specificity of the threshold")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_refit)
+
+
 def _experiment_parser(sub) -> None:
     p = sub.add_parser(
         "experiment",
@@ -993,6 +1032,7 @@ def build_parser() -> argparse.ArgumentParser:
         _serve_parser,
         _export_parser,
         _calibrate_parser,
+        _refit_parser,
         _small_parsers,
         _experiment_parser,
         _reproduce_parser,

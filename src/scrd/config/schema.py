@@ -44,6 +44,10 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
 
+    def dotted(self) -> dict[str, Any]:
+        """Every option by its dotted key ("train.iterations"), as ``with_overrides`` takes them."""
+        return {f"{section}.{key}": v for section, fields in self.to_dict().items() for key, v in fields.items()}
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 

@@ -16,7 +16,9 @@ overrides), and optionally extra scoring options to evaluate on every trained mo
 Each (variant, seed) trains into ``OUT/<variant>/seed-<seed>/`` (resumed when it was
 interrupted), is calibrated on its held-out normal images (in-sample, labelled so, when it has
 none) and evaluated on the labelled split; its summary goes to ``experiment.json`` there, so a
-finished run is never repeated. A scoring added to the grid later is scored on the trained models
+finished run is never repeated. A row with ``student_from: <earlier row>`` trains nothing: it keeps
+that row's trained students (seed by seed) and refits only what its own knn.* and scoring.* options
+change (the memory bank, the statistics, the threshold; :mod:`scrd.training.refit`). A scoring added to the grid later is scored on the trained models
 after every run is trained, without retraining. ``report`` turns the summaries into markdown tables: mean ± std over
 the seeds and each seed's value, AUROC, AP, the calibrated threshold's sensitivity and
 specificity, α statistics, training time, every extra scoring, and the rank correlation of the
@@ -52,6 +54,9 @@ class Variant:
     group: str = ""
     about: str = ""
     seeds: list[int] | None = None  # this variant's own seeds (e.g. one seed for a sweep); else the grid's
+    # an earlier row whose trained students this row keeps, refitting only its bank and scoring
+    # (training.refit): rows that differ in knn.* / scoring.* alone need no second training
+    student_from: str | None = None
 
 
 @dataclass
@@ -90,10 +95,11 @@ def load_grid(path: str | Path) -> Grid:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}")
     variants = []
     for item in spec.get("variants", []):
-        extra = set(item) - {"name", "preset", "set", "group", "about", "seeds"}
+        extra = set(item) - {"name", "preset", "set", "group", "about", "seeds", "student_from"}
         if extra or "name" not in item:
             raise ConfigError(
-                f"{path}: a variant needs a name and may have preset, set, group, about, seeds; got {item}"
+                f"{path}: a variant needs a name and may have preset, set, group, about, seeds, student_from; "
+                f"got {item}"
             )
         variants.append(
             Variant(
@@ -103,6 +109,7 @@ def load_grid(path: str | Path) -> Grid:
                 item.get("group", ""),
                 item.get("about", ""),
                 [int(x) for x in item["seeds"]] if item.get("seeds") else None,
+                item.get("student_from"),
             )
         )
     names = [v.name for v in variants]
@@ -124,6 +131,9 @@ def load_grid(path: str | Path) -> Grid:
     for pair in grid.compare:
         if len(pair) != 2 or any(p.partition(":")[0] not in names for p in pair):
             raise ConfigError(f"{path}: compare: {pair} must be two of the grid's rows (variant or variant:option)")
+    for i, variant in enumerate(grid.variants):
+        if variant.student_from is not None:
+            _check_student_source(path, grid, variant, [v.name for v in grid.variants[:i]])
     from .scoring_variants import variant_scoring
 
     for variant in grid.variants:  # every config and every scoring on it must be valid before anything runs
@@ -134,6 +144,23 @@ def load_grid(path: str | Path) -> Grid:
             except ConfigError as exc:
                 raise ConfigError(f"{path}: scoring {name!r} on variant {variant.name!r}: {exc}") from None
     return grid
+
+
+def _check_student_source(path: str | Path, grid: Grid, variant: Variant, earlier: list[str]) -> None:
+    """A row's student_from names an earlier row, trained at each of its seeds, differing only after training."""
+    from ..training.refit import after_training_changes
+
+    if variant.student_from not in earlier:
+        raise ConfigError(f"{path}: {variant.name}: student_from {variant.student_from!r} must name an earlier row")
+    source = next(v for v in grid.variants if v.name == variant.student_from)
+    missing = sorted(set(grid.seeds_of(variant)) - set(grid.seeds_of(source)))
+    if missing:
+        raise ConfigError(f"{path}: {variant.name}: seeds {missing} are not trained by {source.name}")
+    seed = grid.seeds_of(variant)[0]
+    try:
+        after_training_changes(grid.config(source, seed), grid.config(variant, seed))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {variant.name} cannot keep {source.name}'s students: {exc}") from None
 
 
 def run_grid(grid: Grid, out: str | Path, only: list[str] | None = None, progress: bool = False) -> list[dict]:
@@ -283,7 +310,9 @@ def run_one(grid: Grid, variant: Variant, seed: int, run_dir: Path, progress: bo
         return read_json(run_dir / SUMMARY)
     started = time.perf_counter()
     eval_source = grid.data if config.train.eval_every else None
-    if (run_dir / CONFIG_FILE).is_file():
+    if variant.student_from is not None:
+        _refit_from(run_dir.parent.parent / variant.student_from / run_dir.name, run_dir, config, progress)
+    elif (run_dir / CONFIG_FILE).is_file():
         resume(run_dir, grid.data, progress=progress, eval_source=eval_source, eval_split=grid.eval_split)
     else:
         train(config, grid.data, run_dir, progress=progress, eval_source=eval_source, eval_split=grid.eval_split)
@@ -316,12 +345,27 @@ def run_one(grid: Grid, variant: Variant, seed: int, run_dir: Path, progress: bo
     return summary
 
 
+def _refit_from(source: Path, run_dir: Path, config: Config, progress: bool) -> None:
+    """The source run's student with this row's bank and scoring (a refit stopped half-way is redone)."""
+    import shutil
+
+    from ..training.refit import refit_after_training
+
+    if (run_dir / MODEL_META).is_file():
+        return  # refitted; stopped before its evaluation
+    if not (source / SUMMARY).is_file():
+        raise ConfigError(f"{run_dir}: its student comes from {source}, which is not finished; run that row first")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    refit_after_training(source, run_dir, config, progress)
+
+
 def _check_trained_as_defined(run_dir: Path, config: Config) -> None:
     """A finished run is reused only if it was trained with its row's config: a row edited after its
     runs finished (or a run copied from another grid under a different definition) would otherwise
     report figures under a description they do not match."""
-    stored = _by_dotted_key(Config.load(run_dir / CONFIG_FILE))
-    defined = _by_dotted_key(config)
+    stored = Config.load(run_dir / CONFIG_FILE).dotted()
+    defined = config.dotted()
     # options added since a run was trained, that did not change it: a minimum held-out count the run's
     # count already meets, and the scoring choice (made after training)
     if stored["train.holdout_min"] != defined["train.holdout_min"] and not defined["train.max_images"]:
@@ -339,10 +383,6 @@ def _check_trained_as_defined(run_dir: Path, config: Config) -> None:
             f"{run_dir}: this finished run was trained with a different config than its row defines ({shown}); "
             "restore the row's definition, or move the run away to train it anew"
         )
-
-
-def _by_dotted_key(config: Config) -> dict[str, Any]:
-    return {f"{section}.{key}": v for section, fields in config.to_dict().items() for key, v in fields.items()}
 
 
 def _uses_alpha(config: Config) -> bool:

@@ -161,9 +161,9 @@ def _fit_knn(config: Config, images: TrainingImages, run_dir: Path, progress: bo
     seed_everything(config.train.seed, config.train.deterministic)
     clock = Clock()
     network, bank, weights_note, device = fit_memory_bank(config, images.fit, progress)
-    _write_run_files(run_dir, config, images, device)
+    write_run_files(run_dir, config, images, device)
     dataset = ImageDataset(images.fit, config.model.image_size, data=config.data)
-    _finish(
+    save_trained(
         run_dir,
         network,
         config,
@@ -265,7 +265,7 @@ def _run(
                 run_dir, model, optimizer, synth, images.source, images.fingerprint, world.size
             )
         if world.main:
-            _write_run_files(run_dir, config, images, device)
+            write_run_files(run_dir, config, images, device)
         monitors.open(start, model)
         dataset = ImageDataset(images.fit, config.model.image_size, data=config.data)
         cache = _build_cache(config, images, weights_note, device, run_dir, dataset, model, progress, world)
@@ -291,7 +291,7 @@ def _run(
         monitors.close()
         selection = monitors.select(model)
         if world.main:
-            _finish(
+            save_trained(
                 run_dir,
                 model,
                 config,
@@ -380,7 +380,7 @@ def _cache_identity(config: Config, images: TrainingImages, weights_note: str, d
     }
 
 
-def _write_run_files(run_dir: Path, config: Config, images: TrainingImages, device: torch.device) -> None:
+def write_run_files(run_dir: Path, config: Config, images: TrainingImages, device: torch.device) -> None:
     """Config, environment, the sample lists and the skipped images (everything checked by now)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / CONFIG_FILE)
@@ -391,7 +391,7 @@ def _write_run_files(run_dir: Path, config: Config, images: TrainingImages, devi
         SkippedImages(run_dir / SKIPPED_FILE).add(images.skipped)
 
 
-def _finish(
+def save_trained(
     run_dir: Path,
     model,
     config: Config,
@@ -404,10 +404,12 @@ def _finish(
     train_seconds: float,
     bank: torch.Tensor | None = None,
     progress: bool = False,
+    record: dict | None = None,
 ) -> None:
     """Save the final model with its scoring head: the memory bank (the knn method's ``bank``, or the
     one model.memory_bank fits beside the student now) and the normal-image statistics its scoring
-    reads; metadata of an earlier save is merged, except what the new weights void."""
+    reads; metadata of an earlier save is merged, except what the new weights void; ``record`` is
+    added to the metadata."""
     old = read_json(run_dir / MODEL_META) if (run_dir / MODEL_META).is_file() else {}
     old.pop("calibration", None)  # calibrated for other weights (a run extended with more iterations)
     for voided in ("normal_statistics", "scoring_statistics", NORMAL_SCORES):  # of other weights
@@ -458,6 +460,7 @@ def _finish(
             },
             **held_out_scores,
             **choice,
+            **(record or {}),
         },
     )
 
