@@ -18,8 +18,9 @@ interrupted), is calibrated on its held-out normal images (in-sample, labelled s
 none) and evaluated on the labelled split; its summary goes to ``experiment.json`` there, so a
 finished run is never repeated. A row with ``student_from: <earlier row>`` trains nothing: it keeps
 that row's trained students (seed by seed) and refits only what its own knn.* and scoring.* options
-change (the memory bank, the statistics, the threshold; :mod:`scrd.training.refit`). A scoring added to the grid later is scored on the trained models
-after every run is trained, without retraining. ``report`` turns the summaries into markdown tables: mean ± std over
+change (the memory bank, the statistics, the threshold; :mod:`scrd.training.refit`). A scoring
+added to the grid later is scored on the trained models after every run is trained, without
+retraining. ``report`` turns the summaries into markdown tables: mean ± std over
 the seeds and each seed's value, AUROC, AP, the calibrated threshold's sensitivity and
 specificity, α statistics, training time, every extra scoring, and the rank correlation of the
 label-free criterion with the real AUROC over the checkpoints of runs that logged both.
