@@ -347,7 +347,8 @@ def cmd_refit(args: argparse.Namespace) -> int:
     source = resolve_model_path(args.model).parent
     config = Config.load(source / CONFIG_FILE).with_overrides(_set_items(args.set))
     changed = refit_after_training(source, args.out, config, progress=not args.no_progress)
-    shown = ", ".join(f"{key}={config.dotted()[key]}" for key in changed) or "nothing changed"
+    options = config.dotted()
+    shown = ", ".join(f"{key}={options[key]}" for key in changed) or "nothing changed"
     print(f"{args.out}: the student of {source}, its bank and scoring fitted anew ({shown})")
     if config.train.holdout_fraction > 0:  # as train does: a threshold from the held-out normals
         info = calibrate(args.out, "holdout", "train", args.specificity, show_progress=not args.no_progress)

@@ -352,8 +352,9 @@ def _refit_from(source: Path, run_dir: Path, config: Config, progress: bool) -> 
 
     from ..training.refit import refit_after_training
 
-    if (run_dir / MODEL_META).is_file():
-        return  # refitted; stopped before its evaluation
+    if (run_dir / MODEL_META).is_file():  # refitted (here or ahead of time); stopped before its evaluation
+        _check_trained_as_defined(run_dir, config)
+        return
     if not (source / SUMMARY).is_file():
         raise ConfigError(f"{run_dir}: its student comes from {source}, which is not finished; run that row first")
     if run_dir.exists():
