@@ -77,12 +77,15 @@ def test_config_refuses_a_probe_below_one_and_negative_lists():
 
 @pytest.fixture(scope="module")
 def ivf_run(phantom_data, tmp_path_factory):
-    """The default detector trained to search its bank through an index of 16 lists, one probed."""
+    """The default detector trained to search its bank through an index of 16 lists, one probed; a 10 %
+    random bank (the knn preset's), large enough on tiny images for one list of 16 to miss rows."""
     run = tmp_path_factory.mktemp("ivf") / "run"
     config = tiny_config(
         "denoising_knn",
         train__iterations=4,
         train__holdout_fraction=0.25,
+        knn__sampling="random",
+        knn__fraction=0.1,
         knn__search="ivf",
         knn__ivf_lists=16,
         knn__ivf_probe=1,

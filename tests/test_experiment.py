@@ -207,7 +207,8 @@ def test_the_choice_the_banks_and_the_paired_tests_of_a_grid(phantom_data, tmp_p
         "seeds": [1],
         "base": TINY_BASE,
         "variants": [
-            {"name": "default", "preset": "denoising_knn"},
+            # with the knn preset's 10 % random bank, so that a 5 % coreset is the smaller bank
+            {"name": "default", "preset": "denoising_knn", "set": {"knn.sampling": "random", "knn.fraction": 0.1}},
             {"name": "knn", "preset": "knn"},
         ],
         "choice": True,

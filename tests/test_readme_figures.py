@@ -14,7 +14,7 @@ from scrd.lab.experiment import load_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = {"brain": "docs/experiments/default_brain.yaml", "chest": "docs/experiments/default_chest.yaml"}
-PRODUCT_ROW = "denoising_knn_cosine_4000"
+PRODUCT_ROW = "denoising_knn_cosine_4000_coreset1"
 
 
 @pytest.mark.parametrize("grid", GRIDS.values())

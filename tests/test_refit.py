@@ -20,7 +20,11 @@ from scrd.training.train import train
 @pytest.fixture(scope="module")
 def trained(phantom_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("refit") / "run"
-    train(tiny_config("denoising_knn", train__iterations=4, train__holdout_fraction=0.25), phantom_data, run, False)
+    # a 10 % random bank (the knn preset's), so that a 2 % coreset is the smaller bank
+    config = tiny_config(
+        "denoising_knn", train__iterations=4, train__holdout_fraction=0.25, knn__sampling="random", knn__fraction=0.1
+    )
+    train(config, phantom_data, run, False)
     return run
 
 
@@ -72,6 +76,7 @@ def test_a_grid_row_keeps_an_earlier_rows_students_and_matches_its_bank_analysis
                 "name": "small",
                 "preset": "denoising_knn",
                 "student_from": "default",
+                "analyses": False,  # its bank is the earlier row's analysis already
                 "set": {"knn.sampling": "coreset", "knn.fraction": 0.05},
             },
         ],
@@ -83,7 +88,9 @@ def test_a_grid_row_keeps_an_earlier_rows_students_and_matches_its_bank_analysis
     assert main(["experiment", "run", str(grid), "--out", str(out), "--no-progress"]) == 0
     default, small = (json.loads((out / v / "seed-1" / SUMMARY).read_text()) for v in ("default", "small"))
     assert small["auroc"] == pytest.approx(default["banks"]["coreset"]["auroc"], abs=1e-9)
-    assert small["banks"]["own"]["rows"] == default["banks"]["coreset"]["rows"]
+    small_meta = json.loads((out / "small" / "seed-1" / MODEL_META).read_text())
+    assert small_meta["memory_bank_shape"][0] == default["banks"]["coreset"]["rows"]
+    assert "banks" not in small and "banks" in default  # analyses: false spares the refitted row
     assert not (out / "small" / "seed-1" / "checkpoints").exists()  # nothing was trained
 
 
@@ -99,4 +106,8 @@ def test_a_grid_refuses_student_from_a_later_row_or_a_training_change(phantom_da
     rows = [rows[1], {"name": "a", "preset": "denoising_knn", "student_from": "b", "set": {"loss.eps": 1e-3}}]
     grid.write_text(json.dumps({"data": str(phantom_data), "base": TINY_BASE, "variants": rows}))
     with pytest.raises(ConfigError, match=r"a cannot keep b's students: .*loss.eps"):
+        load_grid(grid)
+    rows = [rows[1], {"name": "a", "preset": "denoising_knn", "student_from": "b", "analyses": "no"}]
+    grid.write_text(json.dumps({"data": str(phantom_data), "base": TINY_BASE, "variants": rows}))
+    with pytest.raises(ConfigError, match="a: analyses must be true or false, got 'no'"):
         load_grid(grid)

@@ -526,7 +526,7 @@ EXAMPLES = {
     "export": "scrd export runs/r1 --format onnx --out deploy/r1.onnx",
     "calibrate": "scrd calibrate --model runs/r1              # on the run's held-out normals\n"
     "  scrd calibrate --model runs/r1 --data NORMALS --specificity 0.98",
-    "refit": "scrd refit --model runs/r1 --out runs/r1-small --set knn.sampling=coreset --set knn.fraction=0.01",
+    "refit": "scrd refit --model runs/r1 --out runs/r1-ivf --set knn.search=ivf",
     "demo": "scrd demo --out scrd-demo",
     "params": "scrd params --arch wide_resnet50_2",
     "weights": "scrd weights install wide_resnet50_2 ~/Downloads/wide_resnet50_2-95faca4d.pth\n  scrd weights status",

@@ -46,10 +46,11 @@ _PRESETS = (
         "denoising_knn",
         "the recommended detector (the defaults): a denoising student (it reconstructs the clean image's "
         "teacher features from the noisy image's, fresh simplex patches through the teacher only, RD4AD's "
-        "cosine loss, no α, 4000 iterations on a cosine learning rate) with the knn reference's memory bank "
-        "beside it; maps compare 3x3-averaged features, each scale's map in units of its spread over "
-        "held-out normal images and weighted per image by softmax(z / 2), the student's and the bank's "
-        "maps added in units of normal variation; image score = mean of the top 5 % of the map",
+        "cosine loss, no α, 4000 iterations on a cosine learning rate) with a memory bank of the knn "
+        "reference's patch vectors beside it (a greedy coreset of 1 % of the normal patches); maps compare "
+        "3x3-averaged features, each scale's map in units of its spread over held-out normal images and "
+        "weighted per image by softmax(z / 2), the student's and the bank's maps added in units of normal "
+        "variation; image score = mean of the top 5 % of the map",
         {},
     ),
     Preset(
@@ -96,7 +97,7 @@ _PRESETS = (
         "knn",
         "the training-free reference: a memory bank of 3x3-averaged teacher patches (scales 2 and 3, "
         "10 % random subset), nearest-neighbour distance maps, image score = largest value (PatchCore)",
-        {**OFFICIAL, "model.method": "knn", "scoring.score": "max"},
+        {**OFFICIAL, "model.method": "knn", "scoring.score": "max", "knn.sampling": "random", "knn.fraction": 0.1},
     ),
 )
 

@@ -18,7 +18,8 @@ interrupted), is calibrated on its held-out normal images (in-sample, labelled s
 none) and evaluated on the labelled split; its summary goes to ``experiment.json`` there, so a
 finished run is never repeated. A row with ``student_from: <earlier row>`` trains nothing: it keeps
 that row's trained students (seed by seed) and refits only what its own knn.* and scoring.* options
-change (the memory bank, the statistics, the threshold; :mod:`scrd.training.refit`). A scoring
+change (the memory bank, the statistics, the threshold; :mod:`scrd.training.refit`); a row's
+``analyses: false`` spares it the grid's choice and banks analyses. A scoring
 added to the grid later is scored on the trained models after every run is trained, without
 retraining. ``report`` turns the summaries into markdown tables: mean ± std over
 the seeds and each seed's value, AUROC, AP, the calibrated threshold's sensitivity and
@@ -58,6 +59,9 @@ class Variant:
     # an earlier row whose trained students this row keeps, refitting only its bank and scoring
     # (training.refit): rows that differ in knn.* / scoring.* alone need no second training
     student_from: str | None = None
+    # false: the grid's choice and banks analyses skip this row (a refit of a row analysed already,
+    # where they would repeat that row's figures at ~20 min per run)
+    analyses: bool = True
 
 
 @dataclass
@@ -96,12 +100,14 @@ def load_grid(path: str | Path) -> Grid:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}")
     variants = []
     for item in spec.get("variants", []):
-        extra = set(item) - {"name", "preset", "set", "group", "about", "seeds", "student_from"}
+        extra = set(item) - {"name", "preset", "set", "group", "about", "seeds", "student_from", "analyses"}
         if extra or "name" not in item:
             raise ConfigError(
-                f"{path}: a variant needs a name and may have preset, set, group, about, seeds, student_from; "
-                f"got {item}"
+                f"{path}: a variant needs a name and may have preset, set, group, about, seeds, student_from, "
+                f"analyses; got {item}"
             )
+        if not isinstance(item.get("analyses", True), bool):
+            raise ConfigError(f"{path}: {item['name']}: analyses must be true or false, got {item['analyses']!r}")
         variants.append(
             Variant(
                 item["name"],
@@ -111,6 +117,7 @@ def load_grid(path: str | Path) -> Grid:
                 item.get("about", ""),
                 [int(x) for x in item["seeds"]] if item.get("seeds") else None,
                 item.get("student_from"),
+                item.get("analyses", True),
             )
         )
     names = [v.name for v in variants]
@@ -193,7 +200,8 @@ def run_grid(grid: Grid, out: str | Path, only: list[str] | None = None, progres
         if missing := {k: v for k, v in weighing.items() if k not in by_scoring}:
             by_scoring.update(scoring_alpha_vs_lesion_size(finished, missing))
             write_json(run_dir / SUMMARY, summary)
-        _run_analyses(grid, finished, summary)
+        if next(v for v in grid.variants if v.name == summary["variant"]).analyses:
+            _run_analyses(grid, finished, summary)
     return summaries
 
 
