@@ -48,6 +48,11 @@ class Config:
         """Every option by its dotted key ("train.iterations"), as ``with_overrides`` takes them."""
         return {f"{section}.{key}": v for section, fields in self.to_dict().items() for key, v in fields.items()}
 
+    @staticmethod
+    def differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+        """The dotted keys whose values differ between two ``dotted()`` forms (a key one lacks counts)."""
+        return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 

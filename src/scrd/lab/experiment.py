@@ -386,7 +386,7 @@ def _check_trained_as_defined(run_dir: Path, config: Config) -> None:
         if holdout_count(held + fit, defined["train.holdout_fraction"], defined["train.holdout_min"]) == held:
             stored["train.holdout_min"] = defined["train.holdout_min"]
     stored.setdefault("scoring.choose", "fixed")
-    differing = sorted(k for k in stored.keys() | defined.keys() if stored.get(k) != defined.get(k))
+    differing = Config.differing(stored, defined)
     if differing:
         shown = ", ".join(f"{k}: trained {stored.get(k)!r}, row says {defined.get(k)!r}" for k in differing)
         raise ConfigError(

@@ -30,7 +30,7 @@ def after_training_changes(trained: Config, wanted: Config) -> list[str]:
     """The options ``wanted`` changes from ``trained``; ConfigError if one of them would change what
     was trained (anything but ``knn.*`` and ``scoring.*``)."""
     old, new = trained.dotted(), wanted.dotted()
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    changed = Config.differing(old, new)
     training = [k for k in changed if not k.startswith(FITTED_AFTER_TRAINING)]
     if training:
         shown = ", ".join(f"{k}: trained {old.get(k)!r}, asked {new.get(k)!r}" for k in training)
