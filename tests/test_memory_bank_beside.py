@@ -61,7 +61,7 @@ def test_training_fits_the_bank_and_stores_both_maps_statistics(bank_run):
     detector = Detector.load(bank_run, "cpu")
     knn = detector.config.knn
     assert detector.has_memory_bank
-    # 12 training images (16 less 4 held out) x 8 x 8 positions of scale 2 at 64 px, 10 % kept
+    # 12 training images (16 less 4 held out) x 8 x 8 positions of scale 2 at 64 px, knn.fraction kept
     assert detector.head.bank.shape[0] == round(12 * 8 * 8 * knn.fraction)
     assert meta["memory_bank_shape"] == list(detector.head.bank.shape)
     stored = meta["scoring_statistics"]
@@ -164,3 +164,31 @@ def test_predict_scores_files_with_the_bank(bank_run, phantom_data, tmp_path):
     alone = detector.score_heads(batch, {"a": alone_head})["a"].scores.double()
     assert [predicted[str(p)] for p in images] == pytest.approx(expected.tolist(), rel=1e-5, abs=1e-5)
     assert not torch.allclose(expected, alone)  # the bank's map is part of what predict scores
+
+
+def test_the_command_line_exports_the_default_and_scores_it_with_onnxruntime(bank_run, phantom_data, tmp_path):
+    """`scrd export` of a default-preset model (its 1 % coreset bank inside the graph), then `scrd predict
+    --backend onnxruntime`: the decisions torch makes, scores within the parity tolerance."""
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'scrd[onnx]')")
+    pytest.importorskip("onnxscript", reason="the onnx extra is not installed (pip install 'scrd[onnx]')")
+    import csv
+
+    from scrd.cli import main
+
+    assert Detector.load(bank_run, "cpu").config.knn.sampling == "coreset"  # the default's bank
+    onnx = tmp_path / "default.onnx"
+    assert main(["export", str(bank_run), "--format", "onnx", "--out", str(onnx)]) == 0
+    images = [str(p) for p in sorted((phantom_data / "images").glob("*.png"))[:6]]
+    rows = {}
+    for name, model, extra in (
+        ("torch", bank_run, ["--precision", "fp32"]),
+        ("ort", onnx, ["--backend", "onnxruntime"]),
+    ):
+        out = tmp_path / name
+        assert main(["predict", *images, "--model", str(model), "--out", str(out), "--no-heatmaps", *extra]) == 0
+        with open(out / "predictions.csv") as f:
+            rows[name] = {r["path"]: (float(r["score"]), r["decision"]) for r in csv.DictReader(f)}
+    assert rows["ort"].keys() == rows["torch"].keys() == set(images)
+    for path in images:
+        (torch_score, torch_decision), (ort_score, ort_decision) = rows["torch"][path], rows["ort"][path]
+        assert ort_decision == torch_decision and ort_score == pytest.approx(torch_score, rel=1e-4, abs=1e-4)
