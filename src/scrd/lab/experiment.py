@@ -174,21 +174,20 @@ def _check_student_source(path: str | Path, grid: Grid, variant: Variant, earlie
 def run_grid(grid: Grid, out: str | Path, only: list[str] | None = None, progress: bool = False) -> list[dict]:
     """Train, calibrate and evaluate every (variant, seed) that has no summary yet."""
     out = Path(out)
-    summaries = []
+    done = []  # (variant, summary) of every run this call covers
     for variant in grid.variants:
         if only and variant.name not in only:
             continue
         for seed in grid.seeds_of(variant):
-            summaries.append(run_one(grid, variant, seed, out / variant.name / f"seed-{seed}", progress))
+            done.append((variant, run_one(grid, variant, seed, out / variant.name / f"seed-{seed}", progress)))
     # then scorings added to the grid after a run was evaluated: scored on the trained model, no retraining
-    for summary in summaries:
+    for variant, summary in done:
         run_dir = out / summary["variant"] / f"seed-{summary['seed']}"
         finished = FinishedRun(run_dir)  # the analyses below share its model and images
         missing = {k: v for k, v in grid.scorings.items() if k not in summary["auroc_by_scoring"]}
         if missing:
             rescore(grid, finished, summary, missing)
         if "alpha_vs_size" not in summary:  # added to the runner after some runs had finished
-            variant = next(v for v in grid.variants if v.name == summary["variant"])
             summary["alpha_vs_size"] = alpha_vs_lesion_size(finished, grid.config(variant, summary["seed"]))
             write_json(run_dir / SUMMARY, summary)
         label_free = summary.get("label_free_by_scoring", {})  # None: the run held out no images
@@ -200,9 +199,9 @@ def run_grid(grid: Grid, out: str | Path, only: list[str] | None = None, progres
         if missing := {k: v for k, v in weighing.items() if k not in by_scoring}:
             by_scoring.update(scoring_alpha_vs_lesion_size(finished, missing))
             write_json(run_dir / SUMMARY, summary)
-        if next(v for v in grid.variants if v.name == summary["variant"]).analyses:
+        if variant.analyses:
             _run_analyses(grid, finished, summary)
-    return summaries
+    return [summary for _, summary in done]
 
 
 def _run_analyses(grid: Grid, run: FinishedRun, summary: dict) -> None:
