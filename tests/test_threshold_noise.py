@@ -1,6 +1,8 @@
 """The calibrated threshold's noise: how sensitivity and specificity move with the calibration normals."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,3 +64,28 @@ def test_evaluate_reports_the_threshold_noise_at_the_calibration_size_and_twice_
     page = (tmp_path / "e" / REPORT_FILE).read_text()
     assert "How much the threshold moves with its calibration normals" in page
     assert f"sensitivity {noise['by_size'][1]['sensitivity']['mean']:.3f}" in page
+
+
+def test_the_benchmark_reports_a_size_the_set_cannot_afford_instead_of_failing(tmp_path, capsys):
+    # benchmarks/threshold_noise.py on a run calibrated on 200 normals, evaluated on 300: n = 200 leaves
+    # 100 to measure on, 2n = 400 cannot be drawn; the row says so and the other figures are printed
+    path = Path(__file__).parents[1] / "benchmarks" / "threshold_noise.py"
+    spec = importlib.util.spec_from_file_location("threshold_noise_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    rng = np.random.default_rng(1)
+    normal, abnormal = rng.normal(size=300), rng.normal(2.0, 1.0, size=200)
+    run = tmp_path / "run"
+    (run / "evaluation").mkdir(parents=True)
+    lines = ["path,label,score,alpha_1,alpha_2,alpha_3"]
+    lines += [f"n{i}.png,0,{s},0.3,0.3,0.4" for i, s in enumerate(normal)]
+    lines += [f"a{i}.png,1,{s},0.3,0.3,0.4" for i, s in enumerate(abnormal)]
+    (run / "evaluation" / "scores.csv").write_text("\n".join(lines) + "\n")
+    calibration = {"threshold": 1.645, "target_specificity": 0.95, "n_images": 200}
+    (run / "model.json").write_text(json.dumps({"calibration": calibration}))
+    assert benchmark.main([str(run), "--draws", "50"]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    assert row.startswith(f"| {run} | 200 |")
+    assert "– (needs 450 normals, the set has 300)" in row
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4].count("±") == 2  # the noise at n: sensitivity ± std (specificity ± std)
