@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from scrd.evaluation.metrics import metrics_at_threshold
-from scrd.evaluation.threshold_noise import MIN_LEFT_OVER, threshold_noise
+from scrd.evaluation.threshold_noise import MIN_LEFT_OVER, can_draw, threshold_noise
 from scrd.filenames import MODEL_META, SCORES_FILE
 from scrd.runs.run_logs import read_scores
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         exact = float(np.mean(abnormal > np.quantile(normal, target)))
         cells = []
         for size in (n, 2 * n):
-            if size > normal.size - MIN_LEFT_OVER:  # too few normals to draw from and measure on
+            if not can_draw(size, normal.size):
                 cells.append(f"– (needs {size + MIN_LEFT_OVER} normals, the set has {normal.size})")
                 continue
             noise = threshold_noise(normal, abnormal, size, target, args.draws)

@@ -22,6 +22,12 @@ from .metrics import conformal_rank
 MIN_LEFT_OVER = 50  # normals kept out of every draw to measure its specificity on
 
 
+def can_draw(calibration_size: int, normal_count: int) -> bool:
+    """Whether a set of ``normal_count`` normal scores affords calibration sets of this size (with
+    :data:`MIN_LEFT_OVER` left over to measure each one's specificity on)."""
+    return 1 <= calibration_size <= normal_count - MIN_LEFT_OVER
+
+
 def threshold_noise(
     normal_scores: Any,
     abnormal_scores: Any,
@@ -41,7 +47,7 @@ def threshold_noise(
     abnormal = np.asarray(abnormal_scores, dtype=np.float64).ravel()
     if abnormal.size == 0:
         raise ValueError("threshold_noise needs abnormal scores")
-    if not 1 <= calibration_size <= normal.size - MIN_LEFT_OVER:
+    if not can_draw(calibration_size, normal.size):
         raise ValueError(
             f"calibration_size {calibration_size} needs at least {MIN_LEFT_OVER} more normal scores "
             f"than it draws; there are {normal.size}"
@@ -82,8 +88,8 @@ def threshold_noise_by_size(
     enough normal images for it; None where it has too few even for 1×."""
     y, s = np.asarray(labels).astype(int), np.asarray(scores, dtype=np.float64)
     normal, abnormal = s[y == 0], s[y == 1]
-    sizes = [m * calibration_size for m in (1, 2, 4) if m * calibration_size <= normal.size - MIN_LEFT_OVER]
-    if not sizes or abnormal.size == 0 or calibration_size < 1:
+    sizes = [m * calibration_size for m in (1, 2, 4) if can_draw(m * calibration_size, normal.size)]
+    if not sizes or abnormal.size == 0:  # can_draw refuses a size below 1
         return None
     return {
         "note": (
