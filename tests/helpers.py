@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -48,3 +50,12 @@ needs_mobilenet_weights = pytest.mark.skipif(
 needs_brain_tumor = pytest.mark.skipif(
     not (SHARED_DATA / "data.json").is_file(), reason=f"real Brain Tumor data not found at {SHARED_DATA}"
 )
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """A script of benchmarks/ (not a package) as a module, to call its functions or its main()."""
+    path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import load_benchmark
 
 from scrd.lab.benchmark import _child, print_table
 
@@ -56,14 +57,7 @@ def test_deploy_benchmark_with_the_ivf_search_times_the_exact_search_beside_it(c
 
 
 def _cuda_check():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "benchmarks" / "cuda_check.py"
-    spec = importlib.util.spec_from_file_location("cuda_check", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("cuda_check")
 
 
 def test_the_prepared_gpu_check_runs_its_code_path_on_the_cpu():

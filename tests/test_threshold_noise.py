@@ -1,11 +1,10 @@
 """The calibrated threshold's noise: how sensitivity and specificity move with the calibration normals."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_benchmark
 from scipy.stats import beta
 
 from scrd.data.phantom import make_phantom_dataset
@@ -69,10 +68,7 @@ def test_evaluate_reports_the_threshold_noise_at_the_calibration_size_and_twice_
 def test_the_benchmark_reports_a_size_the_set_cannot_afford_instead_of_failing(tmp_path, capsys):
     # benchmarks/threshold_noise.py on a run calibrated on 200 normals, evaluated on 300: n = 200 leaves
     # 100 to measure on, 2n = 400 cannot be drawn; the row says so and the other figures are printed
-    path = Path(__file__).parents[1] / "benchmarks" / "threshold_noise.py"
-    spec = importlib.util.spec_from_file_location("threshold_noise_benchmark", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_benchmark("threshold_noise")
     rng = np.random.default_rng(1)
     normal, abnormal = rng.normal(size=300), rng.normal(2.0, 1.0, size=200)
     run = tmp_path / "run"
